@@ -1,0 +1,3 @@
+module github.com/pltune/pltune
+
+go 1.26
