@@ -16,7 +16,7 @@ type Finding struct {
 	End   int `json:"end"`
 	// Message says, in Polish, what is wrong.
 	Message string `json:"message"`
-	// Suggestion is the corrected fragment, or empty when no mechanical
+	// Suggestion replaces text[Start:End]; empty when no mechanical
 	// correction exists.
 	Suggestion string `json:"suggestion,omitempty"`
 }
@@ -27,13 +27,38 @@ type RuleInfo struct {
 	Description string `json:"description"`
 }
 
-// rule is one check. find returns findings in any order.
+// rule is one check. find returns findings in any order; Lint drops those
+// that touch code or URLs.
 type rule struct {
 	info RuleInfo
-	find func(text string) []Finding
+	find func(d *doc) []Finding
 }
 
-var rules []rule
+// rules is the registry, in the order Rules reports them.
+var rules = []rule{
+	{RuleInfo{RuleEmailCalque, "kalki angielskich formuł z e-maili (\"Mam nadzieję, że ten e-mail zastanie Pana w dobrym zdrowiu\", \"Nie wahaj się skontaktować\")"}, findEmailCalques},
+	{RuleInfo{RuleClosingComma, "przecinek po formule pożegnalnej w osobnym wierszu (\"Z poważaniem,\")"}, findClosingCommas},
+	{RuleInfo{RuleGreetingCapital, "wielka litera na początku wiersza po powitaniu zakończonym przecinkiem"}, findGreetingCapitals},
+	{RuleInfo{RuleQuotes, "angielski cudzysłów “…” lub prosty \"…\" zamiast polskiego „…”"}, findQuotes},
+	{RuleInfo{RuleDecimalPoint, "kropka dziesiętna w liczbie z jednostką (3.5 kg zamiast 3,5 kg)"}, findDecimalPoints},
+	{RuleInfo{RuleDateFormat, "angielski zapis daty (01/31/2024, \"Styczeń 5, 2024\")"}, findDateFormats},
+	{RuleInfo{RuleTitleCase, "nagłówek pisany wielkimi literami w każdym wyrazie (Title Case)"}, findTitleCase},
+	{RuleInfo{RuleOrdinal, "liczebnik porządkowy z końcówką (5-ty, lata 70-te) zamiast kropki"}, findOrdinals},
+	{RuleInfo{RuleMissingComma, "brak przecinka przed że, który, ponieważ, gdyż, żeby, aby"}, findMissingCommas},
+}
+
+// Rule ids. They are stable: reports and tests refer to them.
+const (
+	RuleEmailCalque     = "email-calque"
+	RuleClosingComma    = "closing-comma"
+	RuleGreetingCapital = "greeting-capital"
+	RuleQuotes          = "quotes"
+	RuleDecimalPoint    = "decimal-point"
+	RuleDateFormat      = "date-format"
+	RuleTitleCase       = "title-case"
+	RuleOrdinal         = "ordinal-suffix"
+	RuleMissingComma    = "missing-comma"
+)
 
 // Rules returns the linter's rules in a fixed order.
 func Rules() []RuleInfo {
@@ -45,11 +70,17 @@ func Rules() []RuleInfo {
 }
 
 // Lint checks text and returns its findings sorted by position (then rule
-// id). Invalid UTF-8 is tolerated: such bytes never match any rule.
+// id). Text inside Markdown code (fenced blocks and `inline` spans) and URLs
+// is not checked. Invalid UTF-8 is tolerated.
 func Lint(text string) []Finding {
+	d := newDoc(text)
 	var out []Finding
 	for _, r := range rules {
-		out = append(out, r.find(text)...)
+		for _, f := range r.find(d) {
+			if !d.excluded(f.Start, f.End) {
+				out = append(out, f)
+			}
+		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Start != out[j].Start {

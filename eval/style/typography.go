@@ -1,0 +1,290 @@
+package style
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// polishLetters tells Polish text from English in the quote rule.
+const polishLetters = "ąćęłńóśźżĄĆĘŁŃÓŚŹŻ"
+
+var polishFunctionWords = set("i", "w", "z", "na", "się", "jest", "nie", "to", "że", "do", "jak", "czy", "oraz", "ale", "o", "po", "od", "dla", "przez", "tak", "są")
+
+// looksPolish reports whether a line reads as Polish: a Polish letter or a
+// Polish function word. English lines quoted in Polish text keep their
+// English quotation marks.
+func looksPolish(s string) bool {
+	if strings.ContainsAny(s, polishLetters) {
+		return true
+	}
+	for _, w := range words(s, 0) {
+		if polishFunctionWords[strings.ToLower(w.text)] {
+			return true
+		}
+	}
+	return false
+}
+
+func isOpenContext(r rune) bool {
+	return r == 0 || unicode.IsSpace(r) || strings.ContainsRune("([{–—-/", r)
+}
+
+func isCloseContext(r rune) bool {
+	return r == 0 || unicode.IsSpace(r) || strings.ContainsRune(".,;:!?)]}…–—-", r)
+}
+
+func findQuotes(d *doc) []Finding {
+	var out []Finding
+	for _, l := range d.prose() {
+		if !looksPolish(l.text) {
+			continue
+		}
+		out = append(out, englishCurlyQuotes(d, l)...)
+		out = append(out, straightQuotes(d, l)...)
+	}
+	return out
+}
+
+// englishCurlyQuotes finds “…” pairs. Polish quotation marks close with the
+// same ” that English ones close with; only the opening “ differs (and in
+// the German-style „…“ the “ closes, which isOpenContext rules out).
+func englishCurlyQuotes(d *doc, l line) []Finding {
+	var out []Finding
+	s := l.text
+	for i := 0; i < len(s); {
+		j := strings.Index(s[i:], "“")
+		if j < 0 {
+			break
+		}
+		open := i + j
+		i = open + len("“")
+		if !isOpenContext(runeBefore(s, open)) || unicode.IsSpace(runeAt(s, i)) || runeAt(s, i) == 0 {
+			continue
+		}
+		k := strings.IndexAny(s[i:], "”“")
+		if k < 0 {
+			continue
+		}
+		end := i + k
+		if !strings.HasPrefix(s[end:], "”") || k == 0 || unicode.IsSpace(runeBefore(s, end)) {
+			continue
+		}
+		inner := s[i:end]
+		out = append(out, Finding{
+			Rule:       RuleQuotes,
+			Start:      l.start + open,
+			End:        l.start + end + len("”"),
+			Message:    "angielski cudzysłów “…”; po polsku cudzysłów otwiera się na dole: „…”",
+			Suggestion: "„" + inner + "”",
+		})
+		i = end + len("”")
+	}
+	return out
+}
+
+// straightQuotes finds "…" pairs in prose. A line with an odd number of
+// straight quotes (inches, a stray mark) or with code-like characters is
+// left alone.
+func straightQuotes(d *doc, l line) []Finding {
+	s := l.text
+	if strings.ContainsAny(s, "{}=<>;\\") {
+		return nil
+	}
+	var pos []int
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' && !d.excluded(l.start+i, l.start+i+1) {
+			pos = append(pos, i)
+		}
+	}
+	if len(pos) == 0 || len(pos)%2 != 0 {
+		return nil
+	}
+	var out []Finding
+	for p := 0; p < len(pos); p += 2 {
+		open, end := pos[p], pos[p+1]
+		inner := s[open+1 : end]
+		if inner == "" || len(inner) > 300 ||
+			!isOpenContext(runeBefore(s, open)) || !isCloseContext(runeAt(s, end+1)) ||
+			unicode.IsSpace(runeAt(s, open+1)) || unicode.IsSpace(runeBefore(s, end)) ||
+			!strings.ContainsFunc(inner, unicode.IsLetter) {
+			continue
+		}
+		out = append(out, Finding{
+			Rule:       RuleQuotes,
+			Start:      l.start + open,
+			End:        l.start + end + 1,
+			Message:    "prosty cudzysłów \"…\"; w polskim tekście cudzysłów to „…”",
+			Suggestion: "„" + inner + "”",
+		})
+	}
+	return out
+}
+
+var decimalRe = regexp.MustCompile(`[0-9]+\.[0-9]+`)
+
+// unitAfterRe matches a unit, currency or quantity word right after a
+// number: only then is "3.5" surely a number and not a date (31.01), a time
+// (14.30), a section (3.2) or a version (1.2).
+var unitAfterRe = regexp.MustCompile(`^[  \x{202F}]?(?:%|‰|°[CF]?|zł|gr|PLN|EUR|USD|CHF|GBP|€|kg|dag|mg|g|t|km/h|km²|km|m²|m³|m|cm|mm|µm|nm|ha|ml|hl|l|h|min|ms|s|proc\.|procent\pL*|mln|mld|tys\.|tysi[ąę]c\pL*|milion\pL*|miliard\pL*|raz[ay]|litr\pL*|metr\pL*|kilometr\pL*|centymetr\pL*|milimetr\pL*|kilogram\pL*|gram\pL*|ton[ya]?|godzin\pL*|minut\pL*|sekund\pL*|roku|lat|miesi[ąę]c\pL*|tygodni\pL*|dnia|dni|stopni\pL*|punkt[uó]\pL*|pkt|GB|MB|TB|kB|GHz|MHz|Hz|kWh|kW|MW|W|V|mAh|cal[ai])(?:[^\pL\pN]|$)`)
+
+// valueBeforeRe matches words after which a number is a value ("wynosi
+// 3.5").
+var valueBeforeRe = regexp.MustCompile(`(?i)(?:wynosi|wynosił|wynosiła|wynosiło|wyniósł|wyniosła|wyniosło|wynoszą|wynosiły|średnia|średnio|ocena|ocenę|wskaźnik)[  ]$`)
+
+func findDecimalPoints(d *doc) []Finding {
+	var out []Finding
+	t := d.text
+	for _, m := range decimalRe.FindAllStringIndex(t, -1) {
+		start, end := m[0], m[1]
+		before := runeBefore(t, start)
+		if unicode.IsLetter(before) || strings.ContainsRune("._/,'\\:#§", before) {
+			continue
+		}
+		if before == '-' && !isOpenContext(runeBefore(t, start-1)) {
+			continue
+		}
+		if runeAt(t, end) == '.' && unicode.IsDigit(runeAt(t, end+1)) {
+			continue // 1.2.3: a version, an address or a date
+		}
+		num := t[start:end]
+		dot := strings.IndexByte(num, '.')
+		ip, fp := num[:dot], num[dot+1:]
+		if len(fp) == 3 && len(ip) <= 3 {
+			// 1.500 may be a thousands separator, another mistake with
+			// another fix.
+			continue
+		}
+		if n, _ := strconv.Atoi(ip); n >= 1 && n <= 31 && len(fp) == 2 {
+			if mo, _ := strconv.Atoi(fp); mo >= 1 && mo <= 12 {
+				continue // 15.03: a day and a month
+			}
+		}
+		if !unitAfterRe.MatchString(t[end:]) && !valueBeforeRe.MatchString(t[max(0, start-40):start]) {
+			continue
+		}
+		out = append(out, Finding{
+			Rule:       RuleDecimalPoint,
+			Start:      start,
+			End:        end,
+			Message:    "w polskim tekście część dziesiętną oddziela się przecinkiem",
+			Suggestion: ip + "," + fp,
+		})
+	}
+	return out
+}
+
+var slashDateRe = regexp.MustCompile(`([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})`)
+
+var monthGenitive = map[string]string{
+	"styczeń": "stycznia", "luty": "lutego", "marzec": "marca", "kwiecień": "kwietnia", "maj": "maja", "czerwiec": "czerwca",
+	"lipiec": "lipca", "sierpień": "sierpnia", "wrzesień": "września", "październik": "października", "listopad": "listopada", "grudzień": "grudnia",
+}
+
+var monthDateRe = regexp.MustCompile(`(?i)(styczeń|stycznia|luty|lutego|marzec|marca|kwiecień|kwietnia|maj|maja|czerwiec|czerwca|lipiec|lipca|sierpień|sierpnia|wrzesień|września|październik|października|listopad|listopada|grudzień|grudnia) ([0-9]{1,2})(?:st|nd|rd|th)?, ([0-9]{4})`)
+
+// yearMarked reports whether a date is already followed by "r." or "roku".
+func yearMarked(rest string) bool {
+	rest = strings.TrimLeft(rest, "  ")
+	return strings.HasPrefix(rest, "r.") || strings.HasPrefix(rest, "roku")
+}
+
+func dateSuggestion(day, month int, year, rest string) string {
+	s := fmt.Sprintf("%02d.%02d.%s", day, month, year)
+	if !yearMarked(rest) {
+		s += " r."
+	}
+	return s
+}
+
+func findDateFormats(d *doc) []Finding {
+	var out []Finding
+	t := d.text
+	for _, m := range slashDateRe.FindAllStringSubmatchIndex(t, -1) {
+		start, end := m[0], m[1]
+		if b := runeBefore(t, start); isWordRune(b) || strings.ContainsRune("/.-", b) {
+			continue
+		}
+		if a := runeAt(t, end); isWordRune(a) || a == '/' {
+			continue
+		}
+		a, _ := strconv.Atoi(t[m[2]:m[3]])
+		b, _ := strconv.Atoi(t[m[4]:m[5]])
+		year := t[m[6]:m[7]]
+		if a < 1 || b < 1 || a > 31 || b > 31 || (a > 12 && b > 12) {
+			continue
+		}
+		day, month, msg := b, a, "amerykański zapis daty (miesiąc/dzień/rok); po polsku: dzień.miesiąc.rok"
+		if a > 12 {
+			day, month, msg = a, b, "zapis daty z ukośnikami; po polsku: dzień.miesiąc.rok"
+		}
+		out = append(out, Finding{Rule: RuleDateFormat, Start: start, End: end, Message: msg, Suggestion: dateSuggestion(day, month, year, t[end:])})
+	}
+	for _, m := range monthDateRe.FindAllStringSubmatchIndex(t, -1) {
+		start, end := m[0], m[1]
+		if isWordRune(runeBefore(t, start)) || isWordRune(runeAt(t, end)) {
+			continue
+		}
+		day, _ := strconv.Atoi(t[m[4]:m[5]])
+		if day < 1 || day > 31 {
+			continue
+		}
+		mon := strings.ToLower(t[m[2]:m[3]])
+		if g, ok := monthGenitive[mon]; ok {
+			mon = g
+		}
+		sugg := fmt.Sprintf("%d %s %s", day, mon, t[m[6]:m[7]])
+		if !yearMarked(t[end:]) {
+			sugg += " r."
+		}
+		out = append(out, Finding{
+			Rule: RuleDateFormat, Start: start, End: end,
+			Message:    "angielska kolejność w dacie (miesiąc dzień, rok); po polsku: dzień miesiąc rok",
+			Suggestion: sugg,
+		})
+	}
+	return out
+}
+
+var ordinalRe = regexp.MustCompile(`[0-9]+-(?:tego|temu|tych|tej|tym|ty|ta|te|to|giego|giej|gich|gim|gie|gi|ga|go|ciego|ciej|cich|cim|cie|cia|ci|szego|szej|szych|szym|szy|sza|sze|mego|mej|mych|mym|my|ych|ego|ej|ym)`)
+
+func findOrdinals(d *doc) []Finding {
+	var out []Finding
+	t := d.text
+	for _, m := range ordinalRe.FindAllStringIndex(t, -1) {
+		start, end := m[0], m[1]
+		if b := runeBefore(t, start); isWordRune(b) || strings.ContainsRune("-./", b) {
+			continue
+		}
+		if isWordRune(runeAt(t, end)) || runeAt(t, end) == '-' {
+			continue
+		}
+		num := t[start : strings.IndexByte(t[start:], '-')+start]
+		sugg := num + "."
+		if nw := words(t[end:min(len(t), end+40)], 0); len(nw) > 0 {
+			if _, isMonth := monthGenitive[strings.ToLower(nw[0].text)]; isMonth || isGenitiveMonth(nw[0].text) {
+				sugg = num // "2-go maja" is "2 maja"
+			}
+		}
+		out = append(out, Finding{
+			Rule:       RuleOrdinal,
+			Start:      start,
+			End:        end,
+			Message:    "liczebnik porządkowy zapisany cyframi arabskimi nie ma końcówki; stawia się po nim kropkę (5. miejsce, lata 70.)",
+			Suggestion: sugg,
+		})
+	}
+	return out
+}
+
+func isGenitiveMonth(w string) bool {
+	lw := strings.ToLower(w)
+	for _, g := range monthGenitive {
+		if g == lw {
+			return true
+		}
+	}
+	return false
+}
