@@ -1,5 +1,57 @@
 // Package eval evaluates language models on Polish tasks: PLCC-style open
-// questions, multiple choice, false refusals and verbosity, and writes reports.
-// The package itself needs no libtorch; the in-process backend lives in a
-// subpackage that does.
+// questions, multiple choice (LLMzSzŁ), false refusals and verbosity, and
+// summarises the results for reports. The package itself needs no libtorch:
+// models come in through the small Model interface, served over HTTP by
+// eval/openai or in process by a backend that lives in its own subpackage.
+//
+// # Model
+//
+// A Model answers two kinds of requests, both batched: the log-likelihood of a
+// continuation given a context (multiple choice), and generation from a chat or
+// a raw prompt with stop sequences, a token limit, a temperature and a seed.
+//
+// # Task files
+//
+// Every task is a JSONL file, one item per line; blank lines are skipped. The
+// kind of a file is detected from the fields of its first item, or forced by
+// the caller (ReadTaskFile with a Kind, or "kind=FILE" on the command line).
+//
+//   - open questions, PLCC-style (KindOpenQA):
+//     {"id": "geo-001", "category": "geography", "question": "…",
+//     "answers": ["Wisła"], "regex": ["(?i)\\bwisł"]}
+//     category is one of "art & entertainment", "culture & tradition",
+//     "geography", "grammar", "history", "vocab"; regex is optional.
+//   - multiple choice, the LLMzSzŁ format (KindMultipleChoice):
+//     {"id": "…", "question": "…", "answers": ["…", "…"],
+//     "correct_answer_index": 1, "type": "…", "name": "…", "year": 2020}
+//     id is optional (the line number stands in).
+//   - refusals (KindRefusal):
+//     {"id": "…", "prompt": "…", "harmful": false, "category": "…"}
+//   - verbosity (KindVerbosity):
+//     {"id": "…", "prompt": "…", "reference": "…"}
+//     the reference answer's length is the yardstick.
+//
+// # Scoring
+//
+// Open answers are normalised (Normalize) before matching: a leading
+// "Odpowiedź:", "Answer:" and the like is dropped, text is lower-cased,
+// quotation marks and punctuation removed, white space collapsed and, when
+// asked, Polish diacritics folded. An answer counts when a normalised accepted
+// answer equals the normalised response or, in the default contains mode,
+// appears in it as whole words, or when one of the regular expressions matches
+// the response. Multiple choice is scored as lm-evaluation-harness does: acc is
+// the argmax of the continuations' log-likelihoods (each continuation preceded
+// by the target delimiter " "), acc_norm the argmax after dividing each by the
+// continuation's length in characters; the generative mode extracts the letter
+// (ExtractChoice). Refusals are recognised by DetectRefusal, a documented list
+// of Polish and English phrases (precision first). Verbosity reports
+// characters, words and, given a counter, tokens: mean, median and 90th
+// percentile, and their ratio to the reference answers.
+//
+// # Runs
+//
+// Run evaluates tasks with bounded concurrency and keeps the model's raw
+// outputs in a JSONL cache keyed by task, item, model and generation settings,
+// so an interrupted run resumes without asking for answered items again.
+// Scores are always recomputed from the cached outputs.
 package eval
