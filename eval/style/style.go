@@ -102,8 +102,9 @@ func Per1000Words(findings []Finding, text string) float64 {
 	return float64(len(findings)) * 1000 / float64(n)
 }
 
-// CountWords counts maximal runs of letters and digits (with inner hyphens
-// and apostrophes), the unit of Per1000Words.
+// CountWords counts maximal runs of letters and digits, the unit of
+// Per1000Words. Inner hyphens and apostrophes ("e-mail") and a decimal comma
+// or point between digits ("3,5") do not split a word.
 func CountWords(text string) int {
 	n := 0
 	in := false
@@ -113,15 +114,26 @@ func CountWords(text string) int {
 		if word && !in {
 			n++
 		}
-		if !word && in && (r == '-' || r == '\'') {
-			// A hyphen inside a word ("e-mail") does not end it.
-			if next, _ := utf8.DecodeRuneInString(text[i+size:]); unicode.IsLetter(next) || unicode.IsDigit(next) {
-				i += size
-				continue
-			}
+		if !word && in && isInner(r, text[:i], text[i+size:]) {
+			i += size
+			continue
 		}
 		in = word
 		i += size
 	}
 	return n
+}
+
+// isInner reports whether the non-word rune r, between before and after,
+// belongs to the word around it.
+func isInner(r rune, before, after string) bool {
+	next, _ := utf8.DecodeRuneInString(after)
+	switch r {
+	case '-', '\'':
+		return unicode.IsLetter(next) || unicode.IsDigit(next)
+	case ',', '.':
+		prev, _ := utf8.DecodeLastRuneInString(before)
+		return unicode.IsDigit(prev) && unicode.IsDigit(next)
+	}
+	return false
 }
