@@ -1,6 +1,6 @@
 // Package torchx exposes the few libtorch calls pltune needs that gotch
 // compiles but does not wrap in Go: seeding libtorch's generators and its
-// thread count.
+// thread count, and a grad-mode switch that restores the previous state.
 package torchx
 
 /*
@@ -8,10 +8,13 @@ package torchx
 void at_manual_seed(int64_t);
 void at_set_num_threads(int);
 int at_get_num_threads();
+int at_grad_set_enabled(int);
 */
 import "C"
 
 import (
+	"runtime"
+
 	_ "github.com/sugarme/gotch/libtch" // defines the C functions above
 )
 
@@ -24,3 +27,25 @@ func SetNumThreads(n int) { C.at_set_num_threads(C.int(n)) }
 
 // NumThreads is libtorch's intra-op thread count.
 func NumThreads() int { return int(C.at_get_num_threads()) }
+
+// SetGradEnabled turns libtorch's grad mode on or off for the calling OS
+// thread and returns the previous state. gotch's ts.GradSetEnabled misreads
+// that previous state (it reads a C int as a Go int), so pltune uses this.
+func SetGradEnabled(on bool) bool {
+	b := 0
+	if on {
+		b = 1
+	}
+	return C.at_grad_set_enabled(C.int(b)) == 1
+}
+
+// NoGrad runs fn with grad mode off and restores the previous state
+// afterwards, also when fn panics. Grad mode belongs to the OS thread, so
+// the goroutine is locked to its thread meanwhile.
+func NoGrad(fn func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev := SetGradEnabled(false)
+	defer SetGradEnabled(prev)
+	fn()
+}

@@ -1,6 +1,7 @@
 package torchx
 
 import (
+	"runtime"
 	"slices"
 	"testing"
 
@@ -34,4 +35,20 @@ func TestNumThreads(t *testing.T) {
 		t.Fatalf("NumThreads = %d after SetNumThreads(1)", NumThreads())
 	}
 	SetNumThreads(old)
+}
+
+func TestNoGradRestores(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for _, start := range []bool{true, false} {
+		SetGradEnabled(start)
+		NoGrad(func() {
+			if SetGradEnabled(false) {
+				t.Error("grad mode on inside NoGrad")
+			}
+		})
+		if got := SetGradEnabled(true); got != start {
+			t.Errorf("after NoGrad grad mode = %v, want %v restored", got, start)
+		}
+	}
 }

@@ -1,0 +1,175 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/pltune/pltune/internal/torchx"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// AdamWConfig holds AdamW's hyper-parameters. The zero value is not useful;
+// start from DefaultAdamW.
+type AdamWConfig struct {
+	Beta1, Beta2 float64
+	Eps          float64
+	WeightDecay  float64 // decoupled; never applied to parameters marked NoDecay
+}
+
+// DefaultAdamW returns PyTorch's AdamW defaults except weight decay 0, the
+// usual choice for fine-tuning.
+func DefaultAdamW() AdamWConfig {
+	return AdamWConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+}
+
+// AdamW is the AdamW optimizer (Loshchilov & Hutter) with its state owned by
+// pltune so it can be checkpointed: per parameter the first and second
+// moment estimates, in fp32, plus an fp32 master copy for parameters stored
+// in a lower precision (bf16 compute on CUDA). It updates exactly as
+// torch.optim.AdamW does.
+type AdamW struct {
+	cfg    AdamWConfig
+	params []Param
+	m, v   []*ts.Tensor // fp32 moments, one per trainable parameter
+	master []*ts.Tensor // fp32 copies of non-fp32 parameters; nil entries otherwise
+	steps  int          // optimizer steps taken
+}
+
+// NewAdamW returns an optimizer over the trainable parameters of params,
+// with zeroed state.
+func NewAdamW(params []Param, cfg AdamWConfig) (*AdamW, error) {
+	o := &AdamW{cfg: cfg}
+	for _, p := range params {
+		if !p.Trainable {
+			continue
+		}
+		o.params = append(o.params, p)
+		zerosM, err := p.T.ZerosLike(false)
+		if err != nil {
+			return nil, fmt.Errorf("adamw: %s: %w", p.Name, err)
+		}
+		m := zerosM.MustTotype(gotch.Float, true)
+		v := m.MustZerosLike(false)
+		o.m = append(o.m, m)
+		o.v = append(o.v, v)
+		var master *ts.Tensor
+		if p.T.DType() != gotch.Float {
+			master = p.T.MustDetach(false).MustTotype(gotch.Float, true)
+		}
+		o.master = append(o.master, master)
+	}
+	if len(o.params) == 0 {
+		return nil, fmt.Errorf("adamw: no trainable parameters")
+	}
+	return o, nil
+}
+
+// Steps is the number of optimizer steps taken.
+func (o *AdamW) Steps() int { return o.steps }
+
+// Params are the trainable parameters the optimizer updates, in order.
+func (o *AdamW) Params() []Param { return o.params }
+
+// Step applies one update with learning rate lr from the parameters'
+// gradients. Parameters without a gradient are left alone (their moments
+// too), as PyTorch does.
+func (o *AdamW) Step(lr float64) error {
+	o.steps++
+	t := float64(o.steps)
+	bc1 := 1 - math.Pow(o.cfg.Beta1, t)
+	bc2 := 1 - math.Pow(o.cfg.Beta2, t)
+	stepSize := lr / bc1
+	sqrtBC2 := math.Sqrt(bc2)
+	torchx.NoGrad(func() {
+		for i, p := range o.params {
+			g := p.T.MustGrad(false)
+			if !g.MustDefined() {
+				g.MustDrop()
+				continue
+			}
+			if g.DType() != gotch.Float {
+				g = g.MustTotype(gotch.Float, true)
+			}
+			w := p.T
+			if o.master[i] != nil {
+				w = o.master[i]
+			}
+			if o.cfg.WeightDecay != 0 && !p.NoDecay {
+				w.MustMulScalar_(ts.FloatScalar(1 - lr*o.cfg.WeightDecay))
+			}
+			o.m[i].MustLerp_(g, ts.FloatScalar(1-o.cfg.Beta1))
+			g2 := g.MustSquare(true)
+			o.v[i].MustMulScalar_(ts.FloatScalar(o.cfg.Beta2))
+			g2.MustMulScalar_(ts.FloatScalar(1 - o.cfg.Beta2))
+			o.v[i].MustAdd_(g2)
+			g2.MustDrop()
+			denom := o.v[i].MustSqrt(false)
+			denom.MustMulScalar_(ts.FloatScalar(1 / sqrtBC2))
+			denom.MustAddScalar_(ts.FloatScalar(o.cfg.Eps))
+			upd := o.m[i].MustDiv(denom, false)
+			denom.MustDrop()
+			upd.MustMulScalar_(ts.FloatScalar(-stepSize))
+			w.MustAdd_(upd)
+			upd.MustDrop()
+			if o.master[i] != nil {
+				p.T.Copy_(o.master[i])
+			}
+		}
+	})
+	return nil
+}
+
+// ZeroGrad clears the gradients of the optimizer's parameters.
+func (o *AdamW) ZeroGrad() {
+	for _, p := range o.params {
+		p.T.ZeroGrad()
+	}
+}
+
+// ClipGradNorm scales the gradients of params so that their global L2 norm
+// is at most maxNorm (when maxNorm > 0) and returns the norm before
+// clipping, as torch.nn.utils.clip_grad_norm_ does. gotch's own clipping
+// deadlocks, hence this one.
+func ClipGradNorm(params []Param, maxNorm float64) (float64, error) {
+	var norm float64
+	torchx.NoGrad(func() {
+		var norms []*ts.Tensor
+		for _, p := range params {
+			if !p.Trainable {
+				continue
+			}
+			g := p.T.MustGrad(false)
+			if !g.MustDefined() {
+				g.MustDrop()
+				continue
+			}
+			n := g.MustTotype(gotch.Float, true).MustNorm(true)
+			norms = append(norms, n)
+		}
+		if len(norms) == 0 {
+			return
+		}
+		all := ts.MustStack(norms, 0)
+		for _, n := range norms {
+			n.MustDrop()
+		}
+		total := all.MustNorm(true)
+		norm = total.Float64Values(true)[0]
+		if maxNorm <= 0 || !(norm > maxNorm) {
+			return
+		}
+		coef := maxNorm / (norm + 1e-6)
+		for _, p := range params {
+			if !p.Trainable {
+				continue
+			}
+			g := p.T.MustGrad(false)
+			if g.MustDefined() {
+				g.MustMulScalar_(ts.FloatScalar(coef))
+			}
+			g.MustDrop()
+		}
+	})
+	return norm, nil
+}
