@@ -43,7 +43,7 @@ func (d *doc) titleText(lines []line, i int) (text string, off int, ok bool) {
 	}
 	blank := func(j int) bool { return j < 0 || j >= len(lines) || strings.TrimSpace(lines[j].text) == "" }
 	t := strings.TrimSpace(l.text)
-	if t == "" || !blank(i-1) || !blank(i+1) || listMarkerRe.MatchString(l.text) ||
+	if t == "" || strings.ContainsAny(t, "[]|(){}<>=/\\*_%~\t") || strings.Contains(t, "  ") || !blank(i-1) || !blank(i+1) || listMarkerRe.MatchString(l.text) ||
 		strings.ContainsAny(t[len(t)-1:], ".,;:!?…\"”") || greetingRe.MatchString(l.text) || closingRe.MatchString(l.text) {
 		return "", 0, false
 	}
@@ -115,13 +115,14 @@ var noCommaBefore = set(
 	"niemal", "nieomal", "omal", "ledwie", "ledwo", "bardziej", "zamiast", "byle", "lada", "obojętnie", "nie", "co", "niż", "jak", "że",
 	"właśnie", "głównie", "wszystkim", "częściowo", "również", "także", "też", "nawet", "jedynie", "wyłącznie", "pewnie", "może",
 	"prawdopodobnie", "zapewne", "akurat", "dopiero", "właściwie", "raczej", "prostu", "przecież", "aż", "no", "choć", "chociaż",
-	"skoro", "jeśli", "jeżeli", "gdy", "kiedy", "podczas", "raz", "razie", "oczywiście",
+	"skoro", "jeśli", "jeżeli", "gdy", "kiedy", "podczas", "raz", "razie", "oczywiście", "przykład", "jednak", "jednakże",
+	"zatem", "przeto", "stąd", "tymczasem", "ponadto", "dodatkowo", "następnie", "wreszcie", "ostatecznie", "owszem", "otóż",
 	"w", "we", "na", "z", "ze", "o", "do", "od", "ode", "dla", "przez", "przeze", "po", "pod", "pode", "nad", "nade", "za", "przed",
 	"przede", "bez", "beze", "u", "przy", "ku", "między", "pomiędzy", "spomiędzy", "wśród", "pośród", "spośród", "dzięki", "według",
 	"wedle", "wobec", "względem", "obok", "koło", "około", "wokół", "dookoła", "naokoło", "poprzez", "ponad", "poza", "spoza", "spod",
 	"znad", "sprzed", "zza", "przeciw", "przeciwko", "wbrew", "naprzeciw", "naprzeciwko", "wzdłuż", "oprócz", "prócz", "wskutek",
 	"blisko", "niedaleko", "wewnątrz", "powyżej", "poniżej", "odnośnie", "celem", "drogą", "rzecz", "wyniku", "podstawie", "pomocą",
-	"pomocy", "ramach", "trakcie", "czasie", "celu", "skutek", "skutkiem", "sprawie", "sprawą", "przypadku", "zakresie", "związku",
+	"pomocy", "użyciu", "ramach", "trakcie", "czasie", "celu", "skutek", "skutkiem", "sprawie", "sprawą", "przypadku", "zakresie", "związku",
 	"imieniu", "drodze", "oparciu", "toku", "myśl", "formie", "postaci", "stosunku", "porównaniu", "odróżnieniu", "przeciwieństwie",
 	"zależności", "obliczu", "obrębie", "pobliżu", "środku", "okresie", "względu", "strony", "stronie", "miejsce", "miejscu", "charakterze")
 

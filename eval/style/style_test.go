@@ -115,6 +115,11 @@ func TestQuotes(t *testing.T) {
 		{"json", "Wpisz {\"imię\": \"Ala\"} do pliku.", "", ""},
 		{"html attribute", "Dodaj <a href=\"x\">link</a> na stronie.", "", ""},
 		{"english line", "He said \"hello\" and left.", "", ""},
+		{"english inside", "Opis: \"display the manual of a page\".", "", ""},
+		{"english words around", "Zobacz \"in the beginning\" i \"Lalkę\".", "\"Lalkę\"", "„Lalkę”"},
+		{"option", "Użyj opcji \"--force\" albo \"%s\".", "", ""},
+		{"file name", "Otwórz plik \"Session.vim\" w edytorze.", "", ""},
+		{"command", "Wpisz \":help\" w Vimie.", "", ""},
 		{"url", "Zobacz https://example.com/?q=\"ala\" teraz.", "", ""},
 	})
 }

@@ -1,7 +1,10 @@
 package style
 
 import (
+	"cmp"
 	"regexp"
+	"slices"
+	"sort"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -69,7 +72,23 @@ func newDoc(text string) *doc {
 	for _, m := range urlRe.FindAllStringIndex(text, -1) {
 		d.skip = append(d.skip, span{m[0], m[1]})
 	}
+	d.skip = mergeSpans(d.skip)
 	return d
+}
+
+// mergeSpans sorts spans and joins overlapping ones, so that excluded can
+// search them.
+func mergeSpans(ss []span) []span {
+	slices.SortFunc(ss, func(a, b span) int { return cmp.Compare(a.start, b.start) })
+	out := ss[:0]
+	for _, s := range ss {
+		if n := len(out); n > 0 && s.start <= out[n-1].end {
+			out[n-1].end = max(out[n-1].end, s.end)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // inlineCode returns the `code` spans of a line; an unpaired backtick opens
@@ -93,12 +112,10 @@ func inlineCode(l line) []span {
 
 // excluded reports whether [start, end) touches code or a URL.
 func (d *doc) excluded(start, end int) bool {
-	for _, s := range d.skip {
-		if start < s.end && s.start < end {
-			return true
-		}
-	}
-	return false
+	// The first span ending after start is the only candidate: spans are
+	// sorted and disjoint.
+	i := sort.Search(len(d.skip), func(i int) bool { return d.skip[i].end > start })
+	return i < len(d.skip) && d.skip[i].start < end
 }
 
 // prose returns the lines outside fenced and indented code.

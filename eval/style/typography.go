@@ -11,21 +11,33 @@ import (
 // polishLetters tells Polish text from English in the quote rule.
 const polishLetters = "ąćęłńóśźżĄĆĘŁŃÓŚŹŻ"
 
-var polishFunctionWords = set("i", "w", "z", "na", "się", "jest", "nie", "to", "że", "do", "jak", "czy", "oraz", "ale", "o", "po", "od", "dla", "przez", "tak", "są")
+// polishFunctionWords are frequent Polish words that are not English words
+// ("to", "do", "i" are both).
+var polishFunctionWords = set("w", "z", "na", "jest", "nie", "jak", "czy", "oraz", "ale", "od", "dla", "przez", "tak", "jako", "ze", "we", "lub", "po", "ten", "ta", "te", "co")
 
-// looksPolish reports whether a line reads as Polish: a Polish letter or a
-// Polish function word. English lines quoted in Polish text keep their
-// English quotation marks.
+// englishFunctionWords are frequent English words that are not Polish
+// words.
+var englishFunctionWords = set("the", "and", "of", "is", "are", "with", "that", "this", "you", "it", "for", "was", "were", "be", "been",
+	"has", "have", "will", "would", "an", "or", "if", "he", "she", "they", "we", "said", "from", "by", "at", "his", "her", "in", "them", "its")
+
+// looksPolish reports whether a line reads as Polish: a Polish letter, or
+// no more English function words than Polish ones. English lines quoted in
+// Polish text keep their English quotation marks.
 func looksPolish(s string) bool {
 	if strings.ContainsAny(s, polishLetters) {
 		return true
 	}
+	pl, en := 0, 0
 	for _, w := range words(s, 0) {
-		if polishFunctionWords[strings.ToLower(w.text)] {
-			return true
+		lw := strings.ToLower(w.text)
+		if polishFunctionWords[lw] {
+			pl++
+		}
+		if englishFunctionWords[lw] {
+			en++
 		}
 	}
-	return false
+	return en == 0 || pl > en
 }
 
 func isOpenContext(r rune) bool {
@@ -109,7 +121,7 @@ func straightQuotes(d *doc, l line) []Finding {
 		if inner == "" || len(inner) > 300 ||
 			!isOpenContext(runeBefore(s, open)) || !isCloseContext(runeAt(s, end+1)) ||
 			unicode.IsSpace(runeAt(s, open+1)) || unicode.IsSpace(runeBefore(s, end)) ||
-			!strings.ContainsFunc(inner, unicode.IsLetter) {
+			!strings.ContainsFunc(inner, unicode.IsLetter) || looksLikeCode(inner) || !looksPolish(inner) {
 			continue
 		}
 		out = append(out, Finding{
@@ -121,6 +133,21 @@ func straightQuotes(d *doc, l line) []Finding {
 		})
 	}
 	return out
+}
+
+// looksLikeCode reports whether quoted text is a placeholder, an option, a
+// command or a file name ("%s", "--force", ":help", "Session.vim"), which
+// technical prose quotes with straight marks on purpose.
+func looksLikeCode(s string) bool {
+	if strings.ContainsAny(s, "%$/\\\t") || strings.ContainsAny(s[:1], "-:+~.!") {
+		return true
+	}
+	for i := 1; i+1 < len(s); i++ {
+		if s[i] == '.' && isWordRune(runeBefore(s, i)) && isWordRune(runeAt(s, i+1)) {
+			return true
+		}
+	}
+	return false
 }
 
 var decimalRe = regexp.MustCompile(`[0-9]+\.[0-9]+`)
@@ -140,7 +167,7 @@ func findDecimalPoints(d *doc) []Finding {
 	for _, m := range decimalRe.FindAllStringIndex(t, -1) {
 		start, end := m[0], m[1]
 		before := runeBefore(t, start)
-		if unicode.IsLetter(before) || strings.ContainsRune("._/,'\\:#§", before) {
+		if unicode.IsLetter(before) || strings.ContainsRune("._/,'\\:#§%", before) {
 			continue
 		}
 		if before == '-' && !isOpenContext(runeBefore(t, start-1)) {
