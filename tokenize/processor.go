@@ -119,10 +119,10 @@ func parseProcessor(raw json.RawMessage) (processor, error) {
 		return nil, nil
 	}
 	var h struct {
-		Type           string            `json:"type"`
-		Processors     []json.RawMessage `json:"processors"`
-		Single         []json.RawMessage `json:"single"`
-		SpecialTokens  map[string]struct {
+		Type          string            `json:"type"`
+		Processors    []json.RawMessage `json:"processors"`
+		Single        []json.RawMessage `json:"single"`
+		SpecialTokens map[string]struct {
 			ID  string `json:"id"`
 			IDs []int  `json:"ids"`
 		} `json:"special_tokens"`
