@@ -58,9 +58,9 @@ type ItemResult struct {
 
 // Accuracy is a share of correct answers.
 type Accuracy struct {
-	Correct  int     `json:"correct"`
-	Total    int     `json:"total"`
-	Accuracy float64 `json:"accuracy"`
+	Correct int     `json:"correct"`
+	Total   int     `json:"total"`
+	Rate    float64 `json:"accuracy"` // Correct / Total
 }
 
 func (a *Accuracy) add(ok bool) {
@@ -68,7 +68,7 @@ func (a *Accuracy) add(ok bool) {
 	if ok {
 		a.Correct++
 	}
-	a.Accuracy = float64(a.Correct) / float64(a.Total)
+	a.Rate = float64(a.Correct) / float64(a.Total)
 }
 
 // CategoryAccuracy is the accuracy within one category.
