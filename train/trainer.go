@@ -1,0 +1,584 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"time"
+
+	"github.com/pltune/pltune/internal/torchx"
+	"github.com/schollz/progressbar/v3"
+	"github.com/sugarme/gotch/ts"
+	"golang.org/x/term"
+)
+
+// Objective is what the training loop minimises. The loop chooses which
+// examples (by index) form each micro-batch; the objective owns the data,
+// collates it, runs the model and computes the loss. Language modelling
+// (CPT, SFT) is LMObjective; package align adds ORPO and DPO.
+type Objective interface {
+	// Len is the number of examples.
+	Len() int
+	// Units is what the loss of examples idx is normalised by: trained
+	// tokens for language modelling, pairs for preference objectives. It
+	// must not need the model: the loop counts a whole accumulation window
+	// (over all ranks) before the first forward pass.
+	Units(idx []int) int
+	// Loss runs the model on examples idx and returns their loss summed
+	// over their units.
+	Loss(idx []int) (*Loss, error)
+}
+
+// Loss is one micro-batch's result.
+type Loss struct {
+	Sum     *ts.Tensor         // scalar, summed over the micro-batch's units
+	Tokens  int                // input tokens processed (padding excluded)
+	Metrics map[string]float64 // extra metrics, each summed over units
+}
+
+// Communicator joins a data-parallel group of processes. A nil
+// Communicator means a single process.
+type Communicator interface {
+	Rank() int
+	Size() int
+	// AllReduceSum replaces each tensor by its sum over all ranks.
+	AllReduceSum(tensors []*ts.Tensor) error
+	// Broadcast replaces each tensor by root's.
+	Broadcast(tensors []*ts.Tensor, root int) error
+}
+
+// TrainerConfig configures a training run. Start from DefaultTrainerConfig:
+// its defaults follow the PLLuM paper's SFT (AdamW, lr 1e-5, cosine, 3
+// epochs).
+type TrainerConfig struct {
+	OutDir      string  // checkpoints, metrics.jsonl and final/ go here
+	Epochs      int     // passes over the data (default 3)
+	MaxSteps    int     // stop after this many optimizer steps; 0: Epochs decide
+	BatchSize   int     // examples per micro-batch, per rank (default 1)
+	GradAccum   int     // micro-batches per optimizer step (default 1)
+	LR          float64 // peak learning rate (default 1e-5)
+	WarmupRatio float64 // share of steps for linear warmup (default 0.03)
+	MinLRRatio  float64 // cosine floor as a share of LR (default 0)
+	AdamW       AdamWConfig
+	MaxGradNorm float64 // global gradient-norm clip; 0 disables (default 1)
+	Seed        int64   // data order and dropout (default 42)
+	SaveEvery   int     // checkpoint every N steps; 0: only at the end and on cancellation
+	KeepLast    int     // checkpoints kept (default 2; 0 keeps all)
+	EvalEvery   int     // held-out loss every N steps (with an eval objective)
+	LogEvery    int     // slog line every N steps (default 10)
+	Resume      bool    // continue from OutDir's latest checkpoint when there is one
+	Logger      *slog.Logger
+	// Progress receives the progress bar. Nil: standard error when it is
+	// a terminal, no bar otherwise.
+	Progress io.Writer
+	// Export writes the model in its distributable layout (Hugging Face
+	// folder, PEFT adapter) into a folder: called for OutDir/final and, when
+	// ExportCheckpoints is set, for every checkpoint.
+	Export            func(dir string) error
+	ExportCheckpoints bool
+	Comm              Communicator
+	// OnStep, when set, sees every step's record after it is written.
+	OnStep func(StepRecord)
+}
+
+// DefaultTrainerConfig returns the paper's defaults.
+func DefaultTrainerConfig() TrainerConfig {
+	return TrainerConfig{
+		Epochs: 3, BatchSize: 1, GradAccum: 1, LR: 1e-5, WarmupRatio: 0.03,
+		AdamW: DefaultAdamW(), MaxGradNorm: 1, Seed: 42, KeepLast: 2, LogEvery: 10,
+	}
+}
+
+// StepRecord is one line of metrics.jsonl.
+type StepRecord struct {
+	Step       int                `json:"step"`
+	Epoch      float64            `json:"epoch"`
+	Loss       float64            `json:"loss"`
+	LR         float64            `json:"lr"`
+	GradNorm   float64            `json:"grad_norm"`
+	Tokens     int                `json:"tokens"` // input tokens in this step, all ranks
+	TokensPerS float64            `json:"tokens_per_s"`
+	ElapsedS   float64            `json:"elapsed_s"`
+	EvalLoss   *float64           `json:"eval_loss,omitempty"`
+	Extra      map[string]float64 `json:"-"` // the objective's metrics, written inline
+}
+
+// MarshalJSON writes the objective's metrics beside the standard fields.
+func (r StepRecord) MarshalJSON() ([]byte, error) {
+	type plain StepRecord
+	b, err := json.Marshal(plain(r))
+	if err != nil || len(r.Extra) == 0 {
+		return b, err
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	for k, v := range r.Extra {
+		if _, taken := m[k]; !taken {
+			m[k] = v
+		}
+	}
+	return json.Marshal(m)
+}
+
+// Summary is what a finished run reports.
+type Summary struct {
+	Steps      int
+	FinalLoss  float64
+	Final      string // OutDir/final when exported
+	Checkpoint string // the last checkpoint written
+}
+
+// ErrNonFinite reports a NaN or infinite loss or gradient norm; the run
+// stops before the bad update and the last checkpoint stays the good one.
+var ErrNonFinite = errors.New("non-finite loss")
+
+// Trainer runs the optimisation loop over a model's parameters.
+type Trainer struct {
+	cfg    TrainerConfig
+	params []Param
+	obj    Objective
+	eval   Objective
+}
+
+// NewTrainer returns a trainer for the given parameters (Model.NamedParameters)
+// and objective; eval, when not nil, gives the held-out loss.
+func NewTrainer(cfg TrainerConfig, params []Param, obj, eval Objective) (*Trainer, error) {
+	if cfg.OutDir == "" {
+		return nil, errors.New("train: TrainerConfig.OutDir is empty")
+	}
+	def := DefaultTrainerConfig()
+	if cfg.Epochs <= 0 && cfg.MaxSteps <= 0 {
+		cfg.Epochs = def.Epochs
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1
+	}
+	if cfg.GradAccum <= 0 {
+		cfg.GradAccum = 1
+	}
+	if cfg.LR <= 0 {
+		cfg.LR = def.LR
+	}
+	if cfg.AdamW == (AdamWConfig{}) {
+		cfg.AdamW = def.AdamW
+	}
+	if cfg.LogEvery <= 0 {
+		cfg.LogEvery = def.LogEvery
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Progress == nil && term.IsTerminal(int(os.Stderr.Fd())) {
+		cfg.Progress = os.Stderr
+	}
+	return &Trainer{cfg: cfg, params: params, obj: obj, eval: eval}, nil
+}
+
+func (t *Trainer) rank() int {
+	if t.cfg.Comm == nil {
+		return 0
+	}
+	return t.cfg.Comm.Rank()
+}
+
+func (t *Trainer) world() int {
+	if t.cfg.Comm == nil {
+		return 1
+	}
+	return t.cfg.Comm.Size()
+}
+
+// epochOrder is the example order of an epoch: a permutation drawn from the
+// run's seed and the epoch number, the same on every rank and every resume.
+func epochOrder(n int, seed int64, epoch int) []int {
+	r := rand.New(rand.NewPCG(uint64(seed), uint64(epoch)+0x9e3779b97f4a7c15))
+	return r.Perm(n)
+}
+
+// Run trains until the planned steps are done, ctx is cancelled (a
+// checkpoint is written, and the error wraps ctx's), or a loss turns
+// non-finite (ErrNonFinite; no checkpoint is written over the last good
+// one). The calling goroutine is locked to its OS thread meanwhile:
+// libtorch's grad mode belongs to the thread.
+func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	torchx.SetGradEnabled(true)
+	cfg := t.cfg
+	log := cfg.Logger
+	isMain := t.rank() == 0
+	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	opt, err := NewAdamW(t.params, cfg.AdamW)
+	if err != nil {
+		return nil, err
+	}
+	global := cfg.BatchSize * t.world() // examples per micro-step, all ranks
+	window := global * cfg.GradAccum    // examples per optimizer step
+	n := t.obj.Len()
+	stepsPerEpoch := n / window
+	if stepsPerEpoch == 0 {
+		return nil, fmt.Errorf("train: %d examples cannot fill one optimizer step of %d (batch %d × accumulation %d × %d ranks)", n, window, cfg.BatchSize, cfg.GradAccum, t.world())
+	}
+	total := cfg.MaxSteps
+	if total <= 0 {
+		total = cfg.Epochs * stepsPerEpoch
+	}
+	sched := Schedule{PeakLR: cfg.LR, WarmupSteps: int(math.Ceil(cfg.WarmupRatio * float64(total))), TotalSteps: total, MinLRRatio: cfg.MinLRRatio}
+	st := trainerState{TotalSteps: total, Seed: cfg.Seed, WorldSize: t.world()}
+	if cfg.Resume {
+		if dir, err := LatestCheckpoint(cfg.OutDir); err != nil {
+			return nil, err
+		} else if dir != "" {
+			if st, err = loadCheckpoint(dir, opt); err != nil {
+				return nil, err
+			}
+			if st.Seed != cfg.Seed {
+				return nil, fmt.Errorf("resume: %s was trained with seed %d, this run has %d", dir, st.Seed, cfg.Seed)
+			}
+			st.TotalSteps = total
+			log.Info("resumed", "checkpoint", dir, "step", st.Step, "epoch", st.Epoch)
+		}
+	} else if t.world() > 1 {
+		// Every rank starts from rank 0's weights.
+		tensors := make([]*ts.Tensor, 0, len(opt.Params()))
+		for _, p := range opt.Params() {
+			tensors = append(tensors, p.T)
+		}
+		var berr error
+		torchx.NoGrad(func() { berr = cfg.Comm.Broadcast(tensors, 0) })
+		if berr != nil {
+			return nil, fmt.Errorf("train: broadcasting initial weights: %w", berr)
+		}
+	}
+	var metrics *metricsWriter
+	if isMain {
+		if metrics, err = openMetrics(filepath.Join(cfg.OutDir, "metrics.jsonl"), st.Step); err != nil {
+			return nil, err
+		}
+		defer metrics.Close()
+	}
+	var bar *progressbar.ProgressBar
+	if isMain && cfg.Progress != nil {
+		bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(cfg.Progress),
+			progressbar.OptionSetDescription("training"), progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+		_ = bar.Set(st.Step)
+	}
+	sum := &Summary{}
+	save := func() error {
+		if !isMain {
+			return nil
+		}
+		var export func(string) error
+		if cfg.ExportCheckpoints {
+			export = cfg.Export
+		}
+		dir, err := saveCheckpoint(cfg.OutDir, st, opt, export)
+		if err != nil {
+			return err
+		}
+		sum.Checkpoint = dir
+		log.Info("checkpoint written", "dir", dir)
+		return pruneCheckpoints(cfg.OutDir, cfg.KeepLast)
+	}
+	order := epochOrder(n, cfg.Seed, st.Epoch)
+	start := time.Now()
+	elapsedBefore := st.ElapsedS
+	for st.Step < total {
+		if err := ctx.Err(); err != nil {
+			if serr := save(); serr != nil {
+				return sum, errors.Join(err, serr)
+			}
+			return sum, fmt.Errorf("train: stopped at step %d: %w", st.Step, err)
+		}
+		stepStart := time.Now()
+		base := st.Cursor * window
+		micro := make([][]int, cfg.GradAccum)
+		localUnits := 0
+		for j := range micro {
+			off := base + j*global + t.rank()*cfg.BatchSize
+			micro[j] = order[off : off+cfg.BatchSize]
+			localUnits += t.obj.Units(micro[j])
+		}
+		units, err := t.allReduce([]float64{float64(localUnits)})
+		if err != nil {
+			return sum, err
+		}
+		if units[0] == 0 {
+			return sum, fmt.Errorf("train: step %d: no trained units in the whole window (all labels masked?)", st.Step+1)
+		}
+		// Dropout draws from a generator seeded per step, so a resumed run
+		// draws what the uninterrupted one did.
+		torchx.ManualSeed(cfg.Seed*1_000_003 + int64(st.Step)*7919 + int64(t.rank()))
+		var lossSum float64
+		tokens := 0
+		extra := map[string]float64{}
+		for _, idx := range micro {
+			l, err := t.obj.Loss(idx)
+			if err != nil {
+				return sum, fmt.Errorf("train: step %d: %w", st.Step+1, err)
+			}
+			v := l.Sum.Float64Values()[0]
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				l.Sum.MustDrop()
+				return sum, fmt.Errorf("train: step %d: loss is %v: %w; the last good checkpoint is %q", st.Step+1, v, ErrNonFinite, sum.Checkpoint)
+			}
+			scaled := l.Sum.MustDivScalar(ts.FloatScalar(units[0]), true)
+			if err := scaled.Backward(); err != nil {
+				scaled.MustDrop()
+				return sum, fmt.Errorf("train: step %d: backward: %w", st.Step+1, err)
+			}
+			scaled.MustDrop()
+			lossSum += v
+			tokens += l.Tokens
+			for k, x := range l.Metrics {
+				extra[k] += x
+			}
+		}
+		if t.world() > 1 {
+			if err := t.reduceGrads(opt.Params()); err != nil {
+				return sum, err
+			}
+		}
+		keys := make([]string, 0, len(extra))
+		for k := range extra {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		vals := []float64{lossSum, float64(tokens)}
+		for _, k := range keys {
+			vals = append(vals, extra[k])
+		}
+		if vals, err = t.allReduce(vals); err != nil {
+			return sum, err
+		}
+		norm, err := ClipGradNorm(opt.Params(), cfg.MaxGradNorm)
+		if err != nil {
+			return sum, err
+		}
+		if math.IsNaN(norm) || math.IsInf(norm, 0) {
+			return sum, fmt.Errorf("train: step %d: gradient norm is %v: %w; the last good checkpoint is %q", st.Step+1, norm, ErrNonFinite, sum.Checkpoint)
+		}
+		lr := sched.LR(st.Step)
+		if err := opt.Step(lr); err != nil {
+			return sum, err
+		}
+		opt.ZeroGrad()
+		st.Step++
+		st.Cursor++
+		if st.Cursor == stepsPerEpoch {
+			st.Epoch++
+			st.Cursor = 0
+			order = epochOrder(n, cfg.Seed, st.Epoch)
+		}
+		st.LR = lr
+		st.Loss = vals[0] / units[0]
+		st.Tokens += int64(vals[1])
+		st.ElapsedS = elapsedBefore + time.Since(start).Seconds()
+		rec := StepRecord{
+			Step: st.Step, Epoch: float64(st.Epoch) + float64(st.Cursor)/float64(stepsPerEpoch),
+			Loss: st.Loss, LR: lr, GradNorm: norm, Tokens: int(vals[1]),
+			TokensPerS: vals[1] / time.Since(stepStart).Seconds(), ElapsedS: st.ElapsedS,
+		}
+		if len(keys) > 0 {
+			rec.Extra = map[string]float64{}
+			for i, k := range keys {
+				rec.Extra[k] = vals[2+i] / units[0]
+			}
+		}
+		if t.eval != nil && cfg.EvalEvery > 0 && (st.Step%cfg.EvalEvery == 0 || st.Step == total) {
+			el, err := EvalLoss(t.eval, cfg.BatchSize)
+			if err != nil {
+				return sum, fmt.Errorf("train: step %d: held-out loss: %w", st.Step, err)
+			}
+			rec.EvalLoss = &el
+			log.Info("held-out loss", "step", st.Step, "eval_loss", el)
+		}
+		sum.Steps, sum.FinalLoss = st.Step, st.Loss
+		if isMain {
+			if err := metrics.Write(rec); err != nil {
+				return sum, err
+			}
+			if bar != nil {
+				bar.Describe(fmt.Sprintf("loss %.4f lr %.2e", st.Loss, lr))
+				_ = bar.Set(st.Step)
+			}
+			if st.Step%cfg.LogEvery == 0 || st.Step == 1 || st.Step == total {
+				log.Info("step", "step", st.Step, "epoch", rec.Epoch, "loss", rec.Loss, "lr", lr, "grad_norm", norm, "tokens_per_s", math.Round(rec.TokensPerS))
+			}
+		}
+		if cfg.OnStep != nil {
+			cfg.OnStep(rec)
+		}
+		if cfg.SaveEvery > 0 && st.Step%cfg.SaveEvery == 0 && st.Step < total {
+			if err := save(); err != nil {
+				return sum, err
+			}
+		}
+	}
+	if err := save(); err != nil {
+		return sum, err
+	}
+	if isMain && cfg.Export != nil {
+		final := filepath.Join(cfg.OutDir, "final")
+		tmp := final + ".tmp"
+		os.RemoveAll(tmp)
+		if err := os.MkdirAll(tmp, 0o755); err != nil {
+			return sum, err
+		}
+		if err := cfg.Export(tmp); err != nil {
+			return sum, fmt.Errorf("train: exporting the final model: %w", err)
+		}
+		os.RemoveAll(final)
+		if err := os.Rename(tmp, final); err != nil {
+			return sum, err
+		}
+		sum.Final = final
+	}
+	return sum, nil
+}
+
+// allReduce sums vals over ranks (a no-op for one process).
+func (t *Trainer) allReduce(vals []float64) ([]float64, error) {
+	if t.world() == 1 {
+		return vals, nil
+	}
+	x := ts.MustOfSlice(vals)
+	defer x.MustDrop()
+	if err := t.cfg.Comm.AllReduceSum([]*ts.Tensor{x}); err != nil {
+		return nil, fmt.Errorf("train: all-reduce: %w", err)
+	}
+	return x.Float64Values(), nil
+}
+
+// reduceGrads sums the gradients over ranks. Every rank scaled its loss by
+// the window's units over all ranks, so the sum is the gradient of the
+// whole window's mean loss.
+func (t *Trainer) reduceGrads(params []Param) error {
+	// A parameter this rank's micro-batches did not reach (an unused expert)
+	// gets a zero gradient, so every rank sends the same list.
+	var unused *ts.Tensor
+	for _, p := range params {
+		g := p.T.MustGrad(false)
+		if !g.MustDefined() {
+			z := p.T.MustMulScalar(ts.FloatScalar(0), false).MustSum(p.T.DType(), true)
+			if unused == nil {
+				unused = z
+			} else {
+				unused = unused.MustAdd(z, true)
+				z.MustDrop()
+			}
+		}
+		g.MustDrop()
+	}
+	if unused != nil {
+		err := unused.Backward()
+		unused.MustDrop()
+		if err != nil {
+			return fmt.Errorf("train: zero gradients for unused parameters: %w", err)
+		}
+	}
+	grads := make([]*ts.Tensor, len(params))
+	for i, p := range params {
+		grads[i] = p.T.MustGrad(false)
+	}
+	var err error
+	torchx.NoGrad(func() { err = t.cfg.Comm.AllReduceSum(grads) })
+	for _, g := range grads {
+		g.MustDrop()
+	}
+	if err != nil {
+		return fmt.Errorf("train: gradient all-reduce: %w", err)
+	}
+	return nil
+}
+
+// EvalLoss is obj's mean loss per unit over all its examples, in order,
+// without gradients.
+func EvalLoss(obj Objective, batchSize int) (float64, error) {
+	if batchSize <= 0 {
+		batchSize = 1
+	}
+	var lossSum, units float64
+	var err error
+	torchx.NoGrad(func() {
+		for i := 0; i < obj.Len(); i += batchSize {
+			idx := make([]int, 0, batchSize)
+			for j := i; j < min(i+batchSize, obj.Len()); j++ {
+				idx = append(idx, j)
+			}
+			var l *Loss
+			if l, err = obj.Loss(idx); err != nil {
+				return
+			}
+			lossSum += l.Sum.Float64Values(true)[0]
+			units += float64(obj.Units(idx))
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if units == 0 {
+		return 0, errors.New("train: held-out set has no trained units")
+	}
+	return lossSum / units, nil
+}
+
+// metricsWriter appends StepRecords to metrics.jsonl. Opened for a resumed
+// run, it first drops the lines of steps after the checkpoint, so the file
+// tells the run's history once.
+type metricsWriter struct {
+	f *os.File
+	w *bufio.Writer
+}
+
+func openMetrics(path string, fromStep int) (*metricsWriter, error) {
+	var keep [][]byte
+	if b, err := os.ReadFile(path); err == nil && fromStep > 0 {
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		sc.Buffer(make([]byte, 1<<16), 1<<24)
+		for sc.Scan() {
+			var r struct{ Step int }
+			if json.Unmarshal(sc.Bytes(), &r) == nil && r.Step <= fromStep {
+				keep = append(keep, append([]byte(nil), sc.Bytes()...))
+			}
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	w := bufio.NewWriter(f)
+	for _, l := range keep {
+		w.Write(l)
+		w.WriteByte('\n')
+	}
+	return &metricsWriter{f: f, w: w}, w.Flush()
+}
+
+func (m *metricsWriter) Write(r StepRecord) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	m.w.Write(b)
+	m.w.WriteByte('\n')
+	return m.w.Flush()
+}
+
+func (m *metricsWriter) Close() error { return m.f.Close() }
