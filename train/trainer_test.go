@@ -49,7 +49,7 @@ func newBigram(t testing.TB, n int) *bigram {
 }
 
 func (b *bigram) params() []Param { return []Param{{Name: "w", T: b.w, Trainable: true}} }
-func (b *bigram) Len() int       { return len(b.seqs) }
+func (b *bigram) Len() int        { return len(b.seqs) }
 func (b *bigram) Units(idx []int) int {
 	u := 0
 	for _, i := range idx {
