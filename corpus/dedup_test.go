@@ -41,7 +41,7 @@ func TestDedup(t *testing.T) {
 	long := "Wisła jest najdłuższą rzeką Polski i płynie przez Kraków, Warszawę, Toruń oraz Gdańsk, a uchodzi do Morza Bałtyckiego w okolicach Gdańska; jej źródła leżą na stokach Baraniej Góry w Beskidzie Śląskim"
 	samples := []Sample{
 		qa("a", "Opisz Wisłę.", long),
-		qa("b", "opisz   WISŁĘ.", long), // exact after normalisation
+		qa("b", "opisz   WISŁĘ.", long),                                          // exact after normalisation
 		qa("c", "Opisz Wisłę.", strings.Replace(long, "Śląskim", "Śląskiem", 1)), // near: one shingle of 40 differs
 		qa("d", "Podaj stolicę Polski.", "Warszawa."),
 		qa("e", "Podaj stolicę Niemiec.", "Berlin."),

@@ -51,6 +51,9 @@ type Options struct {
 	Quarantine io.Writer
 	// Limits for each record; the zero value means DefaultLimits.
 	Limits Limits
+	// OnReject, when set, is called under Lenient with each rejected
+	// record's error, before it is quarantined.
+	OnReject func(*RecordError)
 }
 
 // Accounting is the exact tally of a read: Read = Accepted + Rejected.
@@ -310,6 +313,9 @@ func (r *Reader) each(ctx context.Context, handle func(record) *RecordError, fai
 		if r.opts.Policy == Strict {
 			fail(e)
 			return
+		}
+		if r.opts.OnReject != nil {
+			r.opts.OnReject(e)
 		}
 		if err := r.quarantine(rec, e); err != nil {
 			fail(err)

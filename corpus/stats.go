@@ -130,7 +130,9 @@ func originOrder(a, b Count) int {
 	return cmp.Or(cmp.Compare(rank(a.Key), rank(b.Key)), strings.Compare(a.Key, b.Key))
 }
 
-func byCount(a, b Count) int { return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Key, b.Key)) }
+func byCount(a, b Count) int {
+	return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Key, b.Key))
+}
 
 func (b *StatsBuilder) counts(m map[string]int, order func(a, b Count) int) []Count {
 	out := make([]Count, 0, len(m))
