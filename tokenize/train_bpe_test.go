@@ -1,14 +1,17 @@
 package tokenize
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -58,19 +61,46 @@ func FuzzLlama3Pieces(f *testing.F) {
 	})
 }
 
-// bpeTrainingText returns a few hundred KB of Polish: the embedded sample
-// corpus, read as plain text.
+// bpeTrainingText returns a few hundred KB of Polish: the strings of the
+// embedded sample corpus (JSON and JSON Lines files).
 func bpeTrainingText(t testing.TB) []string {
 	t.Helper()
-	var lines []string
+	var texts []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			texts = append(texts, v)
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		case map[string]any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
 	for _, name := range []string{"organic.json", "preferences.jsonl"} {
 		b, err := os.ReadFile(filepath.Join("..", "corpus", "samples", "data", name))
 		if err != nil {
 			t.Skipf("no Polish training text: %v", err)
 		}
-		lines = append(lines, strings.Split(string(b), "\n")...)
+		dec := json.NewDecoder(bytes.NewReader(b))
+		for {
+			var v any
+			if err := dec.Decode(&v); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			walk(v)
+		}
 	}
-	return lines
+	// Map iteration above shuffles the strings; training must not depend on
+	// their order, but the test's inputs should be stable.
+	slices.Sort(texts)
+	return texts
 }
 
 var bpeRoundTrip = []string{
@@ -79,6 +109,22 @@ var bpeRoundTrip = []string{
 	"  dwie spacje,\ttab i\n\nnowe linie  ",
 	"Kwota: 12 345,67 zł (31.01.2004 r.) 🍂🇵🇱 日本語",
 	"<|start_header_id|>user<|end_header_id|>\n\nCześć!<|eot_id|>",
+}
+
+var (
+	trainedOnce sync.Once
+	trainedTok  *TrainedTokenizer
+)
+
+// trainedSmall returns the tokenizer of trainSmall, trained once for the
+// tests that only use it.
+func trainedSmall(t testing.TB) *TrainedTokenizer {
+	t.Helper()
+	trainedOnce.Do(func() { trainedTok = trainSmall(t) })
+	if trainedTok == nil {
+		t.Skip("the shared trained tokenizer is missing: see the test that trained it first")
+	}
+	return trainedTok
 }
 
 func trainSmall(t testing.TB) *TrainedTokenizer {
@@ -140,7 +186,7 @@ func TestTrainBPE(t *testing.T) {
 }
 
 func TestTrainedTokenizerLoads(t *testing.T) {
-	tt := trainSmall(t)
+	tt := trainedSmall(t)
 	dir := t.TempDir()
 	if err := tt.WriteDir(dir); err != nil {
 		t.Fatal(err)
@@ -201,7 +247,7 @@ func TestTrainedTokenizerMatchesHF(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(modules, "@anush008", "tokenizers")); err != nil {
 		t.Skip("@anush008/tokenizers not installed; run tokenize/testdata/hf/install.sh")
 	}
-	tt := trainSmall(t)
+	tt := trainedSmall(t)
 	dir := t.TempDir()
 	if err := tt.WriteDir(dir); err != nil {
 		t.Fatal(err)
@@ -210,7 +256,12 @@ func TestTrainedTokenizerMatchesHF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inputs := append(slices.Clone(bpeRoundTrip), bpeTrainingText(t)[:200]...)
+	inputs := slices.Clone(bpeRoundTrip)
+	for i, s := range bpeTrainingText(t) {
+		if i%10 == 0 {
+			inputs = append(inputs, s)
+		}
+	}
 	in, _ := json.Marshal(inputs)
 	const script = `
 const {Tokenizer} = require("@anush008/tokenizers");

@@ -1,0 +1,81 @@
+package tokenize
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/pltune/pltune/corpus"
+)
+
+// benchConversations reads the embedded organic sample corpus (PLLuMIC
+// layout) as plain conversations.
+func benchConversations(b *testing.B) [][]corpus.Message {
+	b.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "corpus", "samples", "data", "organic.json"))
+	if err != nil {
+		b.Skipf("no sample corpus: %v", err)
+	}
+	var convs []struct {
+		Messages []corpus.Message `json:"messages"`
+	}
+	if err := json.Unmarshal(raw, &convs); err != nil {
+		b.Fatal(err)
+	}
+	var out [][]corpus.Message
+	for _, c := range convs {
+		var msgs []corpus.Message
+		for _, m := range c.Messages {
+			if m.Content != "" || m.Role != corpus.RoleSystem {
+				msgs = append(msgs, m)
+			}
+		}
+		out = append(out, msgs)
+	}
+	return out
+}
+
+// BenchmarkSFT compares building labelled SFT sequences with the least any
+// tokenization must do: rendering each conversation once and encoding it.
+// The ratio of the two is the cost of finding the trained spans.
+func BenchmarkSFT(b *testing.B) {
+	convs := benchConversations(b)
+	for _, pkg := range []string{"tokenizer-llama3_1", "tokenizer-qwen3", "tokenizer-llama2"} {
+		tok := sftRealTokenizer(b, pkg)
+		builder, err := NewSFTBuilder(tok, SFTOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tokens := 0
+		for _, c := range convs {
+			s, err := builder.BuildMessages(c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tokens += s.Len()
+		}
+		b.Run(pkg+"/render+encode", func(b *testing.B) {
+			for b.Loop() {
+				for _, c := range convs {
+					full, err := builder.tmpl.Render(c, false)
+					if err != nil {
+						b.Fatal(err)
+					}
+					tok.Encode(full, false)
+				}
+			}
+			b.ReportMetric(float64(tokens*b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+		b.Run(pkg+"/sft", func(b *testing.B) {
+			for b.Loop() {
+				for _, c := range convs {
+					if _, err := builder.BuildMessages(c); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(tokens*b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
