@@ -2,11 +2,16 @@ package style
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 )
 
 // calque is an English e-mail formula rendered word for word.
 type calque struct {
+	// keys are lower-case words of which one must occur in a line for re to
+	// match there: a substring test is far cheaper than a case-folding
+	// regexp. A formula is matched within one line.
+	keys       []string
 	re         *regexp.Regexp
 	message    string
 	suggestion string
@@ -18,21 +23,25 @@ type calque struct {
 // "finding you well" is the English formula.
 var calques = []calque{
 	{
+		keys:       []string{"zastanie", "znajdzie"},
 		re:         regexp.MustCompile(`(?i)mam nadziej[ęe],? że (?:ten |ta |to |niniejszy |niniejsza |mój |moja )?(?:e-?mail|mail|wiadomo[śs][ćc](?: e-?mail)?|list elektroniczny)(?: \pL+)? (?:zastanie|znajdzie) (?:\pL+ ){0,2}?(?:w (?:dobrym|dobrej|świetnym|znakomitym|doskonałym) (?:zdrowiu|nastroju|formie|humorze)|w zdrowiu|dobrze)`),
 		message:    "kalka angielskiej formuły „I hope this e-mail finds you well”; po polsku nie zaczyna się tak wiadomości",
 		suggestion: "Mam nadzieję, że wszystko u Pana/Pani w porządku",
 	},
 	{
+		keys:       []string{"waha"},
 		re:         regexp.MustCompile(`(?i)\b(?:nie wahaj(?:cie)? się|prosz[ęe] się nie waha[ćc]|niech (?:się )?(?:pan|pani|państwo) (?:się )?nie waha(?:ją)?) (?:i )?(?:skontaktowa[ćc]|kontaktowa[ćc]|napisa[ćc]|pisa[ćc]|zadzwoni[ćc]|dzwoni[ćc]|zapyta[ćc]|pyta[ćc]|da[ćc] znać|odezwa[ćc]|zwróci[ćc] się|zgłosi[ćc] się)`),
 		message:    "kalka angielskiego „Don't hesitate to contact”; po polsku zaprasza się do kontaktu wprost",
 		suggestion: "W razie pytań proszę o kontakt",
 	},
 	{
+		keys:       []string{"czas"},
 		re:         regexp.MustCompile(`(?i)\bdzięk(?:uję|ujemy|i) (?:bardzo |serdecznie )?za (?:twój|pana|pani|państwa|wasz|pański) (?:cenny )?czas\b`),
 		message:    "kalka angielskiego „Thank you for your time”",
 		suggestion: "Dziękuję za poświęcony czas",
 	},
 	{
+		keys:       []string{"dzień"},
 		re:         regexp.MustCompile(`(?i)\bmiej(?:cie)? (?:wspaniały|świetny|dobry|miły|piękny|cudowny|udany) dzień`),
 		message:    "kalka angielskiego „Have a great day”",
 		suggestion: "Miłego dnia",
@@ -41,9 +50,15 @@ var calques = []calque{
 
 func findEmailCalques(d *doc) []Finding {
 	var out []Finding
-	for _, c := range calques {
-		for _, m := range c.re.FindAllStringIndex(d.text, -1) {
-			out = append(out, Finding{Rule: RuleEmailCalque, Start: m[0], End: m[1], Message: c.message, Suggestion: c.suggestion})
+	for _, l := range d.prose() {
+		lower := strings.ToLower(l.text)
+		for _, c := range calques {
+			if !slices.ContainsFunc(c.keys, func(k string) bool { return strings.Contains(lower, k) }) {
+				continue
+			}
+			for _, m := range c.re.FindAllStringIndex(l.text, -1) {
+				out = append(out, Finding{Rule: RuleEmailCalque, Start: l.start + m[0], End: l.start + m[1], Message: c.message, Suggestion: c.suggestion})
+			}
 		}
 	}
 	return out

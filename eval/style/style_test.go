@@ -388,17 +388,72 @@ func FuzzLint(f *testing.F) {
 	})
 }
 
-func BenchmarkLint(b *testing.B) {
+// benchText is the correct corpus followed by every incorrect line: prose
+// with and without findings.
+func benchText(b *testing.B) string {
 	data, err := os.ReadFile("testdata/correct.txt")
 	if err != nil {
 		b.Fatal(err)
 	}
-	text := string(data)
+	bad, err := os.ReadFile("testdata/incorrect.txt")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sb strings.Builder
+	sb.Write(data)
+	for _, l := range strings.Split(string(bad), "\n") {
+		if _, text, ok := strings.Cut(l, "\t"); ok {
+			sb.WriteString("\n\n" + strings.ReplaceAll(text, `\n`, "\n"))
+		}
+	}
+	return sb.String()
+}
+
+// BenchmarkLint reports words/s. BenchmarkCountWords, one pass over the same
+// text, is the floor it is compared with in BENCHMARKS.md.
+func BenchmarkLint(b *testing.B) {
+	text := benchText(b)
 	n := CountWords(text)
 	b.SetBytes(int64(len(text)))
-	b.ResetTimer()
 	for b.Loop() {
 		Lint(text)
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "words/s")
+}
+
+func BenchmarkCountWords(b *testing.B) {
+	text := benchText(b)
+	n := CountWords(text)
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		CountWords(text)
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "words/s")
+}
+
+// TestCodeAndLinksSkipped: a rule that would fire on the same text outside
+// code or a link stays silent inside it.
+func TestCodeAndLinksSkipped(t *testing.T) {
+	tests := []struct{ text, want string }{
+		{"Zająłem 5-te miejsce.", RuleOrdinal},
+		{"Pobierz https://example.com/plik-5-te.zip dzisiaj.", ""},
+		{"Pobierz HTTP://EXAMPLE.COM/5-te dzisiaj.", ""},
+		{"Wejdź na www.example.com/5-te, proszę.", ""},
+		{"Pisz na 5-te@example.com, proszę.", ""},
+		{"Uruchom `plik-5-te` teraz.", ""},
+		{"Przykład:\n```\nZająłem 5-te miejsce.\n```\n", ""},
+		{"Przykład:\n\n    Zająłem 5-te miejsce.\n", ""},
+		{"Niezamknięty `kod i 5-te miejsce.", RuleOrdinal},
+		{"Adres www.example.com, a potem 5-te miejsce.", RuleOrdinal},
+	}
+	for _, tt := range tests {
+		fs := Lint(tt.text)
+		got := ""
+		if len(fs) > 0 {
+			got = fs[0].Rule
+		}
+		if len(fs) > 1 || got != tt.want {
+			t.Errorf("Lint(%q) = %v, want one %q finding or none", tt.text, fs, tt.want)
+		}
+	}
 }

@@ -2,7 +2,6 @@ package style
 
 import (
 	"cmp"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -29,8 +28,6 @@ type doc struct {
 	// inFence marks lines that belong to a fenced code block.
 	inFence []bool
 }
-
-var urlRe = regexp.MustCompile(`(?i)\b(?:https?://|ftp://|www\.)[^\s<>()„”"]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+`)
 
 func newDoc(text string) *doc {
 	d := &doc{text: text}
@@ -69,9 +66,7 @@ func newDoc(text string) *doc {
 			d.skip = append(d.skip, inlineCode(l)...)
 		}
 	}
-	for _, m := range urlRe.FindAllStringIndex(text, -1) {
-		d.skip = append(d.skip, span{m[0], m[1]})
-	}
+	d.skip = append(d.skip, links(text)...)
 	d.skip = mergeSpans(d.skip)
 	return d
 }
@@ -87,6 +82,81 @@ func mergeSpans(ss []span) []span {
 			continue
 		}
 		out = append(out, s)
+	}
+	return out
+}
+
+// links returns the spans of URLs ("https://…", "www.…") and e-mail
+// addresses in text. A URL runs to the next space or bracket or quotation
+// mark, less trailing punctuation.
+func links(text string) []span {
+	var out []span
+	urlEnd := func(i int) int {
+		for i < len(text) {
+			r, size := utf8.DecodeRuneInString(text[i:])
+			if unicode.IsSpace(r) || strings.ContainsRune("<>()[]„”\"`", r) {
+				break
+			}
+			i += size
+		}
+		for i > 0 && strings.ContainsRune(".,;:!?'", rune(text[i-1])) {
+			i--
+		}
+		return i
+	}
+	isScheme := func(b byte) bool { return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' }
+	for from := 0; ; {
+		j := strings.Index(text[from:], "://")
+		if j < 0 {
+			break
+		}
+		i := from + j
+		k := i
+		for k > 0 && isScheme(text[k-1]) {
+			k--
+		}
+		end := urlEnd(i + 3)
+		if k < i {
+			out = append(out, span{k, end})
+		}
+		from = max(i+3, end)
+	}
+	for from := 0; ; {
+		j := strings.Index(text[from:], "www.")
+		if j < 0 {
+			break
+		}
+		i := from + j
+		end := urlEnd(i)
+		if !isWordRune(runeBefore(text, i)) {
+			out = append(out, span{i, end})
+		}
+		from = max(i+4, end)
+	}
+	isAddr := func(b byte) bool {
+		return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || strings.IndexByte("._+-", b) >= 0
+	}
+	for from := 0; ; {
+		j := strings.IndexByte(text[from:], '@')
+		if j < 0 {
+			break
+		}
+		i := from + j
+		from = i + 1
+		k, end := i, i+1
+		for k > 0 && isAddr(text[k-1]) {
+			k--
+		}
+		for end < len(text) && isAddr(text[end]) {
+			end++
+		}
+		for end > i+1 && text[end-1] == '.' {
+			end--
+		}
+		if k < i && strings.Contains(text[i+1:end], ".") {
+			out = append(out, span{k, end})
+			from = end
+		}
 	}
 	return out
 }

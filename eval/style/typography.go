@@ -150,7 +150,7 @@ func looksLikeCode(s string) bool {
 	return false
 }
 
-var decimalRe = regexp.MustCompile(`[0-9]+\.[0-9]+`)
+var decimalRe = regexp.MustCompile(`^[0-9]+\.[0-9]+`)
 
 // unitAfterRe matches a unit, currency or quantity word right after a
 // number: only then is "3.5" surely a number and not a date (31.01), a time
@@ -164,7 +164,7 @@ var valueBeforeRe = regexp.MustCompile(`(?i)(?:wynosi|wynosił|wynosiła|wynosi�
 func findDecimalPoints(d *doc) []Finding {
 	var out []Finding
 	t := d.text
-	for _, m := range decimalRe.FindAllStringIndex(t, -1) {
+	for _, m := range findAfterDigits(t, ".", decimalRe) {
 		start, end := m[0], m[1]
 		before := runeBefore(t, start)
 		if unicode.IsLetter(before) || strings.ContainsRune("._/,'\\:#§%", before) {
@@ -203,14 +203,17 @@ func findDecimalPoints(d *doc) []Finding {
 	return out
 }
 
-var slashDateRe = regexp.MustCompile(`([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})`)
+var slashDateRe = regexp.MustCompile(`^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})`)
 
 var monthGenitive = map[string]string{
 	"styczeń": "stycznia", "luty": "lutego", "marzec": "marca", "kwiecień": "kwietnia", "maj": "maja", "czerwiec": "czerwca",
 	"lipiec": "lipca", "sierpień": "sierpnia", "wrzesień": "września", "październik": "października", "listopad": "listopada", "grudzień": "grudnia",
 }
 
-var monthDateRe = regexp.MustCompile(`(?i)(styczeń|stycznia|luty|lutego|marzec|marca|kwiecień|kwietnia|maj|maja|czerwiec|czerwca|lipiec|lipca|sierpień|sierpnia|wrzesień|września|październik|października|listopad|listopada|grudzień|grudnia) ([0-9]{1,2})(?:st|nd|rd|th)?, ([0-9]{4})`)
+// dayYearRe matches the "5, 2024" of "Styczeń 5, 2024"; the month before it
+// is checked by findDateFormats (one small automaton is much faster than
+// twenty-four month names tried at every byte).
+var dayYearRe = regexp.MustCompile(`^([0-9]{1,2}), ([0-9]{4})`)
 
 // yearMarked reports whether a date is already followed by "r." or "roku".
 func yearMarked(rest string) bool {
@@ -229,7 +232,7 @@ func dateSuggestion(day, month int, year, rest string) string {
 func findDateFormats(d *doc) []Finding {
 	var out []Finding
 	t := d.text
-	for _, m := range slashDateRe.FindAllStringSubmatchIndex(t, -1) {
+	for _, m := range findAfterDigits(t, "/", slashDateRe) {
 		start, end := m[0], m[1]
 		if b := runeBefore(t, start); isWordRune(b) || strings.ContainsRune("/.-", b) {
 			continue
@@ -249,20 +252,28 @@ func findDateFormats(d *doc) []Finding {
 		}
 		out = append(out, Finding{Rule: RuleDateFormat, Start: start, End: end, Message: msg, Suggestion: dateSuggestion(day, month, year, t[end:])})
 	}
-	for _, m := range monthDateRe.FindAllStringSubmatchIndex(t, -1) {
-		start, end := m[0], m[1]
-		if isWordRune(runeBefore(t, start)) || isWordRune(runeAt(t, end)) {
+	for _, m := range findAfterDigits(t, ", ", dayYearRe) {
+		end := m[1]
+		if isWordRune(runeBefore(t, m[0])) || isWordRune(runeAt(t, end)) || runeBefore(t, m[0]) != ' ' {
 			continue
 		}
-		day, _ := strconv.Atoi(t[m[4]:m[5]])
+		prev := words(t[max(0, m[0]-40):m[0]-1], max(0, m[0]-40))
+		if len(prev) == 0 || prev[len(prev)-1].end != m[0]-1 {
+			continue
+		}
+		month := prev[len(prev)-1]
+		mon := strings.ToLower(month.text)
+		if g, ok := monthGenitive[mon]; ok {
+			mon = g
+		} else if !isGenitiveMonth(mon) {
+			continue
+		}
+		start := month.start
+		day, _ := strconv.Atoi(t[m[2]:m[3]])
 		if day < 1 || day > 31 {
 			continue
 		}
-		mon := strings.ToLower(t[m[2]:m[3]])
-		if g, ok := monthGenitive[mon]; ok {
-			mon = g
-		}
-		sugg := fmt.Sprintf("%d %s %s", day, mon, t[m[6]:m[7]])
+		sugg := fmt.Sprintf("%d %s %s", day, mon, t[m[4]:m[5]])
 		if !yearMarked(t[end:]) {
 			sugg += " r."
 		}
@@ -275,12 +286,12 @@ func findDateFormats(d *doc) []Finding {
 	return out
 }
 
-var ordinalRe = regexp.MustCompile(`[0-9]+-(?:tego|temu|tych|tej|tym|ty|ta|te|to|giego|giej|gich|gim|gie|gi|ga|go|ciego|ciej|cich|cim|cie|cia|ci|szego|szej|szych|szym|szy|sza|sze|mego|mej|mych|mym|my|ych|ego|ej|ym)`)
+var ordinalRe = regexp.MustCompile(`^[0-9]+-(?:tego|temu|tych|tej|tym|ty|ta|te|to|giego|giej|gich|gim|gie|gi|ga|go|ciego|ciej|cich|cim|cie|cia|ci|szego|szej|szych|szym|szy|sza|sze|mego|mej|mych|mym|my|ych|ego|ej|ym)`)
 
 func findOrdinals(d *doc) []Finding {
 	var out []Finding
 	t := d.text
-	for _, m := range ordinalRe.FindAllStringIndex(t, -1) {
+	for _, m := range findAfterDigits(t, "-", ordinalRe) {
 		start, end := m[0], m[1]
 		if b := runeBefore(t, start); isWordRune(b) || strings.ContainsRune("-./", b) {
 			continue
@@ -314,4 +325,40 @@ func isGenitiveMonth(w string) bool {
 		}
 	}
 	return false
+}
+
+// findAfterDigits finds the matches of re (anchored with ^) that start in a
+// run of ASCII digits directly before an occurrence of sep. Scanning for sep
+// and trying re only there is many times faster than letting re try every
+// byte of a long text. Matches do not overlap; each is a submatch index
+// slice into t.
+func findAfterDigits(t, sep string, re *regexp.Regexp) [][]int {
+	var out [][]int
+	from := 0
+	for {
+		j := strings.Index(t[from:], sep)
+		if j < 0 {
+			return out
+		}
+		i := from + j
+		from = i + len(sep)
+		k := i
+		for k > 0 && t[k-1] >= '0' && t[k-1] <= '9' {
+			k--
+		}
+		for start := k; start < i; start++ {
+			m := re.FindStringSubmatchIndex(t[start:])
+			if m == nil {
+				continue
+			}
+			for x := range m {
+				if m[x] >= 0 {
+					m[x] += start
+				}
+			}
+			out = append(out, m)
+			from = max(from, m[1])
+			break
+		}
+	}
 }
