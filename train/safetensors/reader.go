@@ -408,7 +408,7 @@ func OpenDir(dir string) (*Set, error) {
 		if err != nil {
 			return nil, err
 		}
-		return newSet([]*File{f}), nil
+		return NewSet(f), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
@@ -445,7 +445,7 @@ func OpenDir(dir string) (*Set, error) {
 		files = append(files, f)
 		byName[s] = f
 	}
-	set := newSet(files)
+	set := NewSet(files...)
 	for name, shard := range idx.WeightMap {
 		if set.where[name] != byName[shard] {
 			set.Close()
@@ -464,7 +464,9 @@ func OpenDir(dir string) (*Set, error) {
 	return set, nil
 }
 
-func newSet(files []*File) *Set {
+// NewSet addresses the tensors of files by name; Close closes the files.
+// A name found in several files resolves to the last.
+func NewSet(files ...*File) *Set {
 	s := &Set{files: files, where: map[string]*File{}}
 	for _, f := range files {
 		for _, n := range f.order {

@@ -1,0 +1,272 @@
+package train
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"unsafe"
+
+	"github.com/pltune/pltune/train/safetensors"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+var stToGotch = map[safetensors.DType]gotch.DType{
+	safetensors.BF16: gotch.BFloat16,
+	safetensors.F16:  gotch.Half,
+	safetensors.F32:  gotch.Float,
+	safetensors.F64:  gotch.Double,
+}
+
+// LoadModel loads a Hugging Face checkpoint folder (config.json plus
+// model.safetensors or sharded model-0000X-of-0000N.safetensors with their
+// index), one tensor at a time, converting to opts.DType on opts.Device.
+func LoadModel(dir string, opts ModelOptions) (*Model, error) {
+	cfg, err := LoadConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	m, err := newSkeleton(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		m.Drop()
+		return nil, fmt.Errorf("train: loading %s: %w", dir, err)
+	}
+	defer set.Close()
+	if err := m.loadTensors(set, m.bindings(), dir); err != nil {
+		m.Drop()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Model) loadTensors(set *safetensors.Set, bs []binding, where string) error {
+	known := map[string]bool{}
+	var buf []byte
+	for _, b := range bs {
+		known[b.name] = true
+		info, ok := set.Info(b.name)
+		if !ok {
+			return fmt.Errorf("train: %s: tensor %s is %w", where, b.name, errNoTensor)
+		}
+		if !slices.Equal(info.Shape, b.shape) {
+			return fmt.Errorf("train: %s: tensor %s has shape %v; config.json implies %v", where, b.name, info.Shape, b.shape)
+		}
+		kind, ok := stToGotch[info.DType]
+		if !ok {
+			return fmt.Errorf("train: %s: tensor %s is %s; want BF16, F16, F32 or F64", where, b.name, info.DType)
+		}
+		raw, err := set.ReadRaw(b.name, buf)
+		if err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+		buf = raw
+		t, err := ts.OfDataSize(raw, info.Shape, kind)
+		if err != nil {
+			return fmt.Errorf("train: %s: tensor %s: %w", where, b.name, err)
+		}
+		if kind != m.opts.DType {
+			t = t.MustTotype(m.opts.DType, true)
+		}
+		if m.opts.Device != gotch.CPU {
+			t = t.MustTo(m.opts.Device, true)
+		}
+		t.MustRequiresGrad_(true)
+		if *b.t != nil {
+			(*b.t).MustDrop()
+		}
+		*b.t = t
+	}
+	for _, n := range set.Names() {
+		// Old checkpoints store the rotary table; a tied model may still
+		// carry its head.
+		if known[n] || strings.HasSuffix(n, "rotary_emb.inv_freq") || n == "lm_head.weight" && m.Config.TieWordEmbeddings {
+			continue
+		}
+		return fmt.Errorf("train: %s: unexpected tensor %s for a %s with this config", where, n, m.Config.Architecture)
+	}
+	return nil
+}
+
+// SaveOptions configures Model.Save.
+type SaveOptions struct {
+	// DType is the stored precision; by default config.json's torch_dtype
+	// (bfloat16, float16, float32), else F32.
+	DType safetensors.DType
+	// MaxShardBytes splits the weights into shards of at most this size
+	// with an index; 0 writes one model.safetensors.
+	MaxShardBytes int64
+	// TokenizerDir, when set, is a folder whose tokenizer files
+	// (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+	// tokenizer.model, chat_template.jinja) are copied next to the weights.
+	TokenizerDir string
+	// EOSTokenIDs are added to generation_config.json's eos_token_id after
+	// config.json's: put the chat template's end-of-turn token here so
+	// generation stops at the end of an answer.
+	EOSTokenIDs []int
+}
+
+var torchDTypes = map[string]safetensors.DType{"bfloat16": safetensors.BF16, "float16": safetensors.F16, "float32": safetensors.F32}
+
+// tokenizerFiles are copied by Save.
+var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "chat_template.jinja"}
+
+// Save writes the model in the Hugging Face layout transformers, vLLM and
+// llama.cpp's converter read: config.json, generation_config.json, the
+// weights (one file or shards plus index) and the tokenizer files. LoRA
+// adapters are not included: call MergeLoRA first, or SaveAdapter.
+func (m *Model) Save(dir string, opts SaveOptions) error {
+	dt := opts.DType
+	if dt == "" {
+		dt = torchDTypes[m.Config.TorchDType]
+		if dt == "" {
+			dt = safetensors.F32
+		}
+	}
+	kind, ok := stToGotch[dt]
+	if !ok {
+		return fmt.Errorf("train: SaveOptions.DType %q: want BF16, F16, F32 or F64", dt)
+	}
+	for _, id := range opts.EOSTokenIDs {
+		if id < 0 || id >= m.Config.VocabSize {
+			return fmt.Errorf("train: SaveOptions.EOSTokenIDs: %d is outside the vocabulary (%d)", id, m.Config.VocabSize)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	var srcs []safetensors.Source
+	for _, b := range m.bindings() {
+		t := *b.t
+		srcs = append(srcs, safetensors.Source{
+			Tensor: safetensors.Tensor{Name: b.name, DType: dt, Shape: b.shape},
+			Data:   func() ([]byte, error) { return tensorBytes(t, kind) },
+		})
+	}
+	if _, err := safetensors.WriteSharded(dir, srcs, opts.MaxShardBytes, map[string]string{"format": "pt"}); err != nil {
+		return fmt.Errorf("train: saving %s: %w", dir, err)
+	}
+	cfg := *m.Config
+	cfg.TorchDType = map[safetensors.DType]string{safetensors.BF16: "bfloat16", safetensors.F16: "float16", safetensors.F32: "float32", safetensors.F64: "float64"}[dt]
+	js, err := json.Marshal(&cfg)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if err := writeJSONFile(filepath.Join(dir, "config.json"), js); err != nil {
+		return err
+	}
+	gen := map[string]any{"_from_model_config": true}
+	if m.Config.BOSTokenID != nil {
+		gen["bos_token_id"] = *m.Config.BOSTokenID
+	}
+	eos := slices.Clone(m.Config.EOSTokenIDs)
+	for _, id := range opts.EOSTokenIDs {
+		if !slices.Contains(eos, id) {
+			eos = append(eos, id)
+		}
+	}
+	switch len(eos) {
+	case 0:
+	case 1:
+		gen["eos_token_id"] = eos[0]
+	default:
+		gen["eos_token_id"] = eos
+	}
+	js, err = json.MarshalIndent(gen, "", "  ")
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if err := writeJSONFile(filepath.Join(dir, "generation_config.json"), js); err != nil {
+		return err
+	}
+	if opts.TokenizerDir != "" {
+		copied := 0
+		for _, f := range tokenizerFiles {
+			err := copyFile(filepath.Join(opts.TokenizerDir, f), filepath.Join(dir, f))
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("train: copying the tokenizer: %w", err)
+			}
+			copied++
+		}
+		if copied == 0 {
+			return fmt.Errorf("train: SaveOptions.TokenizerDir %s holds none of %s", opts.TokenizerDir, strings.Join(tokenizerFiles, ", "))
+		}
+	}
+	return nil
+}
+
+func writeJSONFile(path string, js []byte) error {
+	if err := os.WriteFile(path, append(js, '\n'), 0o644); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// tensorBytes returns t's elements as little-endian bytes of kind, copied
+// to the host. libtorch does the conversion (round to nearest even).
+func tensorBytes(t *ts.Tensor, kind gotch.DType) ([]byte, error) {
+	c := t.MustDetach(false)
+	if c.DType() != kind {
+		c = c.MustTotype(kind, true)
+	}
+	if c.MustDevice() != gotch.CPU {
+		c = c.MustTo(gotch.CPU, true)
+	}
+	c = c.MustContiguous(true)
+	defer c.MustDrop()
+	n := int(c.Numel())
+	size := int(kind.Size())
+	buf := make([]byte, n*size)
+	if n == 0 {
+		return buf, nil
+	}
+	// CopyData wants a Go slice of the element type: alias the byte
+	// buffer with an integer slice of the same width and reinterpret the
+	// tensor's bits as integers.
+	var dst any
+	var view gotch.DType
+	switch size {
+	case 2:
+		dst, view = unsafe.Slice((*int16)(unsafe.Pointer(&buf[0])), n), gotch.Int16
+	case 4:
+		dst, view = unsafe.Slice((*int32)(unsafe.Pointer(&buf[0])), n), gotch.Int
+	case 8:
+		dst, view = unsafe.Slice((*int64)(unsafe.Pointer(&buf[0])), n), gotch.Int64
+	default:
+		return nil, fmt.Errorf("train: cannot store %v tensors", kind)
+	}
+	v := c.MustViewDtype(view, false)
+	defer v.MustDrop()
+	if err := v.CopyData(dst, uint(n)); err != nil {
+		return nil, fmt.Errorf("train: copying a tensor to the host: %w", err)
+	}
+	return buf, nil
+}

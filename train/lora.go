@@ -1,0 +1,258 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/pltune/pltune/internal/torchx"
+	"github.com/pltune/pltune/train/safetensors"
+	"github.com/sugarme/gotch/ts"
+)
+
+// LoRAConfig configures low-rank adapters as PEFT's LoraConfig does: each
+// targeted projection W gets y = x·Wᵀ + (Alpha/Rank)·dropout(x)·Aᵀ·Bᵀ with A
+// [Rank, in] and B [out, Rank], B starting at zero.
+type LoRAConfig struct {
+	Rank    int     // r (default 8)
+	Alpha   float64 // lora_alpha (default 16)
+	Dropout float64 // lora_dropout, applied in training mode only
+	// TargetModules are projection names: q_proj, k_proj, v_proj, o_proj,
+	// gate_proj, up_proj, down_proj (Llama, Mistral); w1, w2, w3 and gate
+	// (the router) for Mixtral. Default q_proj and v_proj, as PEFT's.
+	TargetModules []string
+}
+
+func (c *LoRAConfig) ensureDefaults() {
+	if c.Rank == 0 {
+		c.Rank = 8
+	}
+	if c.Alpha == 0 {
+		c.Alpha = 16
+	}
+	if len(c.TargetModules) == 0 {
+		c.TargetModules = []string{"q_proj", "v_proj"}
+	}
+}
+
+func (c *LoRAConfig) scale() float64 { return c.Alpha / float64(c.Rank) }
+
+// peftPrefix is what PEFT puts before the model's own module path.
+const peftPrefix = "base_model.model."
+
+// ApplyLoRA adds adapters to m's target projections. Afterwards only the
+// adapters are trainable (NamedParameters marks the base frozen).
+func ApplyLoRA(m *Model, cfg LoRAConfig) error {
+	if m.lora != nil {
+		return fmt.Errorf("train: ApplyLoRA: the model already has adapters")
+	}
+	cfg.ensureDefaults()
+	if cfg.Rank < 0 || cfg.Alpha <= 0 || cfg.Dropout < 0 || cfg.Dropout >= 1 {
+		return fmt.Errorf("train: ApplyLoRA: rank %d, alpha %g, dropout %g: want rank > 0, alpha > 0, 0 ≤ dropout < 1", cfg.Rank, cfg.Alpha, cfg.Dropout)
+	}
+	var hit []*linear
+	used := map[string]bool{}
+	for _, l := range m.linears() {
+		if slices.Contains(cfg.TargetModules, l.l.module) {
+			hit = append(hit, l.l)
+			used[l.l.module] = true
+		}
+	}
+	for _, t := range cfg.TargetModules {
+		if !used[t] {
+			var names []string
+			for _, l := range m.linears() {
+				if !slices.Contains(names, l.l.module) {
+					names = append(names, l.l.module)
+				}
+			}
+			return fmt.Errorf("train: ApplyLoRA: target module %q is not in a %s; want some of %s", t, m.Config.Architecture, strings.Join(names, ", "))
+		}
+	}
+	torchx.ManualSeed(m.opts.Seed + 1)
+	r := int64(cfg.Rank)
+	for _, l := range hit {
+		s := l.w.MustSize()
+		out, in := s[0], s[1]
+		// PEFT's default: A ~ kaiming_uniform(a=√5) = U(±1/√in), B = 0.
+		bound := 1 / math.Sqrt(float64(in))
+		a := ts.MustZeros([]int64{r, in}, m.opts.DType, m.opts.Device)
+		a.MustUniform_(-bound, bound)
+		a.MustRequiresGrad_(true)
+		b := ts.MustZeros([]int64{out, r}, m.opts.DType, m.opts.Device)
+		b.MustRequiresGrad_(true)
+		l.a, l.b = a, b
+	}
+	m.lora = &cfg
+	m.loraOff = false
+	return nil
+}
+
+func dropAdapter(l *linear) {
+	if l.a != nil {
+		l.a.MustDrop()
+		l.b.MustDrop()
+		l.a, l.b = nil, nil
+	}
+}
+
+// SetAdaptersEnabled switches LoRA adapters on or off without removing
+// them: with adapters off the model is its base (DPO's reference model).
+func (m *Model) SetAdaptersEnabled(on bool) { m.loraOff = !on }
+
+// LoRA returns the adapters' configuration, or nil without adapters.
+func (m *Model) LoRA() *LoRAConfig {
+	if m.lora == nil {
+		return nil
+	}
+	c := *m.lora
+	c.TargetModules = slices.Clone(c.TargetModules)
+	return &c
+}
+
+// MergeLoRA folds the adapters into the base weights (W += scale·B·A) and
+// removes them; the model is then fully trainable again.
+func (m *Model) MergeLoRA() error {
+	if m.lora == nil {
+		return fmt.Errorf("train: MergeLoRA: the model has no adapters")
+	}
+	torchx.NoGrad(func() {
+		for _, l := range m.linears() {
+			if l.l.a == nil {
+				continue
+			}
+			d := l.l.b.MustMatmul(l.l.a, false).MustMulScalar(ts.FloatScalar(m.lora.scale()), true)
+			l.l.w.MustAdd_(d)
+			d.MustDrop()
+			dropAdapter(l.l)
+		}
+	})
+	m.lora = nil
+	m.loraOff = false
+	return nil
+}
+
+type peftConfig struct {
+	PeftType          string   `json:"peft_type"`
+	TaskType          string   `json:"task_type"`
+	R                 int      `json:"r"`
+	LoraAlpha         float64  `json:"lora_alpha"`
+	LoraDropout       float64  `json:"lora_dropout"`
+	TargetModules     []string `json:"target_modules"`
+	Bias              string   `json:"bias"`
+	FanInFanOut       bool     `json:"fan_in_fan_out"`
+	InferenceMode     bool     `json:"inference_mode"`
+	UseRSLoRA         bool     `json:"use_rslora"`
+	UseDoRA           bool     `json:"use_dora"`
+	BaseModel         string   `json:"base_model_name_or_path"`
+	ModulesToSave     []string `json:"modules_to_save"`
+	InitLoraWeights   bool     `json:"init_lora_weights"`
+	LayersToTransform []int    `json:"layers_to_transform"`
+}
+
+// SaveAdapter writes the adapters in PEFT's layout: adapter_config.json and
+// adapter_model.safetensors with keys such as
+// base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight.
+// baseModel names the base checkpoint in the config (may be empty).
+func (m *Model) SaveAdapter(dir, baseModel string) error {
+	if m.lora == nil {
+		return fmt.Errorf("train: SaveAdapter: the model has no adapters")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	dt := torchDTypes[m.Config.TorchDType]
+	if dt == "" {
+		dt = safetensors.F32
+	}
+	kind := stToGotch[dt]
+	var srcs []safetensors.Source
+	for _, l := range m.linears() {
+		if l.l.a == nil {
+			continue
+		}
+		for _, p := range []struct {
+			suffix string
+			t      *ts.Tensor
+		}{{".lora_A.weight", l.l.a}, {".lora_B.weight", l.l.b}} {
+			t := p.t
+			srcs = append(srcs, safetensors.Source{
+				Tensor: safetensors.Tensor{Name: peftPrefix + l.path + p.suffix, DType: dt, Shape: t.MustSize()},
+				Data:   func() ([]byte, error) { return tensorBytes(t, kind) },
+			})
+		}
+	}
+	if err := safetensors.WriteFile(filepath.Join(dir, "adapter_model.safetensors"), srcs, map[string]string{"format": "pt"}); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	pc := peftConfig{
+		PeftType: "LORA", TaskType: "CAUSAL_LM", R: m.lora.Rank, LoraAlpha: m.lora.Alpha, LoraDropout: m.lora.Dropout,
+		TargetModules: m.lora.TargetModules, Bias: "none", InferenceMode: true, BaseModel: baseModel, InitLoraWeights: true,
+	}
+	js, err := json.MarshalIndent(pc, "", "  ")
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	return writeJSONFile(filepath.Join(dir, "adapter_config.json"), js)
+}
+
+// LoadAdapter adds the PEFT adapter saved in dir to m.
+func LoadAdapter(m *Model, dir string) error {
+	cfgPath := filepath.Join(dir, "adapter_config.json")
+	data, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	var pc peftConfig
+	if err := json.Unmarshal(data, &pc); err != nil {
+		return fmt.Errorf("train: %s: %v (target_modules must be a list of names)", cfgPath, err)
+	}
+	switch {
+	case pc.PeftType != "LORA":
+		return fmt.Errorf("train: %s: peft_type %q; only LORA is supported", cfgPath, pc.PeftType)
+	case pc.UseRSLoRA || pc.UseDoRA || pc.FanInFanOut:
+		return fmt.Errorf("train: %s: use_rslora, use_dora and fan_in_fan_out are not supported", cfgPath)
+	case pc.Bias != "" && pc.Bias != "none":
+		return fmt.Errorf("train: %s: bias %q is not supported; want none", cfgPath, pc.Bias)
+	case len(pc.ModulesToSave) > 0 || len(pc.LayersToTransform) > 0:
+		return fmt.Errorf("train: %s: modules_to_save and layers_to_transform are not supported", cfgPath)
+	case pc.R <= 0:
+		return fmt.Errorf("train: %s: r = %d; want a positive rank", cfgPath, pc.R)
+	}
+	if err := ApplyLoRA(m, LoRAConfig{Rank: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, TargetModules: pc.TargetModules}); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "adapter_model.safetensors")
+	f, err := safetensors.OpenFile(path)
+	if err != nil {
+		m.dropAdapters()
+		return fmt.Errorf("train: %w", err)
+	}
+	defer f.Close()
+	var bs []binding
+	for _, l := range m.linears() {
+		if l.l.a == nil {
+			continue
+		}
+		bs = append(bs,
+			binding{name: peftPrefix + l.path + ".lora_A.weight", t: &l.l.a, shape: l.l.a.MustSize()},
+			binding{name: peftPrefix + l.path + ".lora_B.weight", t: &l.l.b, shape: l.l.b.MustSize()},
+		)
+	}
+	if err := m.loadTensors(safetensors.NewSet(f), bs, path); err != nil {
+		m.dropAdapters()
+		return err
+	}
+	return nil
+}
+
+func (m *Model) dropAdapters() {
+	for _, l := range m.linears() {
+		dropAdapter(l.l)
+	}
+	m.lora = nil
+}
