@@ -145,7 +145,9 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 		v.Truncated = truncated
 		tr.Verbosity = &v
 	}
-	tr.Style = style
+	if style != nil && style.Responses > 0 {
+		tr.Style = style
+	}
 	return tr
 }
 
