@@ -22,6 +22,8 @@ package samples
 import (
 	"embed"
 	"io/fs"
+
+	"github.com/pltune/pltune/corpus"
 )
 
 // The files in FS. Organic, Converted and Synthetic are PLLuMIC-format JSON
@@ -40,3 +42,20 @@ var data embed.FS
 
 // FS returns the embedded sample files, addressed by the constants above.
 func FS() fs.FS { return data }
+
+// File is one instruction file of FS and the origin of every sample in it,
+// which PLLuMIC's format cannot record and corpus.Options.Origin supplies.
+type File struct {
+	Name   string
+	Origin corpus.Origin
+}
+
+// InstructionFiles returns the instruction files in the order organic,
+// converted, synthetic.
+func InstructionFiles() []File {
+	return []File{
+		{Organic, corpus.OriginOrganic},
+		{Converted, corpus.OriginConverted},
+		{Synthetic, corpus.OriginSynthetic},
+	}
+}

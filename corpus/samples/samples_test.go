@@ -1,6 +1,7 @@
 package samples_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/pltune/pltune/corpus"
 	"github.com/pltune/pltune/corpus/samples"
 )
 
@@ -99,6 +101,46 @@ func checkConv(c pllumicConv) []string {
 	return errs
 }
 
+// TestCheckConv shows that checkConv catches each shape error it claims to,
+// so that TestSampleFiles passing means something.
+func TestCheckConv(t *testing.T) {
+	msg := func(role string, seq int, content string) pllumicMessage {
+		return pllumicMessage{Role: role, Content: &content, Seq: &seq, Language: "pol", Type: "Dialog", Source: []string{"x"}}
+	}
+	ok := func() []pllumicMessage {
+		return []pllumicMessage{msg("system", -1, ""), msg("user", 0, "Pytanie?"), msg("assistant", 0, "Odpowiedź.")}
+	}
+	tests := []struct {
+		name  string
+		edit  func(m []pllumicMessage) []pllumicMessage
+		wantE string
+	}{
+		{"valid", func(m []pllumicMessage) []pllumicMessage { return m }, ""},
+		{"no system", func(m []pllumicMessage) []pllumicMessage { return append(m[1:], msg("user", 1, "a")) }, "role"},
+		{"swapped roles", func(m []pllumicMessage) []pllumicMessage { m[1], m[2] = m[2], m[1]; return m }, "role"},
+		{"bad seq", func(m []pllumicMessage) []pllumicMessage { m[2] = msg("assistant", 1, "a"); return m }, "seq"},
+		{"empty answer", func(m []pllumicMessage) []pllumicMessage { m[2] = msg("assistant", 0, " \n"); return m }, "empty content"},
+		{"odd turns", func(m []pllumicMessage) []pllumicMessage { return append(m, msg("user", 1, "a")) }, "pairs"},
+		{"mixed type", func(m []pllumicMessage) []pllumicMessage { m[2].Type = "RAG"; return m }, "type"},
+		{"no source", func(m []pllumicMessage) []pllumicMessage { m[1].Source = nil; return m }, "source"},
+		{"language", func(m []pllumicMessage) []pllumicMessage { m[1].Language = "en"; return m }, "language"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := checkConv(pllumicConv{ConvID: "t", Messages: tt.edit(ok())})
+			if tt.wantE == "" {
+				if len(errs) != 0 {
+					t.Fatalf("got %v; want no problems", errs)
+				}
+				return
+			}
+			if !strings.Contains(strings.Join(errs, "; "), tt.wantE) {
+				t.Fatalf("got %v; want a problem mentioning %q", errs, tt.wantE)
+			}
+		})
+	}
+}
+
 func TestSampleFiles(t *testing.T) {
 	total, multi := 0, 0
 	ids := map[string]string{}
@@ -175,24 +217,67 @@ func TestPolishConventions(t *testing.T) {
 }
 
 func TestFSFiles(t *testing.T) {
-	for _, name := range []string{samples.Organic, samples.Converted, samples.Synthetic} {
+	for _, name := range []string{samples.Organic, samples.Converted, samples.Synthetic, samples.Preferences, samples.Pretrain} {
 		if _, err := fs.Stat(samples.FS(), name); err != nil {
 			t.Error(err)
 		}
 	}
 }
 
-func ExampleFS() {
-	b, err := fs.ReadFile(samples.FS(), samples.Organic)
-	if err != nil {
-		panic(err)
+// TestCorpusReader reads every instruction file with the corpus package's
+// strict PLLuMIC reader, as the quickstart does, and checks that nothing is
+// rejected and that the origin, type and source survive.
+func TestCorpusReader(t *testing.T) {
+	for _, file := range samples.InstructionFiles() {
+		want := len(readFile(t, file.Name))
+		f, err := samples.FS().Open(file.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := corpus.NewReader(f, file.Name, corpus.Options{Format: corpus.PLLuMIC, Origin: file.Origin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for s, err := range r.Samples(context.Background()) {
+			if err != nil {
+				t.Fatalf("%s: %v", file.Name, err)
+			}
+			n++
+			if s.Origin != file.Origin || s.Type == "" || len(s.Sources) == 0 || s.Language != "pol" {
+				t.Errorf("%s: %s: origin %q, type %q, sources %v, language %q", file.Name, s.ID, s.Origin, s.Type, s.Sources, s.Language)
+			}
+		}
+		if err := r.Close(); err != nil {
+			t.Error(err)
+		}
+		if acct := r.Accounting(); n != want || acct.Rejected != 0 || acct.Read != int64(want) {
+			t.Errorf("%s: read %d samples, accounting %+v; want %d accepted, none rejected", file.Name, n, acct, want)
+		}
 	}
-	var convs []struct {
-		ConvID string `json:"conv_id"`
+}
+
+func ExampleInstructionFiles() {
+	for _, file := range samples.InstructionFiles() {
+		f, err := samples.FS().Open(file.Name)
+		if err != nil {
+			panic(err)
+		}
+		r, err := corpus.NewReader(f, file.Name, corpus.Options{Origin: file.Origin})
+		if err != nil {
+			panic(err)
+		}
+		for s, err := range r.Samples(context.Background()) {
+			if err != nil {
+				panic(err)
+			}
+			fmt.Println(s.ID, s.Origin, s.Type)
+			break
+		}
+		r.Close()
 	}
-	if err := json.Unmarshal(b, &convs); err != nil {
-		panic(err)
-	}
-	fmt.Println(convs[0].ConvID)
-	// Output: org-0001
+	// Output:
+	// org-0001 organic Pisanie listów
+	// conv-0001 converted Ekstrakcja informacji
+	// syn-0001 synthetic Twórcze pisanie
 }
