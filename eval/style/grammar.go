@@ -15,8 +15,12 @@ var listMarkerRe = regexp.MustCompile(`^\s*(?:[-*+•]|[0-9]+[.)])\s`)
 // a title they cannot be a proper name, which is what tells a Title Case
 // calque from a name such as "Stany Zjednoczone Ameryki". "I" is left out:
 // it is also a Roman numeral ("Bolesław I Chrobry").
-var titleFunctionWords = set("w", "we", "z", "ze", "na", "do", "od", "o", "po", "pod", "nad", "za", "przed", "przez", "przy", "bez", "dla",
-	"u", "ku", "oraz", "lub", "albo", "czy", "ale", "jak", "jako", "a", "że", "to", "się", "nie", "czyli", "między", "wśród", "według", "dzięki")
+var titleFunctionWords = set("w", "we", "z", "ze", "na", "od", "o", "po", "pod", "nad", "za", "przed", "przez", "przy", "bez", "dla",
+	"u", "ku", "oraz", "lub", "albo", "czy", "ale", "jak", "jako", "że", "się", "nie", "czyli", "między", "wśród", "według", "dzięki")
+
+// ambiguousTitleWords are Polish function words that are English words too
+// ("Back To The Future"); they count only in a title with Polish letters.
+var ambiguousTitleWords = set("do", "to", "a")
 
 // notInfinitives end like infinitives but are nouns.
 var notInfinitives = set("sieć", "płeć", "nić", "mać", "chęć", "pięć", "sześć", "dziewięć", "część", "śmierć", "maść", "pamięć", "uwięź")
@@ -66,7 +70,7 @@ func findTitleCase(d *doc) []Finding {
 			}
 			letters = append(letters, w)
 		}
-		if len(letters) < 3 || len(letters) > 12 {
+		if len(letters) < 3 || len(letters) > 12 || !looksPolish(text) {
 			continue
 		}
 		upper, counted, evidence := 0, 0, false
@@ -82,7 +86,7 @@ func findTitleCase(d *doc) []Finding {
 			}
 			upper++
 			lw := strings.ToLower(w.text)
-			if titleFunctionWords[lw] || isInfinitive(lw) {
+			if titleFunctionWords[lw] || isInfinitive(lw) || ambiguousTitleWords[lw] && strings.ContainsAny(text, polishLetters) {
 				evidence = true
 			}
 		}
@@ -124,7 +128,9 @@ var noCommaBefore = set(
 	"blisko", "niedaleko", "wewnątrz", "powyżej", "poniżej", "odnośnie", "celem", "drogą", "rzecz", "wyniku", "podstawie", "pomocą",
 	"pomocy", "użyciu", "ramach", "trakcie", "czasie", "celu", "skutek", "skutkiem", "sprawie", "sprawą", "przypadku", "zakresie", "związku",
 	"imieniu", "drodze", "oparciu", "toku", "myśl", "formie", "postaci", "stosunku", "porównaniu", "odróżnieniu", "przeciwieństwie",
-	"zależności", "obliczu", "obrębie", "pobliżu", "środku", "okresie", "względu", "strony", "stronie", "miejsce", "miejscu", "charakterze")
+	"zależności", "obliczu", "obrębie", "pobliżu", "środku", "okresie", "względu", "strony", "stronie", "miejsce", "miejscu", "charakterze",
+	"koniec", "końcu", "początku", "ciągu", "przeciągu", "imię", "cześć", "temat", "mocy", "granicach", "wzór", "kształt", "koszt",
+	"korzyść", "niekorzyść", "podobieństwo", "udziałem", "wyjątkiem", "powodu", "racji", "tytułu", "okazji")
 
 // pairedConjunctions take the comma before the pair: ", mimo że".
 var pairedConjunctions = set("mimo", "pomimo", "zwłaszcza")

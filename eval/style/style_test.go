@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 type lintCase struct {
@@ -184,6 +185,10 @@ func TestTitleCase(t *testing.T) {
 		{"list item", "- Przewodnik Po Krakowie Dla Turystów", "", ""},
 		{"after colon", "# Poradnik: Jak napisać CV", "", ""},
 		{"not alone", "Tekst przed\nPrzewodnik Po Krakowie Dla Turystów\nTekst po", "", ""},
+		{"english title", "# Back To The Future", "", ""},
+		{"english title without articles", "## Introduction To Go Modules", "", ""},
+		{"polish with do", "# Wprowadzenie W Świat Języka Go", "Wprowadzenie W Świat Języka Go", ""},
+		{"ambiguous do with polish letters", "# Przewodnik Do Źródeł Wiedzy", "Przewodnik Do Źródeł Wiedzy", ""},
 	})
 }
 
@@ -231,6 +236,8 @@ func TestMissingComma(t *testing.T) {
 		{"o to że", "Chodzi o to, że nikt nie pytał.", "", ""},
 		{"preposition", "Dom, w którym mieszkam.", "", ""},
 		{"preposition phrase", "Sprawa, na podstawie której wydano decyzję.", "", ""},
+		{"pod koniec", "To był rok, pod koniec którego wyjechał.", "", ""},
+		{"z powodu", "Burza, z powodu której odwołano lot, minęła.", "", ""},
 		{"po to żeby", "Przyszedłem po to, żeby pomóc.", "", ""},
 		{"czy aby", "Czy aby na pewno?", "", ""},
 		{"nie żeby", "Nie żeby mi zależało.", "", ""},
@@ -361,6 +368,30 @@ func TestLintSortedAndBounded(t *testing.T) {
 		}
 		if i > 0 && fs[i-1].Start > f.Start {
 			t.Errorf("findings not sorted at %d", i)
+		}
+	}
+}
+
+// TestLintLinear: inputs built to make a careless scanner quadratic still
+// lint in well under a second.
+func TestLintLinear(t *testing.T) {
+	inputs := map[string]string{
+		"digit run":      strings.Repeat("1", 200_000) + "-ty.",
+		"separators":     strings.Repeat("1.1/1-1, ", 30_000),
+		"quotes":         strings.Repeat("“a ", 50_000),
+		"backticks":      strings.Repeat("`a\" ", 50_000),
+		"greetings":      strings.Repeat("Szanowna Pani,\n\n", 20_000) + "Dziękuję.",
+		"one long line":  strings.Repeat("że który ", 50_000),
+		"headings":       strings.Repeat("# Jak Pisać Po Polsku\n", 20_000),
+		"links and mail": strings.Repeat("https://a.pl/x a@b.pl www.c.pl ", 20_000),
+	}
+	for name, text := range inputs {
+		start := time.Now()
+		Lint(text)
+		d := time.Since(start)
+		t.Logf("%s: %v", name, d)
+		if d > 2*time.Second {
+			t.Errorf("%s: %d bytes took %v", name, len(text), d)
 		}
 	}
 }

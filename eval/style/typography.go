@@ -333,6 +333,7 @@ func isGenitiveMonth(w string) bool {
 // byte of a long text. Matches do not overlap; each is a submatch index
 // slice into t.
 func findAfterDigits(t, sep string, re *regexp.Regexp) [][]int {
+	const maxDigits = 16
 	var out [][]int
 	from := 0
 	for {
@@ -342,8 +343,11 @@ func findAfterDigits(t, sep string, re *regexp.Regexp) [][]int {
 		}
 		i := from + j
 		from = i + len(sep)
+		// Only the last few digits can start a match the rules accept (a
+		// longer number is no date, ordinal or decimal of interest), and
+		// the bound keeps a long digit run from costing quadratic time.
 		k := i
-		for k > 0 && t[k-1] >= '0' && t[k-1] <= '9' {
+		for k > 0 && k > i-maxDigits && t[k-1] >= '0' && t[k-1] <= '9' {
 			k--
 		}
 		for start := k; start < i; start++ {
