@@ -1,7 +1,6 @@
 package tokenize
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
@@ -33,8 +32,11 @@ type bpe struct {
 	// byteIDs: byte-level, the id of each single byte; with byte fallback,
 	// the id of <0xXX>. -1 when missing.
 	byteIDs [256]int
-	// charIDs: ids of the single-character tokens (non-byte-level models).
+	// charIDs: ids of the single-character tokens (non-byte-level models);
+	// bmpIDs holds those of the Basic Multilingual Plane densely (id+1, 0
+	// for none) because the lookup runs once per input character.
 	charIDs map[rune]int
+	bmpIDs  []int32
 
 	// spSplit enables cutting SentencePiece-style words before "▁" (see
 	// segments); noCutAfter lists the characters after which a cut is not
@@ -52,20 +54,40 @@ func (m *bpe) mergeRank(a, b int) (rank, id int, ok bool) {
 }
 
 type bpeJSON struct {
-	Type                    string            `json:"type"`
-	Vocab                   map[string]int    `json:"vocab"`
-	Merges                  []json.RawMessage `json:"merges"`
-	UnkToken                *string           `json:"unk_token"`
-	ContinuingSubwordPrefix *string           `json:"continuing_subword_prefix"`
-	EndOfWordSuffix         *string           `json:"end_of_word_suffix"`
-	FuseUnk                 bool              `json:"fuse_unk"`
-	ByteFallback            bool              `json:"byte_fallback"`
-	IgnoreMerges            bool              `json:"ignore_merges"`
+	Type                    string  `json:"type"`
+	UnkToken                *string `json:"unk_token"`
+	ContinuingSubwordPrefix *string `json:"continuing_subword_prefix"`
+	EndOfWordSuffix         *string `json:"end_of_word_suffix"`
+	FuseUnk                 bool    `json:"fuse_unk"`
+	ByteFallback            bool    `json:"byte_fallback"`
+	IgnoreMerges            bool    `json:"ignore_merges"`
+	Vocab                   map[string]int
+	Merges                  [][2]string
 }
 
 func parseBPE(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 	var j bpeJSON
-	if err := json.Unmarshal(raw, &j); err != nil {
+	fields, err := topLevel(raw)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	small := map[string]json.RawMessage{}
+	for k, v := range fields {
+		switch k {
+		case "vocab":
+			if j.Vocab, err = parseVocab(v); err != nil {
+				return nil, fmt.Errorf("model: %w", err)
+			}
+		case "merges":
+			if j.Merges, err = parseMerges(v); err != nil {
+				return nil, fmt.Errorf("model: %w", err)
+			}
+		default:
+			small[k] = v
+		}
+	}
+	b, _ := json.Marshal(small)
+	if err := json.Unmarshal(b, &j); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	if j.Type != "" && j.Type != "BPE" {
@@ -112,10 +134,7 @@ func parseBPE(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 
 	m.merges = make(map[uint64]uint64, len(j.Merges))
 	for rank, mr := range j.Merges {
-		a, b, err := parseMerge(mr)
-		if err != nil {
-			return nil, fmt.Errorf("model: merge %d: %w", rank, err)
-		}
+		a, b := mr[0], mr[1]
 		ia, ok1 := j.Vocab[a]
 		ib, ok2 := j.Vocab[b]
 		if !ok1 || !ok2 {
@@ -150,9 +169,13 @@ func parseBPE(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 		}
 	} else {
 		m.charIDs = make(map[rune]int)
+		m.bmpIDs = make([]int32, 0x10000)
 		for tok, id := range j.Vocab {
 			if r, w := utf8.DecodeRuneInString(tok); w == len(tok) && w > 0 && (r != utf8.RuneError || w > 1) {
 				m.charIDs[r] = id
+				if r < 0x10000 {
+					m.bmpIDs[r] = int32(id + 1)
+				}
 			}
 		}
 		if m.byteFallback {
@@ -168,23 +191,8 @@ func parseBPE(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 	return m, nil
 }
 
-// parseMerge reads a merge in either form: "a b" or ["a", "b"].
-func parseMerge(raw json.RawMessage) (string, string, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) > 0 && raw[0] == '[' {
-		var pair []string
-		if err := json.Unmarshal(raw, &pair); err != nil {
-			return "", "", err
-		}
-		if len(pair) != 2 {
-			return "", "", fmt.Errorf("want 2 tokens, got %d", len(pair))
-		}
-		return pair[0], pair[1], nil
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", "", err
-	}
+// splitMerge reads a merge in the legacy "a b" form.
+func splitMerge(s string) (string, string, error) {
 	a, b, ok := strings.Cut(s, " ")
 	if !ok || strings.Contains(b, " ") {
 		return "", "", fmt.Errorf("%q is not two tokens separated by one space", s)
@@ -291,13 +299,23 @@ func (m *bpe) tokenize(word string, sc *bpeScratch, ids []int, lens []int32, wan
 				ids, lens = m.tokenizeWord(word[start:i], sc, ids, lens, wantLens)
 				start = i
 			}
-			_, known := m.charIDs[r]
+			_, known := m.charID(r)
 			prevCut = known && string(r) != metaspace && !m.noCutAfter[r] && !(r == utf8.RuneError && w == 1)
 			i += w
 		}
 		return m.tokenizeWord(word[start:], sc, ids, lens, wantLens)
 	}
 	return m.tokenizeWord(word, sc, ids, lens, wantLens)
+}
+
+// charID returns the id of the single-character token r.
+func (m *bpe) charID(r rune) (int, bool) {
+	if r >= 0 && r < 0x10000 {
+		id := m.bmpIDs[r]
+		return int(id) - 1, id > 0
+	}
+	id, ok := m.charIDs[r]
+	return id, ok
 }
 
 const maxCachedWord = 256
@@ -389,7 +407,7 @@ func (m *bpe) initialSymbols(word string, syms []symbol) []symbol {
 				if r == utf8.RuneError && w == 1 {
 					ok = false
 				} else {
-					id, ok = m.charIDs[r]
+					id, ok = m.charID(r)
 				}
 			} else {
 				id, ok = m.vocab[m.affix(word[i:i+w], i == 0, i+w == len(word))]

@@ -138,21 +138,24 @@ func FromJSON(tokenizerJSON, configJSON []byte) (*Tokenizer, error) {
 
 func fromJSON(tokenizerJSON, configJSON, specialMap []byte) (*Tokenizer, error) {
 	var f struct {
-		AddedTokens   []AddedToken    `json:"added_tokens"`
-		Normalizer    json.RawMessage `json:"normalizer"`
-		PreTokenizer  json.RawMessage `json:"pre_tokenizer"`
-		PostProcessor json.RawMessage `json:"post_processor"`
-		Decoder       json.RawMessage `json:"decoder"`
-		Model         json.RawMessage `json:"model"`
+		AddedTokens                                             []AddedToken
+		Normalizer, PreTokenizer, PostProcessor, Decoder, Model json.RawMessage
 	}
-	if err := json.Unmarshal(tokenizerJSON, &f); err != nil {
+	top, err := topLevel(tokenizerJSON)
+	if err != nil {
 		return nil, fmt.Errorf("tokenizer.json: %w", err)
 	}
+	if raw := top["added_tokens"]; raw != nil && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &f.AddedTokens); err != nil {
+			return nil, fmt.Errorf("tokenizer.json: added_tokens: %w", err)
+		}
+	}
+	f.Normalizer, f.PreTokenizer = top["normalizer"], top["pre_tokenizer"]
+	f.PostProcessor, f.Decoder, f.Model = top["post_processor"], top["decoder"], top["model"]
 	if len(f.Model) == 0 || string(f.Model) == "null" {
 		return nil, fmt.Errorf("tokenizer.json: no model")
 	}
 	t := &Tokenizer{}
-	var err error
 	if t.cfg, err = parseConfig(configJSON, specialMap); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,39 @@
+package tokenize
+
+import (
+	"testing"
+)
+
+// benchCorpus is Polish prose: the paragraphs of the goldens that hold no
+// special-token strings.
+func benchCorpus(b *testing.B, name string) []string {
+	var texts []string
+	for _, g := range readGoldens(b, name) {
+		if len(g.S) > 200 {
+			texts = append(texts, g.S)
+		}
+	}
+	return texts
+}
+
+func BenchmarkEncode(b *testing.B) {
+	for _, name := range referenceTokenizers {
+		b.Run(name, func(b *testing.B) {
+			tk := testTokenizer(b, name)
+			texts := benchCorpus(b, name)
+			tokens, bytes := 0, 0
+			for _, s := range texts {
+				tokens += len(tk.Encode(s, false))
+				bytes += len(s)
+			}
+			b.SetBytes(int64(bytes))
+			b.ResetTimer()
+			for b.Loop() {
+				for _, s := range texts {
+					tk.Encode(s, false)
+				}
+			}
+			b.ReportMetric(float64(tokens)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
