@@ -219,22 +219,30 @@ func runOf(s string, i int, in func(rune) bool) int {
 }
 
 // bpeTrainer holds the words as symbol sequences, the count of every
-// adjacent pair, and for each pair the words it occurs in.
+// adjacent pair, and for each pair the words it occurs in. A pair is keyed
+// by its two symbols packed in one integer, which Go's maps hash fastest.
 type bpeTrainer struct {
 	tokens []string
-	words  [][]int
+	words  [][]int32
 	freq   []int
-	pairs  map[[2]int]int
-	where  map[[2]int]map[int]struct{}
-	queue  pairQueue
-	merges [][2]int
+	pairs  map[uint64]int
+	// where may list a word more than once, or a word that no longer
+	// holds the pair: merging such a word changes nothing.
+	where   map[uint64][]int32
+	queue   pairQueue
+	merges  [][2]int32
+	changed map[uint64]struct{}
 }
 
+func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
+
+func pairOf(k uint64) (int32, int32) { return int32(k >> 32), int32(uint32(k)) }
+
 func newBPETrainer(counts map[string]int) *bpeTrainer {
-	t := &bpeTrainer{pairs: map[[2]int]int{}, where: map[[2]int]map[int]struct{}{}}
-	var byteID [256]int
+	t := &bpeTrainer{pairs: map[uint64]int{}, where: map[uint64][]int32{}, changed: map[uint64]struct{}{}}
+	var byteID [256]int32
 	for id, b := range byteOrder {
-		byteID[b] = id
+		byteID[b] = int32(id)
 		t.tokens = append(t.tokens, string(byteAlphabet[b]))
 	}
 	// Words in sorted order so that ids and ties do not depend on map order.
@@ -244,17 +252,17 @@ func newBPETrainer(counts map[string]int) *bpeTrainer {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		syms := make([]int, len(k))
+		syms := make([]int32, len(k))
 		for i := range len(k) {
 			syms[i] = byteID[k[i]]
 		}
-		w := len(t.words)
+		w := int32(len(t.words))
 		t.words = append(t.words, syms)
 		t.freq = append(t.freq, counts[k])
 		for i := 0; i+1 < len(syms); i++ {
-			p := [2]int{syms[i], syms[i+1]}
+			p := pairKey(syms[i], syms[i+1])
 			t.pairs[p] += counts[k]
-			t.addWhere(p, w)
+			t.where[p] = append(t.where[p], w)
 		}
 	}
 	for p, c := range t.pairs {
@@ -264,17 +272,9 @@ func newBPETrainer(counts map[string]int) *bpeTrainer {
 	return t
 }
 
-func (t *bpeTrainer) addWhere(p [2]int, w int) {
-	s := t.where[p]
-	if s == nil {
-		s = map[int]struct{}{}
-		t.where[p] = s
-	}
-	s[w] = struct{}{}
-}
-
-func (t *bpeTrainer) entry(p [2]int, c int) pairEntry {
-	return pairEntry{pair: p, count: c, text: t.tokens[p[0]] + t.tokens[p[1]]}
+func (t *bpeTrainer) entry(p uint64, c int) pairEntry {
+	a, b := pairOf(p)
+	return pairEntry{pair: p, count: c, text: t.tokens[a] + t.tokens[b]}
 }
 
 func (t *bpeTrainer) run(ctx context.Context, merges, minFreq int) error {
@@ -300,21 +300,20 @@ func (t *bpeTrainer) run(ctx context.Context, merges, minFreq int) error {
 
 // merge adds the token of pair p and rewrites every word holding it,
 // updating the pair counts by the difference each word makes.
-func (t *bpeTrainer) merge(p [2]int) {
-	id := len(t.tokens)
-	t.tokens = append(t.tokens, t.tokens[p[0]]+t.tokens[p[1]])
-	t.merges = append(t.merges, p)
-	changed := map[[2]int]bool{}
-	ws := make([]int, 0, len(t.where[p]))
-	for w := range t.where[p] {
-		ws = append(ws, w)
-	}
+func (t *bpeTrainer) merge(p uint64) {
+	a, b := pairOf(p)
+	id := int32(len(t.tokens))
+	t.tokens = append(t.tokens, t.tokens[a]+t.tokens[b])
+	t.merges = append(t.merges, [2]int32{a, b})
+	clear(t.changed)
+	ws := t.where[p]
 	delete(t.where, p)
+	var out []int32
 	for _, w := range ws {
 		old := t.words[w]
-		var out []int
+		out = out[:0]
 		for i := 0; i < len(old); i++ {
-			if i+1 < len(old) && old[i] == p[0] && old[i+1] == p[1] {
+			if i+1 < len(old) && old[i] == a && old[i+1] == b {
 				out = append(out, id)
 				i++
 				continue
@@ -326,19 +325,21 @@ func (t *bpeTrainer) merge(p [2]int) {
 		}
 		f := t.freq[w]
 		for i := 0; i+1 < len(old); i++ {
-			q := [2]int{old[i], old[i+1]}
+			q := pairKey(old[i], old[i+1])
 			t.pairs[q] -= f
-			changed[q] = true
+			t.changed[q] = struct{}{}
 		}
 		for i := 0; i+1 < len(out); i++ {
-			q := [2]int{out[i], out[i+1]}
+			q := pairKey(out[i], out[i+1])
 			t.pairs[q] += f
-			changed[q] = true
-			t.addWhere(q, w)
+			t.changed[q] = struct{}{}
+			if out[i] == id || out[i+1] == id {
+				t.where[q] = append(t.where[q], w)
+			}
 		}
-		t.words[w] = out
+		t.words[w] = append(old[:0], out...)
 	}
-	for q := range changed {
+	for q := range t.changed {
 		if c := t.pairs[q]; c > 0 {
 			heap.Push(&t.queue, t.entry(q, c))
 		} else {
@@ -349,7 +350,7 @@ func (t *bpeTrainer) merge(p [2]int) {
 }
 
 type pairEntry struct {
-	pair  [2]int
+	pair  uint64
 	count int
 	text  string
 }
@@ -359,17 +360,14 @@ type pairQueue []pairEntry
 
 func (q pairQueue) Len() int { return len(q) }
 func (q pairQueue) Less(i, j int) bool {
-	a, b := q[i], q[j]
+	a, b := &q[i], &q[j]
 	if a.count != b.count {
 		return a.count > b.count
 	}
 	if a.text != b.text {
 		return a.text < b.text
 	}
-	if a.pair[0] != b.pair[0] {
-		return a.pair[0] < b.pair[0]
-	}
-	return a.pair[1] < b.pair[1]
+	return a.pair < b.pair
 }
 func (q pairQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
 func (q *pairQueue) Push(x any)   { *q = append(*q, x.(pairEntry)) }
@@ -385,7 +383,7 @@ func (q *pairQueue) Pop() any {
 // post-processor, the ByteLevel decoder) with t's vocabulary and merges.
 func (t *TrainedTokenizer) TokenizerJSON() ([]byte, error) {
 	first := len(t.Vocab) - t.Special
-	var added []map[string]any
+	added := []map[string]any{}
 	for id := first; id < len(t.Vocab); id++ {
 		added = append(added, map[string]any{
 			"id": id, "content": t.Vocab[id], "single_word": false, "lstrip": false,

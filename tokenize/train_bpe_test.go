@@ -314,3 +314,80 @@ func ExampleTrainBPE() {
 
 	// Output: 271 [[Ġ m] [k o] [Ġm a]]
 }
+
+// BenchmarkTrainBPE times training on the sample corpus (about 290 KB of
+// Polish) against Hugging Face tokenizers' BpeTrainer, run from Node in the
+// same benchmark. The "complete" runs train until no pair is left (HF's
+// default trainer: min_frequency 0, vocab_size 30,000), the only
+// configuration the Node binding offers, so both do the same work; both
+// report train-ms, the training time without process start or file loading
+// on the Go side (HF's includes reading the 290 KB file).
+func BenchmarkTrainBPE(b *testing.B) {
+	texts := bpeTrainingText(b)
+	b.Run("pltune/vocab4000", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := TrainBPE(context.Background(), slices.Values(texts), BPETrainOptions{VocabSize: 4000}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "train-ms")
+	})
+	var vocab int
+	b.Run("pltune/complete", func(b *testing.B) {
+		for b.Loop() {
+			tt, err := TrainBPE(context.Background(), slices.Values(texts), BPETrainOptions{VocabSize: 1 << 20, MinFrequency: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			vocab = len(tt.Vocab) - tt.Special
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "train-ms")
+		b.ReportMetric(float64(vocab), "vocab")
+	})
+	b.Run("hf-tokenizers/complete", func(b *testing.B) {
+		modules, _ := filepath.Abs(filepath.Join("..", ".pltune", "npm", "node_modules"))
+		if _, err := os.Stat(filepath.Join(modules, "@anush008", "tokenizers")); err != nil {
+			b.Skip("@anush008/tokenizers not installed")
+		}
+		dir := b.TempDir()
+		corpusFile := filepath.Join(dir, "train.txt")
+		if err := os.WriteFile(corpusFile, []byte(strings.Join(texts, "\n")), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		// An untrained tokenizer.json with the same pipeline as ours.
+		empty := &TrainedTokenizer{}
+		tj, err := empty.TokenizerJSON()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), tj, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		const script = `
+const {Tokenizer} = require("@anush008/tokenizers");
+const tok = Tokenizer.fromFile(process.argv[1] + "/tokenizer.json");
+const t0 = process.hrtime.bigint();
+tok.train([process.argv[2]]);
+const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+process.stdout.write(JSON.stringify({ms, vocab: tok.getVocabSize(false)}));`
+		var total float64
+		var res struct {
+			MS    float64 `json:"ms"`
+			Vocab int     `json:"vocab"`
+		}
+		for b.Loop() {
+			cmd := exec.Command("node", "-e", script, dir, corpusFile)
+			cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+			out, err := cmd.Output()
+			if err != nil {
+				b.Fatalf("node: %v", err)
+			}
+			if err := json.Unmarshal(out[bytes.LastIndexByte(out, '{'):], &res); err != nil {
+				b.Fatalf("node output %q: %v", out, err)
+			}
+			total += res.MS
+		}
+		b.ReportMetric(total/float64(b.N), "train-ms")
+		b.ReportMetric(float64(res.Vocab), "vocab")
+	})
+}
