@@ -59,7 +59,7 @@ func ExampleDetectRefusal() {
 		fmt.Println(m.Refused, m.Pattern)
 	}
 	// Output:
-	// true ^przykro mi, ale
+	// true ^przykro mi … nie mogę
 	// false
 }
 

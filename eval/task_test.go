@@ -2,6 +2,8 @@ package eval
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -130,5 +132,33 @@ func FuzzScorers(f *testing.F) {
 		}
 		DetectRefusal(s)
 		Measure(s, nil)
+	})
+}
+
+func FuzzOpenCache(f *testing.F) {
+	f.Add([]byte(`{"key":"k","task":"t","item":"i","model":"m","mode":"generate","generation":{"text":"x"}}` + "\n" + `{"key":"k2"`))
+	f.Add([]byte("\n\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "cache.jsonl")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := openCache(path)
+		if err != nil {
+			return
+		}
+		if err := c.put(Record{Key: "new", Mode: "generate", Generation: &Generation{Text: "y"}}); err != nil {
+			t.Fatal(err)
+		}
+		c.close()
+		// Whatever was there, the appended record must read back.
+		c2, err := openCache(path)
+		if err != nil {
+			t.Fatalf("cache unreadable after an append: %v", err)
+		}
+		defer c2.close()
+		if r, ok := c2.get("new"); !ok || r.Generation.Text != "y" {
+			t.Fatalf("appended record lost: %+v", r)
+		}
 	})
 }
