@@ -157,9 +157,24 @@ var decimalRe = regexp.MustCompile(`^[0-9]+\.[0-9]+`)
 // (14.30), a section (3.2) or a version (1.2).
 var unitAfterRe = regexp.MustCompile(`^[  \x{202F}]?(?:%|‰|°[CF]?|zł|gr|PLN|EUR|USD|CHF|GBP|€|kg|dag|mg|g|t|km/h|km²|km|m²|m³|m|cm|mm|µm|nm|ha|ml|hl|l|h|min|ms|s|proc\.|procent\pL*|mln|mld|tys\.|tysi[ąę]c\pL*|milion\pL*|miliard\pL*|raz[ay]|litr\pL*|metr\pL*|kilometr\pL*|centymetr\pL*|milimetr\pL*|kilogram\pL*|gram\pL*|ton[ya]?|godzin\pL*|minut\pL*|sekund\pL*|roku|lat|miesi[ąę]c\pL*|tygodni\pL*|dnia|dni|stopni\pL*|punkt[uó]\pL*|pkt|GB|MB|TB|kB|GHz|MHz|Hz|kWh|kW|MW|W|V|mAh|cal[ai])(?:[^\pL\pN]|$)`)
 
-// valueBeforeRe matches words after which a number is a value ("wynosi
-// 3.5").
-var valueBeforeRe = regexp.MustCompile(`(?i)(?:wynosi|wynosił|wynosiła|wynosiło|wyniósł|wyniosła|wyniosło|wynoszą|wynosiły|średnia|średnio|ocena|ocenę|wskaźnik)[  ]$`)
+// valueWords are words after which a number is a value ("wynosi 3.5").
+var valueWords = set("wynosi", "wynosił", "wynosiła", "wynosiło", "wyniósł", "wyniosła", "wyniosło", "wynoszą", "wynosiły",
+	"średnia", "średnio", "ocena", "ocenę", "wskaźnik")
+
+// followsValueWord reports whether the word right before byte i of t (one
+// space away) is a value word.
+func followsValueWord(t string, i int) bool {
+	if r := runeBefore(t, i); r != ' ' && r != '\u00a0' {
+		return false
+	}
+	from := max(0, i-24)
+	ws := words(t[from:i], from)
+	if len(ws) == 0 {
+		return false
+	}
+	last := ws[len(ws)-1]
+	return strings.TrimRight(t[last.end:i], " \u00a0") == "" && valueWords[strings.ToLower(last.text)]
+}
 
 func findDecimalPoints(d *doc) []Finding {
 	var out []Finding
@@ -189,7 +204,7 @@ func findDecimalPoints(d *doc) []Finding {
 				continue // 15.03: a day and a month
 			}
 		}
-		if !unitAfterRe.MatchString(t[end:]) && !valueBeforeRe.MatchString(t[max(0, start-40):start]) {
+		if !unitAfterRe.MatchString(t[end:]) && !followsValueWord(t, start) {
 			continue
 		}
 		out = append(out, Finding{
