@@ -86,8 +86,11 @@ func findClosingCommas(d *doc) []Finding {
 	return out
 }
 
-// greetingRe matches a salutation line that ends in a comma.
-var greetingRe = regexp.MustCompile(`^\s*(?:(?:Wielce )?Szanown[aiy]|Drog[aiy]|Najdroższ[aiy]|Kochan[aiy]|Dzień dobry|Dobry wieczór|Witam|Witaj(?:cie)?|Cześć|Hej|Czołem)(?:,|\s[^.!?;:]{0,60},)\s*$`)
+// greetingRe matches a salutation line that ends in a comma. After an
+// adjective of address the next word must be capitalised ("Drogi Marku,",
+// "Szanowni Państwo,"), so that a line of prose or verse that merely starts
+// with "Drogi" or "Kochane" is not taken for a greeting.
+var greetingRe = regexp.MustCompile(`^\s*(?:(?:(?:Wielce )?Szanown(?:y|a|i|e)|Drog(?:i|a|ie)|Drodzy|Kochan(?:y|a|i|e)|Najdroższ(?:y|a|e)|Najdrożsi)(?:,|\s+\p{Lu}[^.!?;:]{0,60},)|(?:Dzień dobry|Dobry wieczór|Witam|Witaj(?:cie)?|Cześć|Hej|Czołem)(?:,|\s[^.!?;:]{0,60},))\s*$`)
 
 // courtesyWords are capitalised by courtesy in letters, so a capital on them
 // after a greeting is right.

@@ -99,6 +99,11 @@ func TestGreetingCapital(t *testing.T) {
 		{"first name", "Szanowna Pani,\nAgnieszka przekazała mi Pani numer.", "", ""},
 		{"acronym", "Szanowni Państwo,\nPKO BP informuje o zmianie regulaminu.", "", ""},
 		{"not a greeting", "Szanowna Pani Dyrektor poprosiła o raport.\nDziękuję wszystkim.", "", ""},
+		{"drodzy", "Drodzy Koledzy,\nPrzypominam o zebraniu.", "Przypominam", "przypominam"},
+		{"kochane", "Kochane Dziewczyny,\nDziękuję za życzenia.", "Dziękuję", "dziękuję"},
+		{"dzień dobry wszystkim", "Dzień dobry wszystkim,\nZapraszam na spotkanie.", "Zapraszam", "zapraszam"},
+		{"verse", "Drogi były kręte i puste,\nW oddali szczekał pies.", "", ""},
+		{"comma inside", "Witaj, majowa jutrzenko,\nW blasku porannej zorzy.", "", ""},
 	})
 }
 
