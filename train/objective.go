@@ -1,0 +1,144 @@
+package train
+
+import (
+	"fmt"
+
+	"github.com/pltune/pltune/tokenize"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// LMObjective is language modelling — continual pre-training on packed raw
+// text and SFT on chat samples alike: the summed cross-entropy of every
+// labelled next token. A token is predicted only from its own segment (its
+// packed sequence): the first token of a segment is never a target of the
+// previous one. Mixtral's router load-balancing loss is added, weighted by
+// router_aux_loss_coef, per trained token.
+type LMObjective struct {
+	Model *Model
+	Rows  []tokenize.PackedRow
+	PadID int
+}
+
+// NewLMObjective returns the objective over rows (tokenize.Pack,
+// tokenize.PretrainRows, or single sequences' Row()).
+func NewLMObjective(m *Model, rows []tokenize.PackedRow, padID int) *LMObjective {
+	return &LMObjective{Model: m, Rows: rows, PadID: padID}
+}
+
+// Len is the number of rows.
+func (o *LMObjective) Len() int { return len(o.Rows) }
+
+// Units counts the trained next-token predictions of rows idx.
+func (o *LMObjective) Units(idx []int) int {
+	n := 0
+	for _, i := range idx {
+		r := &o.Rows[i]
+		for t := 0; t+1 < len(r.IDs); t++ {
+			if trainedTarget(r, t) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// trainedTarget tells whether position t predicts a trained token at t+1
+// of the same segment.
+func trainedTarget(r *tokenize.PackedRow, t int) bool {
+	if r.Labels[t+1] == tokenize.IgnoreIndex {
+		return false
+	}
+	return len(r.SegmentIDs) == 0 || (r.SegmentIDs[t+1] == r.SegmentIDs[t] && r.SegmentIDs[t] != 0)
+}
+
+// batchTensors turns collated rows into [B, T] int64 tensors: ids,
+// positions, segments, attention mask, and next-token targets (IgnoreIndex
+// where nothing is trained).
+type batchTensors struct {
+	ids, pos, seg, mask, targets *ts.Tensor
+	tokens                       int
+}
+
+func (b *batchTensors) drop() {
+	for _, t := range []*ts.Tensor{b.ids, b.pos, b.seg, b.mask, b.targets} {
+		if t != nil {
+			t.MustDrop()
+		}
+	}
+}
+
+func (o *LMObjective) batch(idx []int) (*batchTensors, error) {
+	rows := make([]tokenize.PackedRow, len(idx))
+	for i, j := range idx {
+		if j < 0 || j >= len(o.Rows) {
+			return nil, fmt.Errorf("train: row %d out of range [0, %d)", j, len(o.Rows))
+		}
+		rows[i] = o.Rows[j]
+	}
+	c := tokenize.Collate(rows, o.PadID)
+	B, T := len(rows), len(c.IDs[0])
+	flat := func(m [][]int) []int64 {
+		out := make([]int64, 0, B*T)
+		for _, r := range m {
+			for _, v := range r {
+				out = append(out, int64(v))
+			}
+		}
+		return out
+	}
+	tg := make([]int64, B*T)
+	tokens := 0
+	for b := range B {
+		padded := tokenize.PackedRow{IDs: c.IDs[b], Labels: c.Labels[b], SegmentIDs: c.SegmentIDs[b]}
+		for t := range T {
+			tg[b*T+t] = tokenize.IgnoreIndex
+			if t+1 < T && trainedTarget(&padded, t) {
+				tg[b*T+t] = int64(c.Labels[b][t+1])
+			}
+			if c.AttentionMask[b][t] != 0 {
+				tokens++
+			}
+		}
+	}
+	shape := []int64{int64(B), int64(T)}
+	mk := func(v []int64) *ts.Tensor { return ts.MustOfSlice(v).MustView(shape, true) }
+	return &batchTensors{
+		ids: mk(flat(c.IDs)), pos: mk(flat(c.PositionIDs)), seg: mk(flat(c.SegmentIDs)),
+		mask: mk(flat(c.AttentionMask)), targets: mk(tg), tokens: tokens,
+	}, nil
+}
+
+// Loss runs the model on rows idx.
+func (o *LMObjective) Loss(idx []int) (*Loss, error) {
+	bt, err := o.batch(idx)
+	if err != nil {
+		return nil, err
+	}
+	defer bt.drop()
+	out, err := o.Model.Forward(bt.ids, ForwardOptions{PositionIDs: bt.pos, SegmentIDs: bt.seg, AttentionMask: bt.mask})
+	if err != nil {
+		return nil, err
+	}
+	V := int64(o.Model.Config.VocabSize)
+	logits := out.Logits.MustView([]int64{-1, V}, false)
+	tgt := bt.targets.MustView([]int64{-1}, false)
+	if dev := o.Model.Options().Device; dev != gotch.CPU {
+		tgt = tgt.MustTo(dev, true)
+	}
+	sum := logits.MustCrossEntropyLoss(tgt, ts.NewTensor(), 2, tokenize.IgnoreIndex, 0, true) // reduction: sum
+	tgt.MustDrop()
+	metrics := map[string]float64{}
+	if out.AuxLoss != nil {
+		units := float64(o.Units(idx))
+		aux := out.AuxLoss.MustMulScalar(ts.FloatScalar(o.Model.Config.RouterAuxLossCoef*units), false)
+		metrics["aux_loss"] = out.AuxLoss.Float64Values()[0] * units
+		sum = sum.MustAdd(aux, true)
+		aux.MustDrop()
+	}
+	out.Logits.MustDrop()
+	if out.AuxLoss != nil {
+		out.AuxLoss.MustDrop()
+	}
+	return &Loss{Sum: sum, Tokens: bt.tokens, Metrics: metrics}, nil
+}
