@@ -104,7 +104,7 @@ func findTitleCase(d *doc) []Finding {
 }
 
 // conjunctions take a comma before them when they open a subordinate clause.
-var conjunctions = set("że", "ponieważ", "gdyż", "żeby", "aby",
+var conjunctions = set("że", "ponieważ", "gdyż", "żeby", "żebym", "żebyś", "żebyśmy", "żebyście", "aby", "abym", "abyś", "abyśmy", "abyście",
 	"który", "która", "które", "którego", "której", "któremu", "którym", "którą", "których", "którymi", "którzy")
 
 // noCommaBefore are words after which a conjunction needs no comma of its
