@@ -47,6 +47,15 @@ func (d *doc) titleText(lines []line, i int) (text string, off int, ok bool) {
 	}
 	blank := func(j int) bool { return j < 0 || j >= len(lines) || strings.TrimSpace(lines[j].text) == "" }
 	t := strings.TrimSpace(l.text)
+	// A line in bold ("**Plan Na Weekend**") is a title the way models
+	// write them.
+	for _, mark := range []string{"**", "__"} {
+		if inner, ok := strings.CutPrefix(t, mark); ok {
+			if inner, ok = strings.CutSuffix(inner, mark); ok && !strings.Contains(inner, mark[:1]) {
+				t = strings.TrimSpace(inner)
+			}
+		}
+	}
 	if t == "" || strings.ContainsAny(t, "[]|(){}<>=/\\*_%~\t") || strings.Contains(t, "  ") || !blank(i-1) || !blank(i+1) || listMarkerRe.MatchString(l.text) ||
 		strings.ContainsAny(t[len(t)-1:], ".,;:!?…\"”") || greetingRe.MatchString(l.text) || closingRe.MatchString(l.text) {
 		return "", 0, false
