@@ -118,7 +118,11 @@ func New(cfg Config) (*Client, error) {
 		cfg.BatchSize = 8
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
+		// Keep a connection per request in flight: the default transport
+		// keeps 2 idle connections per host and would reconnect for the rest.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = cfg.Concurrency
+		cfg.HTTPClient = &http.Client{Transport: tr}
 	}
 	key := cfg.APIKey
 	if key == "" {
