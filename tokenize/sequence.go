@@ -1,8 +1,10 @@
 package tokenize
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"unicode"
 
@@ -322,6 +324,48 @@ func tokenBoundary(prefix, ids []int, inclusive bool) int {
 		k++
 	}
 	return k
+}
+
+// SFTStats counts what BuildAll made of a corpus.
+type SFTStats struct {
+	// Samples is the number of samples read, Sequences the number built.
+	Samples, Sequences int
+	// TooLong counts the samples dropped under DropTooLong.
+	TooLong int
+	// Tokens and Trained count the tokens of the built sequences and those
+	// of them that are trained.
+	Tokens, Trained int
+}
+
+// BuildAll builds the sequences of every sample in order. Samples longer
+// than MaxLen under DropTooLong are skipped and counted; any other error
+// (a read error, a template error, a sample with nothing to train) stops it
+// and is returned with the stats so far. Cancelling ctx stops it too.
+func (b *SFTBuilder) BuildAll(ctx context.Context, samples iter.Seq2[corpus.Sample, error]) ([]Sequence, SFTStats, error) {
+	var out []Sequence
+	var st SFTStats
+	for s, err := range samples {
+		if err != nil {
+			return out, st, err
+		}
+		if err := ctx.Err(); err != nil {
+			return out, st, err
+		}
+		st.Samples++
+		seq, err := b.Build(&s)
+		if errors.Is(err, ErrTooLong) {
+			st.TooLong++
+			continue
+		}
+		if err != nil {
+			return out, st, err
+		}
+		st.Sequences++
+		st.Tokens += seq.Len()
+		st.Trained += seq.Trainable()
+		out = append(out, seq)
+	}
+	return out, st, nil
 }
 
 // PreferenceExample is a preference pair as two sequences that share their

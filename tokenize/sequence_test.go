@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"slices"
@@ -488,4 +489,40 @@ func FuzzSFTBuilder(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestBuildAll(t *testing.T) {
+	tok := newByteTokenizer()
+	b, err := newSFTBuilder(tok, SFTOptions{Template: templateFor(t, "llama3_1"), MaxLen: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := corpus.Sample{ID: "short", Messages: multiTurn[1:3]}
+	long := corpus.Sample{ID: "long", Messages: []corpus.Message{multiTurn[1], {Role: corpus.RoleAssistant, Content: strings.Repeat("długo ", 40)}}}
+	empty := corpus.Sample{ID: "empty", Messages: multiTurn[1:2]}
+	seqOf := func(samples ...corpus.Sample) iter.Seq2[corpus.Sample, error] {
+		return func(yield func(corpus.Sample, error) bool) {
+			for _, s := range samples {
+				if !yield(s, nil) {
+					return
+				}
+			}
+		}
+	}
+	seqs, st, err := b.BuildAll(context.Background(), seqOf(short, long, short))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != 2 || st.Samples != 3 || st.Sequences != 2 || st.TooLong != 1 || st.Tokens != 2*seqs[0].Len() || st.Trained != 2*seqs[0].Trainable() {
+		t.Errorf("%d sequences, stats %+v", len(seqs), st)
+	}
+	_, st, err = b.BuildAll(context.Background(), seqOf(short, empty, short))
+	if !errors.Is(err, ErrNoTrainableTokens) || !strings.Contains(err.Error(), `"empty"`) || st.Sequences != 1 {
+		t.Errorf("err = %v, stats %+v", err, st)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := b.BuildAll(ctx, seqOf(short)); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: err = %v", err)
+	}
 }

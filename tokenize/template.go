@@ -177,6 +177,22 @@ func (t *Tokenizer) ChatTemplate() (*ChatTemplate, error) {
 	return NewChatTemplate(src, cfg)
 }
 
+// NamedChatTemplate returns the template called name in the list form of
+// chat_template (e.g. "tool_use" or "rag" beside "default").
+func (t *Tokenizer) NamedChatTemplate(name string) (*ChatTemplate, error) {
+	cfg := t.Config()
+	src, ok := cfg.ChatTemplates[name]
+	if !ok {
+		names := make([]string, 0, len(cfg.ChatTemplates))
+		for n := range cfg.ChatTemplates {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("tokenize: the tokenizer has no chat template named %q; it has %q", name, names)
+	}
+	return NewChatTemplate(src, cfg)
+}
+
 // builtinTemplateName picks a built-in template by the special tokens the
 // vocabulary holds: each family's turn markers are unmistakable.
 func (t *Tokenizer) builtinTemplateName() string {

@@ -247,3 +247,33 @@ func ExampleChatTemplate_Render() {
 	fmt.Printf("%q\n", out)
 	// Output: "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nOdpowiadaj po polsku.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nJaka jest stolica Polski?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
 }
+
+func TestNamedChatTemplate(t *testing.T) {
+	tj, err := trainedSmall(t).TokenizerJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := `{"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "chat_template": [
+		{"name": "default", "template": "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}"},
+		{"name": "tool_use", "template": "narzędzia: {{ messages | length }}"}]}`
+	tok, err := FromJSON(tj, []byte(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []corpus.Message{{Role: corpus.RoleUser, Content: "Cześć"}}
+	for name, want := range map[string]string{"default": "<|begin_of_text|>Cześć", "tool_use": "narzędzia: 1"} {
+		tmpl, err := tok.NamedChatTemplate(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := tmpl.Render(msgs, false); err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if tmpl, err := tok.ChatTemplate(); err != nil || tmpl.Source() != "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}" {
+		t.Errorf("default template: %v", err)
+	}
+	if _, err := tok.NamedChatTemplate("rag"); err == nil || !strings.Contains(err.Error(), `"tool_use"`) {
+		t.Errorf("missing name: err = %v", err)
+	}
+}
