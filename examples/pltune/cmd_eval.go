@@ -16,6 +16,7 @@ import (
 	"github.com/pltune/pltune/eval/report"
 	"github.com/pltune/pltune/eval/samples"
 	"github.com/pltune/pltune/eval/style"
+	"github.com/pltune/pltune/tokenize"
 )
 
 func init() {
@@ -69,6 +70,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	exact := fset.Bool("exact", false, "open questions: the whole answer must match, not just contain an accepted answer")
 	timeout := fset.Duration("timeout", 2*time.Minute, "HTTP: limit per request attempt")
 	retries := fset.Int("retries", 5, "HTTP: retries on 429, 5xx and timeouts (0 for none)")
+	countTokens := fset.String("count-tokens", "", "tokenizer (a folder with tokenizer.json, or the file) to count verbosity in tokens")
 	noStyle := fset.Bool("no-style", false, "skip the Polish style score")
 	quiet := fset.Bool("quiet", false, "no progress on stderr")
 	rest, err := parseInterleaved(fset, args)
@@ -128,6 +130,13 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *exact {
 		opt.OpenQA.Match = eval.MatchExact
+	}
+	if *countTokens != "" {
+		tok, err := tokenize.Load(*countTokens)
+		if err != nil {
+			return err
+		}
+		opt.CountTokens = func(s string) int { return len(tok.Encode(s, false)) }
 	}
 	if !*noStyle {
 		opt.StyleFindings = func(s string) int { return len(style.Lint(s)) }

@@ -11,12 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/pltune/pltune/eval"
+	"github.com/pltune/pltune/tokenize"
 )
 
 // fakeOpenAI is a small OpenAI-compatible server. Chat answers come from
@@ -180,6 +182,36 @@ func TestEvalEndToEnd(t *testing.T) {
 	cmd, _ := os.ReadFile(filepath.Join(cmpDir, "comparison.md"))
 	if !strings.Contains(string(cmd), "# fake-sft vs fake-orpo") {
 		t.Errorf("comparison.md:\n%s", cmd)
+	}
+}
+
+func TestEvalCountTokens(t *testing.T) {
+	srv := httptest.NewServer(&fakeOpenAI{})
+	defer srv.Close()
+	dir := t.TempDir()
+	texts := []string{"Warszawa to stolica Polski.", "Wisła płynie przez Kraków i Warszawę.", "Paryż."}
+	trained, err := tokenize.TrainBPE(context.Background(), slices.Values(texts), tokenize.BPETrainOptions{VocabSize: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokDir := filepath.Join(dir, "tok")
+	if err := trained.WriteDir(tokDir); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "run")
+	if code, o, e := runCLI(t, "eval", "--quiet", "--task", "samples:verbosity", "--endpoint", srv.URL, "--model-name", "m", "--out", out, "--count-tokens", tokDir); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, o, e)
+	}
+	res, err := eval.ReadResult(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := res.Task("verbosity").Verbosity
+	if v.Tokens == nil || v.Tokens.Response.Mean <= v.Words.Response.Mean {
+		t.Errorf("tokens %+v, words %+v; want token counts above word counts", v.Tokens, v.Words)
+	}
+	if code, _, e := runCLI(t, "eval", "--task", "samples:verbosity", "--endpoint", srv.URL, "--model-name", "m", "--out", out, "--count-tokens", filepath.Join(dir, "none")); code != 1 || !strings.Contains(e, "none") {
+		t.Errorf("missing tokenizer: exit %d, %q", code, e)
 	}
 }
 
