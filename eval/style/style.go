@@ -102,15 +102,15 @@ func Per1000Words(findings []Finding, text string) float64 {
 	return float64(len(findings)) * 1000 / float64(n)
 }
 
-// CountWords counts maximal runs of letters and digits, the unit of
-// Per1000Words. Inner hyphens and apostrophes ("e-mail") and a decimal comma
+// CountWords counts maximal runs of letters, digits and combining marks
+// (decomposed "ą" is one letter), the unit of Per1000Words. Inner hyphens and apostrophes ("e-mail") and a decimal comma
 // or point between digits ("3,5") do not split a word.
 func CountWords(text string) int {
 	n := 0
 	in := false
 	for i := 0; i < len(text); {
 		r, size := utf8.DecodeRuneInString(text[i:])
-		word := unicode.IsLetter(r) || unicode.IsDigit(r)
+		word := isWordRune(r)
 		if word && !in {
 			n++
 		}
@@ -130,7 +130,7 @@ func isInner(r rune, before, after string) bool {
 	next, _ := utf8.DecodeRuneInString(after)
 	switch r {
 	case '-', '\'':
-		return unicode.IsLetter(next) || unicode.IsDigit(next)
+		return isWordRune(next)
 	case ',', '.':
 		prev, _ := utf8.DecodeLastRuneInString(before)
 		return unicode.IsDigit(prev) && unicode.IsDigit(next)

@@ -356,6 +356,7 @@ func TestPer1000Words(t *testing.T) {
 		{"jedno słowo", 1, 500},
 		{"e-mail i 3,5 kg", 1, 250},
 		{"Mam 12 345,67 zł.", 1, 250},
+		{"zaz\u0307o\u0301łc\u0301 ge\u0328s\u0301la\u0328 jaz\u0301n\u0301", 3, 1000},
 		{"  ...  ", 1, 0},
 	}
 	for _, tt := range tests {

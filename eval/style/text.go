@@ -236,7 +236,11 @@ func words(s string, base int) []word {
 	return out
 }
 
-func isWordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
+// isWordRune reports whether r belongs to a word: a letter, a digit, or a
+// combining mark (the ogonek of a decomposed "ą").
+func isWordRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r)
+}
 
 // isUpperInitial reports whether w starts with an upper-case letter.
 func isUpperInitial(w string) bool {
