@@ -3,6 +3,7 @@ package style
 import (
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // headingRe matches a Markdown ATX heading and captures its text.
@@ -40,7 +41,7 @@ func isInfinitive(lw string) bool {
 // titleText returns the title on a line, with its offset in the line, or
 // ok false when the line is no title: a Markdown heading, or a short line
 // standing alone between blank lines without final punctuation.
-func (d *doc) titleText(lines []line, i int) (text string, off int, ok bool) {
+func titleText(lines []line, i int) (text string, off int, ok bool) {
 	l := lines[i]
 	if m := headingRe.FindStringSubmatchIndex(l.text); m != nil {
 		return l.text[m[2]:m[3]], m[2], true
@@ -57,7 +58,7 @@ func (d *doc) titleText(lines []line, i int) (text string, off int, ok bool) {
 		}
 	}
 	if t == "" || strings.ContainsAny(t, "[]|(){}<>=/\\*_%~\t") || strings.Contains(t, "  ") || !blank(i-1) || !blank(i+1) || listMarkerRe.MatchString(l.text) ||
-		strings.ContainsAny(t[len(t)-1:], ".,;:!?…\"”") || greetingRe.MatchString(l.text) || closingRe.MatchString(l.text) {
+		strings.ContainsRune(".,;:!?…\"”", lastRune(t)) || greetingRe.MatchString(l.text) || closingRe.MatchString(l.text) {
 		return "", 0, false
 	}
 	return t, strings.Index(l.text, t), true
@@ -67,14 +68,14 @@ func findTitleCase(d *doc) []Finding {
 	var out []Finding
 	lines := d.prose()
 	for i, l := range lines {
-		text, off, ok := d.titleText(lines, i)
+		text, off, ok := titleText(lines, i)
 		if !ok {
 			continue
 		}
 		ws := words(text, 0)
 		var letters []word
 		for _, w := range ws {
-			if r := []rune(w.text)[0]; !isWordRune(r) || (r >= '0' && r <= '9') {
+			if r, _ := utf8.DecodeRuneInString(w.text); r >= '0' && r <= '9' {
 				continue
 			}
 			letters = append(letters, w)
@@ -199,4 +200,9 @@ func isLetters(s string) bool {
 		}
 	}
 	return true
+}
+
+func lastRune(s string) rune {
+	r, _ := utf8.DecodeLastRuneInString(s)
+	return r
 }

@@ -195,6 +195,8 @@ func TestTitleCase(t *testing.T) {
 		{"bold line", "Wstęp.\n\n**Plan Na Weekend W Górach**\n\nTekst.", "Plan Na Weekend W Górach", ""},
 		{"bold sentence case", "Wstęp.\n\n**Plan na weekend w górach**\n\nTekst.", "", ""},
 		{"bold inside", "Wstęp.\n\n**Plan** Na Weekend W **Górach**\n\nTekst.", "", ""},
+		{"ellipsis", "Wstęp\n\nI Tak Dalej Na Zawsze…\n\nTekst.", "", ""},
+		{"closing quote", "Wstęp\n\nTytuł Brzmiał „Jak Żyć”\n\nTekst.", "", ""},
 		{"english title", "# Back To The Future", "", ""},
 		{"english title without articles", "## Introduction To Go Modules", "", ""},
 		{"polish with do", "# Wprowadzenie W Świat Języka Go", "Wprowadzenie W Świat Języka Go", ""},
