@@ -121,6 +121,7 @@ func TestQuotes(t *testing.T) {
 		{"json", "Wpisz {\"imię\": \"Ala\"} do pliku.", "", ""},
 		{"html attribute", "Dodaj <a href=\"x\">link</a> na stronie.", "", ""},
 		{"english line", "He said \"hello\" and left.", "", ""},
+		{"english inside curly", "Film “The Godfather of the year” to klasyka.", "", ""},
 		{"english inside", "Opis: \"display the manual of a page\".", "", ""},
 		{"english words around", "Zobacz \"in the beginning\" i \"Lalkę\".", "\"Lalkę\"", "„Lalkę”"},
 		{"option", "Użyj opcji \"--force\" albo \"%s\".", "", ""},

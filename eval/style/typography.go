@@ -54,16 +54,16 @@ func findQuotes(d *doc) []Finding {
 		if !looksPolish(l.text) {
 			continue
 		}
-		out = append(out, englishCurlyQuotes(d, l)...)
+		out = append(out, englishCurlyQuotes(l)...)
 		out = append(out, straightQuotes(d, l)...)
 	}
 	return out
 }
 
-// englishCurlyQuotes finds “…” pairs. Polish quotation marks close with the
+// englishCurlyQuotes finds “…” pairs around Polish text. Polish quotation marks close with the
 // same ” that English ones close with; only the opening “ differs (and in
 // the German-style „…“ the “ closes, which isOpenContext rules out).
-func englishCurlyQuotes(d *doc, l line) []Finding {
+func englishCurlyQuotes(l line) []Finding {
 	var out []Finding
 	s := l.text
 	for i := 0; i < len(s); {
@@ -85,6 +85,10 @@ func englishCurlyQuotes(d *doc, l line) []Finding {
 			continue
 		}
 		inner := s[i:end]
+		i = end + len("”")
+		if !looksPolish(inner) {
+			continue
+		}
 		out = append(out, Finding{
 			Rule:       RuleQuotes,
 			Start:      l.start + open,
@@ -92,12 +96,11 @@ func englishCurlyQuotes(d *doc, l line) []Finding {
 			Message:    "angielski cudzysłów “…”; po polsku cudzysłów otwiera się na dole: „…”",
 			Suggestion: "„" + inner + "”",
 		})
-		i = end + len("”")
 	}
 	return out
 }
 
-// straightQuotes finds "…" pairs in prose. A line with an odd number of
+// straightQuotes finds "…" pairs around Polish text. A line with an odd number of
 // straight quotes (inches, a stray mark) or with code-like characters is
 // left alone.
 func straightQuotes(d *doc, l line) []Finding {
