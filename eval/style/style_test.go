@@ -156,6 +156,10 @@ func TestDecimalPoint(t *testing.T) {
 		{"model name", "Model GPT-3.5 odpowiada szybko.", "", ""},
 		{"ratio words", "Wynik 2.1 dla gospodarzy.", "", ""},
 		{"code", "Ustaw `x = 3.5 kg` w pliku.", "", ""},
+		{"abbreviation after section", "Punkt 3.2 m.in. opisuje zasady.", "", ""},
+		{"page after section", "Zob. rozdział 2.3 s. 14 i dalej.", "", ""},
+		{"unit at sentence end", "Dodaj 2.5 g. Potem wymieszaj.", "2.5", "2,5"},
+		{"unit at text end", "Dodaj 2.5 g.", "2.5", "2,5"},
 	})
 }
 

@@ -160,6 +160,27 @@ var decimalRe = regexp.MustCompile(`^[0-9]+\.[0-9]+`)
 // (14.30), a section (3.2) or a version (1.2).
 var unitAfterRe = regexp.MustCompile(`^[  \x{202F}]?(?:%|‰|°[CF]?|zł|gr|PLN|EUR|USD|CHF|GBP|€|kg|dag|mg|g|t|km/h|km²|km|m²|m³|m|cm|mm|µm|nm|ha|ml|hl|l|h|min|ms|s|proc\.|procent\pL*|mln|mld|tys\.|tysi[ąę]c\pL*|milion\pL*|miliard\pL*|raz[ay]|litr\pL*|metr\pL*|kilometr\pL*|centymetr\pL*|milimetr\pL*|kilogram\pL*|gram\pL*|ton[ya]?|godzin\pL*|minut\pL*|sekund\pL*|roku|lat|miesi[ąę]c\pL*|tygodni\pL*|dnia|dni|stopni\pL*|punkt[uó]\pL*|pkt|GB|MB|TB|kB|GHz|MHz|Hz|kWh|kW|MW|W|V|mAh|cal[ai])(?:[^\pL\pN]|$)`)
 
+// unitAfter reports whether rest starts with a unit. A one-letter unit
+// followed by a full stop that does not end the sentence is an
+// abbreviation instead: "3.2 m.in.", "2.3 s. 14" (a page).
+func unitAfter(rest string) bool {
+	m := unitAfterRe.FindStringIndex(rest)
+	if m == nil {
+		return false
+	}
+	unit := strings.TrimLeft(rest[:m[1]], "  \u202f")
+	if len(unit) == 2 && unit[1] == '.' && isASCIILetter(unit[0]) {
+		after := rest[m[1]:]
+		next := runeAt(after, 0)
+		if next != 0 && next != '\n' && !(next == ' ' && unicode.IsUpper(runeAt(after, 1))) {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCIILetter(b byte) bool { return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' }
+
 // valueWords are words after which a number is a value ("wynosi 3.5").
 var valueWords = set("wynosi", "wynosił", "wynosiła", "wynosiło", "wyniósł", "wyniosła", "wyniosło", "wynoszą", "wynosiły",
 	"średnia", "średnio", "ocena", "ocenę", "wskaźnik")
@@ -207,7 +228,7 @@ func findDecimalPoints(d *doc) []Finding {
 				continue // 15.03: a day and a month
 			}
 		}
-		if !unitAfterRe.MatchString(t[end:]) && !followsValueWord(t, start) {
+		if !unitAfter(t[end:]) && !followsValueWord(t, start) {
 			continue
 		}
 		out = append(out, Finding{
