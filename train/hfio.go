@@ -45,7 +45,51 @@ func LoadModel(dir string, opts ModelOptions) (*Model, error) {
 		m.Drop()
 		return nil, err
 	}
+	if err := m.readGenerationConfig(filepath.Join(dir, "generation_config.json")); err != nil {
+		m.Drop()
+		return nil, err
+	}
 	return m, nil
+}
+
+// readGenerationConfig takes the extra stop tokens (end of turn) that
+// generation_config.json lists beyond config.json's EOS.
+func (m *Model) readGenerationConfig(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return fmt.Errorf("train: %s: %v", path, err)
+	}
+	var ids []int
+	if err := parseEOS(raw["eos_token_id"], &ids); err != nil {
+		return fmt.Errorf("train: %s: %v", path, err)
+	}
+	for _, id := range ids {
+		if id < 0 || id >= m.Config.VocabSize {
+			return fmt.Errorf("train: %s: eos_token_id %d is outside the vocabulary (%d)", path, id, m.Config.VocabSize)
+		}
+	}
+	m.genEOS = ids
+	return nil
+}
+
+// StopIDs are the tokens generation stops at by default: config.json's
+// eos_token_id, then generation_config.json's (which a chat model extends
+// with its end-of-turn token).
+func (m *Model) StopIDs() []int {
+	ids := slices.Clone(m.Config.EOSTokenIDs)
+	for _, id := range m.genEOS {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 func (m *Model) loadTensors(set *safetensors.Set, bs []binding, where string) error {
@@ -167,7 +211,7 @@ func (m *Model) Save(dir string, opts SaveOptions) error {
 	if m.Config.BOSTokenID != nil {
 		gen["bos_token_id"] = *m.Config.BOSTokenID
 	}
-	eos := slices.Clone(m.Config.EOSTokenIDs)
+	eos := m.StopIDs()
 	for _, id := range opts.EOSTokenIDs {
 		if !slices.Contains(eos, id) {
 			eos = append(eos, id)

@@ -280,8 +280,8 @@ type GenerateOptions struct {
 	Temperature  float64 // 0 is greedy decoding
 	TopP         float64 // nucleus sampling mass; 0 or 1 disables it
 	Seed         int64   // sampling seed; the same seed gives the same text
-	// StopIDs end a continuation (default Config.EOSTokenIDs). Include
-	// the chat template's end-of-turn token.
+	// StopIDs end a continuation (default Model.StopIDs). Include the
+	// chat template's end-of-turn token.
 	StopIDs []int
 }
 
@@ -297,7 +297,7 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 	}
 	stop := opts.StopIDs
 	if stop == nil {
-		stop = m.Config.EOSTokenIDs
+		stop = m.StopIDs()
 	}
 	B := len(prompts)
 	if B == 0 {

@@ -46,6 +46,7 @@ type Model struct {
 	lmHead *ts.Tensor // [V, D]; nil when tied to embed
 
 	invFreq *ts.Tensor // [head_dim/2] float32
+	genEOS  []int      // generation_config.json's eos_token_id
 	lora    *LoRAConfig
 	// loraOff switches adapters off (for a frozen reference model).
 	loraOff bool
