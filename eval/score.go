@@ -1,6 +1,9 @@
 package eval
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 func ptr[T any](v T) *T { return &v }
 
@@ -17,7 +20,9 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 		if !ok || r.Generation == nil {
 			return Generation{}, false
 		}
-		return *r.Generation, true
+		g := *r.Generation
+		g.Text = StripReasoning(g.Text)
+		return g, true
 	}
 	tr := TaskResult{Name: t.Name, Kind: t.Kind}
 	var style *StyleScore
@@ -167,4 +172,20 @@ func categoryOrder(cats map[string]*Accuracy) []string {
 	}
 	slices.Sort(rest)
 	return append(out, rest...)
+}
+
+// StripReasoning drops a leading reasoning block ("<think>…</think>", as
+// Qwen3 and DeepSeek-R1 write when the server does not separate it) so that
+// only the answer is scored. An unclosed block means the answer never came:
+// the result is empty.
+func StripReasoning(s string) string {
+	t := strings.TrimLeft(s, " \t\r\n")
+	if !strings.HasPrefix(t, "<think>") {
+		return s
+	}
+	_, after, ok := strings.Cut(t, "</think>")
+	if !ok {
+		return ""
+	}
+	return strings.TrimLeft(after, " \t\r\n")
 }

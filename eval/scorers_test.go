@@ -225,3 +225,18 @@ func TestScoreVerbosity(t *testing.T) {
 		t.Errorf("tokens reported without a counter: %+v", v2.Tokens)
 	}
 }
+
+func TestStripReasoning(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"<think>Stolica… chyba Warszawa.</think>\n\nWarszawa", "Warszawa"},
+		{"  <think>\nhmm\n</think>Odpowiedź: B", "Odpowiedź: B"},
+		{"<think>ucięte przez limit", ""},
+		{"Warszawa <think>x</think>", "Warszawa <think>x</think>"},
+		{"Warszawa", "Warszawa"},
+	}
+	for _, tt := range tests {
+		if got := StripReasoning(tt.in); got != tt.want {
+			t.Errorf("StripReasoning(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -163,6 +163,11 @@ func (c *Client) loglikelihood(ctx context.Context, reqs []eval.LoglikelihoodReq
 		return err
 	}
 	where := c.base + "/completions"
+	for _, ch := range resp.Choices {
+		if ch.Logprobs == nil || len(ch.Logprobs.TokenLogprobs) == 0 {
+			return fmt.Errorf("openai: POST %s: %w", where, ErrNoPromptLogprobs)
+		}
+	}
 	if len(resp.Choices) != len(prompts) {
 		return fmt.Errorf("openai: POST %s: %d choices for %d prompts", where, len(resp.Choices), len(prompts))
 	}
@@ -173,9 +178,6 @@ func (c *Client) loglikelihood(ctx context.Context, reqs []eval.LoglikelihoodReq
 			return fmt.Errorf("openai: POST %s: choice indexes are not 0..%d", where, len(prompts)-1)
 		}
 		lp := ch.Logprobs
-		if lp == nil || len(lp.TokenLogprobs) == 0 {
-			return fmt.Errorf("openai: POST %s: %w", where, ErrNoPromptLogprobs)
-		}
 		if len(lp.TextOffset) != len(lp.TokenLogprobs) {
 			return fmt.Errorf("openai: POST %s: choice %d: %d text offsets for %d token log-probabilities", where, i, len(lp.TextOffset), len(lp.TokenLogprobs))
 		}

@@ -146,7 +146,11 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	res, err := eval.Run(ctx, model, loaded, opt)
 	if err != nil {
-		return &exitError{code: 1, msg: fmt.Sprintf("%v\nanswers so far are kept in %s; run the same command again to resume", err, cacheFile)}
+		hint := ""
+		if errors.Is(err, openai.ErrNoPromptLogprobs) {
+			hint = " with --mc-mode generative"
+		}
+		return &exitError{code: 1, msg: fmt.Sprintf("%v\nanswers so far are kept in %s; run the same command again%s to resume", err, cacheFile, hint)}
 	}
 	paths, err := report.WriteRun(*out, res)
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 type fakeOpenAI struct {
 	calls      atomic.Int64
 	refuseMore bool
+	noEcho     bool // answer like llama.cpp's server: no prompt logprobs
 }
 
 var fakeTokens = regexp.MustCompile(`\s*\S+|\s+`)
@@ -62,6 +63,14 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/v1/completions":
 		if !body.Echo {
 			http.Error(w, "only echo here", http.StatusBadRequest)
+			return
+		}
+		if f.noEcho {
+			var choices []map[string]any
+			for i := range body.Prompt {
+				choices = append(choices, map[string]any{"index": i, "text": "x", "finish_reason": "length"})
+			}
+			json.NewEncoder(w).Encode(map[string]any{"choices": choices})
 			return
 		}
 		var choices []map[string]any
@@ -212,6 +221,15 @@ func TestEvalCountTokens(t *testing.T) {
 	}
 	if code, _, e := runCLI(t, "eval", "--task", "samples:verbosity", "--endpoint", srv.URL, "--model-name", "m", "--out", out, "--count-tokens", filepath.Join(dir, "none")); code != 1 || !strings.Contains(e, "none") {
 		t.Errorf("missing tokenizer: exit %d, %q", code, e)
+	}
+}
+
+func TestEvalNoEchoHint(t *testing.T) {
+	srv := httptest.NewServer(&fakeOpenAI{noEcho: true})
+	defer srv.Close()
+	code, _, errOut := runCLI(t, "eval", "--quiet", "--task", "samples:mc", "--endpoint", srv.URL, "--model-name", "m", "--out", t.TempDir())
+	if code != 1 || !strings.Contains(errOut, "no prompt log-probabilities") || !strings.Contains(errOut, "again with --mc-mode generative") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
 
