@@ -8,7 +8,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
+	"unicode/utf8"
 )
 
 // checkRead reads in leniently as format f and checks the invariants every
@@ -154,4 +156,33 @@ func testSamplesF(f *testing.F) []Sample {
 		out = append(out, s)
 	}
 	return out
+}
+
+// FuzzDecodeAgreement checks unmarshal (go-json behind encoding/json's
+// syntax check) against encoding/json on every record shape: same
+// acceptance, same values.
+func FuzzDecodeAgreement(f *testing.F) {
+	addSeeds(f, "openai.jsonl", "sharegpt.jsonl", "alpaca.jsonl", "preference.jsonl", "triples.jsonl")
+	f.Add([]byte(`{"messages":[{"role":"user","content":"\ud800 \u0000 \\"}],"id":1e400}`))
+	f.Add([]byte(`[{"conv_id":1,"messages":[{"role":"user","content":"a","seq":1.5,"source":["x",{"a":1}]}]}]`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if !utf8.Valid(in) {
+			return // readers reject these before decoding
+		}
+		for _, newV := range []func() any{
+			func() any { return new(openAIRecord) }, func() any { return new(shareGPTRecord) },
+			func() any { return new(alpacaRecord) }, func() any { return new(pllumicRecord) },
+			func() any { return new(preferenceRecord) }, func() any { return new(triplesRecord) },
+		} {
+			fast, std := newV(), newV()
+			errFast := unmarshal(in, fast)
+			errStd := json.Unmarshal(in, std)
+			if (errFast == nil) != (errStd == nil) {
+				t.Fatalf("%T: unmarshal says %v, encoding/json %v", fast, errFast, errStd)
+			}
+			if errFast == nil && !reflect.DeepEqual(fast, std) {
+				t.Fatalf("%T: decoders differ:\n%+v\n%+v", fast, fast, std)
+			}
+		}
+	})
 }

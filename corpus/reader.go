@@ -205,7 +205,7 @@ func (r *Reader) Samples(ctx context.Context) iter.Seq2[Sample, error] {
 			id := positionID(r.name, rec.line, rec.row)
 			d, e := decode(rec.raw, id, r.opts.Origin)
 			if e == nil {
-				e = validateSample(&d.sample, d.base, r.opts.Limits)
+				e = validateSample(&d.sample, d.base, r.opts.Limits, false)
 			}
 			if e != nil {
 				return e

@@ -35,19 +35,20 @@ func Validate(s *Sample, limits Limits) error {
 	if s.System != "" {
 		base = 2
 	}
-	if err := validateSample(s, base, limits); err != nil {
+	if err := validateSample(s, base, limits, true); err != nil {
 		return err
 	}
 	return nil
 }
 
 // validateSample checks s; base is the file's 1-based index of s.Messages[0]
-// so that errors name the message as the file numbers it.
-func validateSample(s *Sample, base int, limits Limits) *RecordError {
-	if !utf8.ValidString(s.System) {
+// so that errors name the message as the file numbers it. Readers check
+// UTF-8 on the raw record and pass checkUTF8 false.
+func validateSample(s *Sample, base int, limits Limits, checkUTF8 bool) *RecordError {
+	if checkUTF8 && !utf8.ValidString(s.System) {
 		return &RecordError{Row: -1, Message: base - 1, Err: fmt.Errorf("%w in the system prompt", ErrInvalidUTF8)}
 	}
-	if e := validateTurns(s.Messages, base, RoleUser, true); e != nil {
+	if e := validateTurns(s.Messages, base, RoleUser, true, checkUTF8); e != nil {
 		return e
 	}
 	if limits.MaxTurns > 0 && len(s.Messages) > limits.MaxTurns {
@@ -63,7 +64,7 @@ func validateSample(s *Sample, base int, limits Limits) *RecordError {
 
 // validateTurns checks that msgs alternate starting with first and, when
 // final is set, end with an assistant turn.
-func validateTurns(msgs []Message, base int, first Role, final bool) *RecordError {
+func validateTurns(msgs []Message, base int, first Role, final, checkUTF8 bool) *RecordError {
 	if len(msgs) == 0 {
 		return &RecordError{Row: -1, Message: -1, Err: fmt.Errorf("%w: no user or assistant turns", ErrNoFinalAssistant)}
 	}
@@ -83,7 +84,7 @@ func validateTurns(msgs []Message, base int, first Role, final bool) *RecordErro
 		if m.Role != want {
 			return &RecordError{Row: -1, Message: pos, Err: fmt.Errorf("%w: role %s where %s was expected", ErrRoleOrder, m.Role, want)}
 		}
-		if !utf8.ValidString(m.Content) {
+		if checkUTF8 && !utf8.ValidString(m.Content) {
 			return &RecordError{Row: -1, Message: pos, Err: ErrInvalidUTF8}
 		}
 		if strings.TrimSpace(m.Content) == "" {
@@ -134,7 +135,7 @@ func validatePair(p *PreferencePair, limits Limits) *RecordError {
 	if len(prompt) == 0 {
 		return &RecordError{Row: -1, Message: -1, Field: "prompt", Err: fmt.Errorf("%w: the prompt has no user turn", ErrRoleOrder)}
 	}
-	if e := validateTurns(prompt, base, RoleUser, false); e != nil {
+	if e := validateTurns(prompt, base, RoleUser, false, true); e != nil {
 		e.Field = "prompt"
 		return e
 	}
@@ -145,7 +146,7 @@ func validatePair(p *PreferencePair, limits Limits) *RecordError {
 		name string
 		msgs []Message
 	}{{"chosen", p.Chosen}, {"rejected", p.Rejected}} {
-		if e := validateTurns(side.msgs, 1, RoleAssistant, true); e != nil {
+		if e := validateTurns(side.msgs, 1, RoleAssistant, true, true); e != nil {
 			e.Field = side.name
 			return e
 		}
