@@ -47,6 +47,10 @@ type bpe struct {
 	cache wordCache
 }
 
+// maxVocabID bounds ids: id → token is a slice, and no real vocabulary
+// comes near 16M entries.
+const maxVocabID = 1 << 24
+
 // mergeRank returns the rank and result of merging a and b.
 func (m *bpe) mergeRank(a, b int) (rank, id int, ok bool) {
 	v, ok := m.merges[uint64(uint32(a))<<32|uint64(uint32(b))]
@@ -54,15 +58,15 @@ func (m *bpe) mergeRank(a, b int) (rank, id int, ok bool) {
 }
 
 type bpeJSON struct {
-	Type                    string  `json:"type"`
-	UnkToken                *string `json:"unk_token"`
-	ContinuingSubwordPrefix *string `json:"continuing_subword_prefix"`
-	EndOfWordSuffix         *string `json:"end_of_word_suffix"`
-	FuseUnk                 bool    `json:"fuse_unk"`
-	ByteFallback            bool    `json:"byte_fallback"`
-	IgnoreMerges            bool    `json:"ignore_merges"`
-	Vocab                   map[string]int
-	Merges                  [][2]string
+	Type                    string         `json:"type"`
+	UnkToken                *string        `json:"unk_token"`
+	ContinuingSubwordPrefix *string        `json:"continuing_subword_prefix"`
+	EndOfWordSuffix         *string        `json:"end_of_word_suffix"`
+	FuseUnk                 bool           `json:"fuse_unk"`
+	ByteFallback            bool           `json:"byte_fallback"`
+	IgnoreMerges            bool           `json:"ignore_merges"`
+	Vocab                   map[string]int `json:"-"`
+	Merges                  [][2]string    `json:"-"`
 }
 
 func parseBPE(raw json.RawMessage, byteLevel bool) (*bpe, error) {
@@ -73,16 +77,7 @@ func parseBPE(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 	}
 	small := map[string]json.RawMessage{}
 	for k, v := range fields {
-		switch k {
-		case "vocab":
-			if j.Vocab, err = parseVocab(v); err != nil {
-				return nil, fmt.Errorf("model: %w", err)
-			}
-		case "merges":
-			if j.Merges, err = parseMerges(v); err != nil {
-				return nil, fmt.Errorf("model: %w", err)
-			}
-		default:
+		if k != "vocab" && k != "merges" {
 			small[k] = v
 		}
 	}
@@ -92,6 +87,16 @@ func parseBPE(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 	}
 	if j.Type != "" && j.Type != "BPE" {
 		return nil, fmt.Errorf("model type %q is not supported (only BPE)", j.Type)
+	}
+	if v := fields["vocab"]; v != nil {
+		if j.Vocab, err = parseVocab(v); err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+	}
+	if v := fields["merges"]; v != nil && string(v) != "null" {
+		if j.Merges, err = parseMerges(v); err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
 	}
 	if j.Vocab == nil {
 		return nil, fmt.Errorf("model: no vocab")
@@ -117,8 +122,8 @@ func parseBPE(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 		}
 		maxID = max(maxID, id)
 	}
-	if maxID >= 1<<31 {
-		return nil, fmt.Errorf("model: vocab id %d is too large", maxID)
+	if maxID >= maxVocabID {
+		return nil, fmt.Errorf("model: vocab id %d is too large (ids index a dense table; the limit is %d)", maxID, maxVocabID)
 	}
 	m.vocabR = make([]string, maxID+1)
 	for tok, id := range j.Vocab {

@@ -188,7 +188,7 @@ func fromJSON(tokenizerJSON, configJSON, specialMap []byte) (*Tokenizer, error) 
 			if a.Special != pass {
 				continue
 			}
-			if a.ID < 0 || a.ID >= 1<<31 {
+			if a.ID < 0 || a.ID >= maxVocabID {
 				return nil, fmt.Errorf("tokenizer.json: added token %d (%q) has id %d", i, a.Content, a.ID)
 			}
 			if a.Content == "" {
