@@ -81,9 +81,14 @@ func newFlags(env *cliEnv, name, usage string) *flag.FlagSet {
 // parseFlags parses args into fs. It returns errHelp when help was asked
 // for (and printed) and a usage error for a wrong flag.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	// The flag package prints the usage on every parse error; only -h and
+	// --help should, so it is silenced while parsing.
+	usage := fs.Usage
+	fs.Usage = func() {}
 	err := fs.Parse(args)
+	fs.Usage = usage
 	if errors.Is(err, flag.ErrHelp) {
-		fs.Usage()
+		usage()
 		return errHelp
 	}
 	if err != nil {

@@ -1,0 +1,435 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"iter"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pltune/pltune/corpus"
+	"github.com/pltune/pltune/tokenize"
+	"github.com/pltune/pltune/train"
+	"github.com/sugarme/gotch"
+)
+
+func init() {
+	register(&command{name: "pretrain", summary: "continual pre-training on raw text (CPT)", run: runPretrain})
+	register(&command{name: "sft", summary: "supervised fine-tuning on chat samples", run: runSFT})
+}
+
+// stringList is a flag that may be repeated and also takes several values
+// after one flag (--data a.jsonl b.jsonl is read as two files by the
+// commands, which take the remaining arguments as more data).
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// trainFlags are the flags every training command shares (pretrain, sft,
+// orpo, dpo).
+type trainFlags struct {
+	model, modelConfig, init string
+	seed                     int64
+	tokenizer                string
+	data                     stringList
+	out                      string
+	epochs, maxSteps         int
+	lr, warmup               float64
+	batch, accum, maxLen     int
+	pack                     bool
+	loraRank                 int
+	loraAlpha                float64
+	loraDropout              float64
+	loraTargets              string
+	resume                   bool
+	device                   string
+	saveEvery, evalEvery     int
+	quiet                    bool
+}
+
+func (f *trainFlags) register(fs *flag.FlagSet, defaultLR float64) {
+	def := train.DefaultTrainerConfig()
+	fs.StringVar(&f.model, "model", "", "Hugging Face model folder to start from")
+	fs.StringVar(&f.modelConfig, "model-config", "", "config.json of a model to build instead of --model")
+	fs.StringVar(&f.init, "init", "random", "initialisation with --model-config (only: random)")
+	fs.Int64Var(&f.seed, "seed", def.Seed, "seed of initialisation, data order and dropout")
+	fs.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer folder or tokenizer.json (default: the --model folder)")
+	fs.Var(&f.data, "data", "training data file (repeatable; more files may follow as arguments)")
+	fs.StringVar(&f.out, "out", "", "output folder: checkpoint-STEP/, final/, metrics.jsonl (required)")
+	fs.IntVar(&f.epochs, "epochs", def.Epochs, "passes over the data")
+	fs.IntVar(&f.maxSteps, "max-steps", 0, "stop after this many optimizer steps (0: --epochs decides)")
+	fs.Float64Var(&f.lr, "lr", defaultLR, "peak learning rate (AdamW, linear warmup, cosine decay)")
+	fs.Float64Var(&f.warmup, "warmup-ratio", def.WarmupRatio, "share of steps spent in warmup")
+	fs.IntVar(&f.batch, "batch-size", 1, "sequences per micro-batch (per process)")
+	fs.IntVar(&f.accum, "grad-accum", 1, "micro-batches per optimizer step")
+	fs.IntVar(&f.maxLen, "max-len", tokenize.DefaultMaxLen, "maximum sequence (or packed row) length in tokens")
+	fs.BoolVar(&f.pack, "pack", false, "pack sequences into rows of --max-len (block-diagonal attention)")
+	fs.IntVar(&f.loraRank, "lora-rank", 0, "train LoRA adapters of this rank instead of all weights (0: full fine-tuning)")
+	fs.Float64Var(&f.loraAlpha, "lora-alpha", 0, "LoRA alpha (default: 2 × rank)")
+	fs.Float64Var(&f.loraDropout, "lora-dropout", 0.05, "LoRA dropout")
+	fs.StringVar(&f.loraTargets, "lora-targets", "q_proj,k_proj,v_proj,o_proj", "comma-separated modules LoRA adapts")
+	fs.BoolVar(&f.resume, "resume", false, "continue from the newest checkpoint in --out")
+	fs.StringVar(&f.device, "device", "cpu", "cpu or cuda (bf16 compute with fp32 optimizer state)")
+	fs.IntVar(&f.saveEvery, "save-every", 0, "write a checkpoint every N steps (0: at the end and on Ctrl-C)")
+	fs.IntVar(&f.evalEvery, "eval-every", 0, "held-out loss every N steps on 5% of the data (0: never)")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar and no log lines")
+}
+
+// check validates the flags after parsing; rest are the arguments after the
+// flags, taken as more data files.
+func (f *trainFlags) check(rest []string) error {
+	f.data = append(f.data, rest...)
+	switch {
+	case f.out == "":
+		return usagef("--out is required")
+	case len(f.data) == 0:
+		return usagef("--data is required")
+	case (f.model == "") == (f.modelConfig == ""):
+		return usagef("give exactly one of --model DIR and --model-config FILE")
+	case f.modelConfig != "" && f.init != "random":
+		return usagef("--init %q: only random initialisation is supported", f.init)
+	case f.model == "" && f.tokenizer == "":
+		return usagef("--tokenizer is required with --model-config")
+	case f.device != "cpu" && f.device != "cuda":
+		return usagef("--device %q: want cpu or cuda", f.device)
+	case f.batch < 1 || f.accum < 1 || f.maxLen < 2 || f.epochs < 0 || f.maxSteps < 0 || f.loraRank < 0:
+		return usagef("--batch-size, --grad-accum, --max-len must be positive; --epochs, --max-steps, --lora-rank not negative")
+	case f.lr <= 0:
+		return usagef("--lr must be positive")
+	}
+	if f.tokenizer == "" {
+		f.tokenizer = f.model
+	}
+	return nil
+}
+
+func (f *trainFlags) modelOptions() (train.ModelOptions, error) {
+	opts := train.ModelOptions{Seed: f.seed}
+	if f.device == "cuda" {
+		if !gotch.CUDA.IsAvailable() {
+			return opts, errors.New("--device cuda: no CUDA device in the linked libtorch (set LIBTORCH to a CUDA build and rerun make setup)")
+		}
+		opts.Device, opts.DType = gotch.CudaBuilder(0), gotch.BFloat16
+	}
+	return opts, nil
+}
+
+// openModel loads --model or builds --model-config, and applies LoRA.
+func (f *trainFlags) openModel() (*train.Model, error) {
+	opts, err := f.modelOptions()
+	if err != nil {
+		return nil, err
+	}
+	var m *train.Model
+	if f.model != "" {
+		m, err = train.LoadModel(f.model, opts)
+	} else {
+		var cfg *train.Config
+		if cfg, err = train.LoadConfig(f.modelConfig); err == nil {
+			m, err = train.NewModel(cfg, opts)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if f.loraRank > 0 {
+		alpha := f.loraAlpha
+		if alpha == 0 {
+			alpha = 2 * float64(f.loraRank)
+		}
+		err := train.ApplyLoRA(m, train.LoRAConfig{Rank: f.loraRank, Alpha: alpha, Dropout: f.loraDropout, TargetModules: strings.Split(f.loraTargets, ",")})
+		if err != nil {
+			m.Drop()
+			return nil, err
+		}
+	}
+	m.SetTraining(true)
+	return m, nil
+}
+
+func (f *trainFlags) trainerConfig(env *cliEnv) train.TrainerConfig {
+	cfg := train.DefaultTrainerConfig()
+	cfg.OutDir, cfg.Epochs, cfg.MaxSteps, cfg.LR, cfg.WarmupRatio = f.out, f.epochs, f.maxSteps, f.lr, f.warmup
+	cfg.BatchSize, cfg.GradAccum, cfg.Seed, cfg.Resume = f.batch, f.accum, f.seed, f.resume
+	cfg.SaveEvery, cfg.EvalEvery = f.saveEvery, f.evalEvery
+	if f.quiet {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	} else {
+		cfg.Logger = slog.New(slog.NewTextHandler(env.stderr, nil))
+		if fl, ok := env.stderr.(*os.File); !ok || fl != os.Stderr {
+			cfg.Progress = nil
+		}
+	}
+	return cfg
+}
+
+// export writes the model for OutDir/final: the full model in Hugging Face
+// layout, or the PEFT adapter under LoRA, with the tokenizer files and the
+// end-of-turn token among the EOS ids.
+func (f *trainFlags) export(m *train.Model, tok *tokenize.Tokenizer) func(string) error {
+	tokDir := f.tokenizer
+	if st, err := os.Stat(tokDir); err == nil && !st.IsDir() {
+		tokDir = filepath.Dir(tokDir)
+	}
+	return func(dir string) error {
+		if m.LoRA() != nil {
+			if err := m.SaveAdapter(dir, f.model); err != nil {
+				return err
+			}
+			return copyTokenizerFiles(tokDir, dir)
+		}
+		return m.Save(dir, train.SaveOptions{TokenizerDir: tokDir, EOSTokenIDs: tok.StopIDs()})
+	}
+}
+
+func copyTokenizerFiles(src, dst string) error {
+	for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} {
+		b, err := os.ReadFile(filepath.Join(src, name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// heldOut splits off the last 5% of rows (at least one) when evaluation is
+// asked for.
+func (f *trainFlags) heldOut(rows []tokenize.PackedRow) (trainRows, evalRows []tokenize.PackedRow) {
+	if f.evalEvery <= 0 || len(rows) < 2 {
+		return rows, nil
+	}
+	n := max(1, len(rows)/20)
+	return rows[:len(rows)-n], rows[len(rows)-n:]
+}
+
+// runTraining runs the loop over rows and reports where the model went.
+func (f *trainFlags) runTraining(ctx context.Context, env *cliEnv, m *train.Model, tok *tokenize.Tokenizer, rows []tokenize.PackedRow) error {
+	trainRows, evalRows := f.heldOut(rows)
+	obj := train.NewLMObjective(m, trainRows, tok.PadID())
+	var ev train.Objective
+	if evalRows != nil {
+		ev = train.NewLMObjective(m, evalRows, tok.PadID())
+	}
+	cfg := f.trainerConfig(env)
+	cfg.Export = f.export(m, tok)
+	tr, err := train.NewTrainer(cfg, m.NamedParameters(), obj, ev)
+	if err != nil {
+		return err
+	}
+	sum, err := tr.Run(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "trained %d steps, final loss %.4f\nmodel: %s\nmetrics: %s\n", sum.Steps, sum.FinalLoss, sum.Final, filepath.Join(f.out, "metrics.jsonl"))
+	return nil
+}
+
+const pretrainUsage = `pretrain (--model DIR | --model-config FILE --init random) [--tokenizer PATH] --data FILE... --out DIR [flags]
+
+Continual pre-training: trains next-token prediction on every token of raw
+documents laid end to end with EOS between them and cut into rows of
+--max-len tokens (each document fragment its own attention segment).
+Data files: .jsonl with a "text" field per line, or plain text where a blank
+line separates documents.`
+
+func runPretrain(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlags(env, "pretrain", pretrainUsage)
+	var f trainFlags
+	f.register(fs, 1e-4)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := f.check(fs.Args()); err != nil {
+		return err
+	}
+	tok, err := tokenize.Load(f.tokenizer)
+	if err != nil {
+		return err
+	}
+	var rows []tokenize.PackedRow
+	var docErr error
+	for row, err := range tokenize.PretrainRows(ctx, tok, readDocuments(f.data, &docErr), tokenize.PretrainOptions{RowLen: f.maxLen, EOSToken: documentEnd(tok), KeepLast: true}) {
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row)
+	}
+	if docErr != nil {
+		return docErr
+	}
+	if len(rows) == 0 {
+		return errors.New("no text in the data files")
+	}
+	m, err := f.openModel()
+	if err != nil {
+		return err
+	}
+	defer m.Drop()
+	return f.runTraining(ctx, env, m, tok, rows)
+}
+
+// documentEnd is the token between pre-training documents: the
+// end-of-text token where the EOS of an instruct tokenizer ends a turn.
+func documentEnd(tok *tokenize.Tokenizer) string {
+	for _, t := range []string{"<|end_of_text|>", "<|endoftext|>"} {
+		if _, ok := tok.TokenToID(t); ok {
+			return t
+		}
+	}
+	return ""
+}
+
+// readDocuments yields the documents of files; a read error is stored in
+// *errp and ends the sequence.
+func readDocuments(files []string, errp *error) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, path := range files {
+			more, err := eachDocument(path, yield)
+			if err != nil {
+				*errp = err
+				return
+			}
+			if !more {
+				return
+			}
+		}
+	}
+}
+
+// eachDocument yields path's documents; false means the consumer stopped.
+func eachDocument(path string, yield func(string) bool) (bool, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer fh.Close()
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 0, 1<<16), 64<<20)
+	jsonl := strings.HasSuffix(path, ".jsonl") || strings.HasSuffix(path, ".json")
+	var para strings.Builder
+	flush := func() bool {
+		text := strings.TrimSpace(para.String())
+		para.Reset()
+		return text == "" || yield(text)
+	}
+	for line := 1; sc.Scan(); line++ {
+		if jsonl {
+			if strings.TrimSpace(sc.Text()) == "" {
+				continue
+			}
+			var rec struct {
+				Text *string `json:"text"`
+			}
+			if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+				return false, fmt.Errorf("%s: line %d: %v", path, line, err)
+			}
+			if rec.Text == nil {
+				return false, fmt.Errorf("%s: line %d: no \"text\" field", path, line)
+			}
+			if !yield(*rec.Text) {
+				return false, nil
+			}
+			continue
+		}
+		if strings.TrimSpace(sc.Text()) == "" {
+			if !flush() {
+				return false, nil
+			}
+			continue
+		}
+		para.WriteString(sc.Text())
+		para.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	return flush(), nil
+}
+
+const sftUsage = `sft (--model DIR | --model-config FILE --init random) [--tokenizer PATH] --data FILE... --out DIR [flags]
+
+Supervised fine-tuning on chat samples (PLLuMIC JSON, OpenAI messages JSONL,
+ShareGPT, Alpaca, Parquet; the format is detected): each conversation is
+rendered with the tokenizer's chat template and only the assistant turns
+and their end-of-turn tokens are trained. Samples longer than --max-len are
+dropped and counted. Defaults follow the PLLuM paper: AdamW, lr 1e-5,
+cosine schedule, 3 epochs.`
+
+func runSFT(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlags(env, "sft", sftUsage)
+	var f trainFlags
+	f.register(fs, train.DefaultTrainerConfig().LR)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := f.check(fs.Args()); err != nil {
+		return err
+	}
+	tok, err := tokenize.Load(f.tokenizer)
+	if err != nil {
+		return err
+	}
+	b, err := tokenize.NewSFTBuilder(tok, tokenize.SFTOptions{MaxLen: f.maxLen})
+	if err != nil {
+		return err
+	}
+	var seqs []tokenize.Sequence
+	dropped := 0
+	for _, path := range f.data {
+		for s, err := range corpus.ReadSamples(ctx, path, corpus.Options{}) {
+			if err != nil {
+				return err
+			}
+			seq, err := b.Build(&s)
+			if errors.Is(err, tokenize.ErrTooLong) {
+				dropped++
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("%s: sample %q: %w", path, s.ID, err)
+			}
+			seqs = append(seqs, seq)
+		}
+	}
+	if len(seqs) == 0 {
+		return fmt.Errorf("no trainable samples (%d dropped as longer than --max-len %d)", dropped, f.maxLen)
+	}
+	if !f.quiet {
+		fmt.Fprintf(env.stderr, "%d samples, %d dropped as longer than %d tokens; the first one as trained:\n%s\n", len(seqs), dropped, f.maxLen, tokenize.Dump(tok, seqs[0]))
+	}
+	rows, err := sequenceRows(seqs, f.pack, f.maxLen)
+	if err != nil {
+		return err
+	}
+	m, err := f.openModel()
+	if err != nil {
+		return err
+	}
+	defer m.Drop()
+	return f.runTraining(ctx, env, m, tok, rows)
+}
+
+// sequenceRows packs sequences into rows of maxLen, or gives each its own.
+func sequenceRows(seqs []tokenize.Sequence, pack bool, maxLen int) ([]tokenize.PackedRow, error) {
+	if pack {
+		return tokenize.Pack(seqs, maxLen)
+	}
+	rows := make([]tokenize.PackedRow, len(seqs))
+	for i, s := range seqs {
+		rows[i] = s.Row()
+	}
+	return rows, nil
+}
