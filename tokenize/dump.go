@@ -38,17 +38,30 @@ func dump(tok tokenTexter, seq Sequence) string {
 		case seq.Labels[i] != IgnoreIndex:
 			label = strconv.Itoa(seq.Labels[i])
 		}
-		text := tok.Decode([]int{id}, false)
-		if !isPrintableToken(text) {
-			// A byte of a multi-byte character decodes to U+FFFD on its
-			// own; the vocabulary entry says more.
-			if s, ok := tok.IDToToken(id); ok {
-				text = s
-			}
-		}
+		text := tokenText(tok, seq.IDs, i)
 		fmt.Fprintf(&b, "%5d %8d  %5s  %s\n", i, id, label, strconv.Quote(text))
 	}
 	return b.String()
+}
+
+// tokenText is the text token i adds to the decoded sequence: decoding it
+// after its predecessor keeps the space that SentencePiece decoders strip
+// from the start of a text. A token holding part of a multi-byte character
+// shows as its vocabulary entry instead.
+func tokenText(tok tokenTexter, ids []int, i int) string {
+	text := tok.Decode(ids[i:i+1], false)
+	if i > 0 {
+		prev := tok.Decode(ids[i-1:i], false)
+		if both := tok.Decode(ids[i-1:i+1], false); strings.HasPrefix(both, prev) {
+			text = both[len(prev):]
+		}
+	}
+	if !isPrintableToken(text) {
+		if s, ok := tok.IDToToken(ids[i]); ok {
+			return s
+		}
+	}
+	return text
 }
 
 func isPrintableToken(s string) bool {
