@@ -120,7 +120,7 @@ func (m *Model) loadTensors(set *safetensors.Set, bs []binding, where string) er
 		if kind != m.opts.DType {
 			t = t.MustTotype(m.opts.DType, true)
 		}
-		if m.opts.Device != gotch.CPU {
+		if !sameDevice(m.opts.Device, gotch.CPU) {
 			t = t.MustTo(m.opts.Device, true)
 		}
 		t.MustRequiresGrad_(true)
@@ -281,7 +281,7 @@ func tensorBytes(t *ts.Tensor, kind gotch.DType) ([]byte, error) {
 	if c.DType() != kind {
 		c = c.MustTotype(kind, true)
 	}
-	if c.MustDevice() != gotch.CPU {
+	if !sameDevice(c.MustDevice(), gotch.CPU) {
 		c = c.MustTo(gotch.CPU, true)
 	}
 	c = c.MustContiguous(true)

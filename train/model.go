@@ -375,11 +375,18 @@ func (m *Model) Forward(input *ts.Tensor, opts ForwardOptions) (*Output, error) 
 	return out, nil
 }
 
+// toDevice returns t itself when it is on dev already, else a copy there.
 func toDevice(t *ts.Tensor, dev gotch.Device) *ts.Tensor {
-	if t.MustDevice() == dev {
+	if sameDevice(t.MustDevice(), dev) {
 		return t
 	}
 	return t.MustTo(dev, false)
+}
+
+// sameDevice compares devices by kind and CUDA index: gotch reports the CPU
+// as {CPU 1} while gotch.CPU is {CPU -1}.
+func sameDevice(a, b gotch.Device) bool {
+	return a.Name == b.Name && (a.Name == "CPU" || a.Value == b.Value)
 }
 
 func tensorMaxMin(t *ts.Tensor) (int64, int64) {
@@ -496,10 +503,14 @@ func (m *Model) prepare(B, T int64, opts ForwardOptions) (*fwdState, error) {
 	// validity and segments are kept for later calls.
 	var keyMask, keySeg *ts.Tensor
 	if opts.AttentionMask != nil {
-		keyMask = toDevice(opts.AttentionMask, dev).MustNe(ts.IntScalar(0), false)
+		am := toDevice(opts.AttentionMask, dev)
+		keyMask = am.MustNe(ts.IntScalar(0), am != opts.AttentionMask)
 	}
 	if opts.SegmentIDs != nil {
-		keySeg = toDevice(opts.SegmentIDs, dev).MustShallowClone()
+		keySeg = toDevice(opts.SegmentIDs, dev)
+		if keySeg == opts.SegmentIDs {
+			keySeg = keySeg.MustShallowClone()
+		}
 	}
 	var qSeg *ts.Tensor
 	if keySeg != nil {
@@ -511,7 +522,8 @@ func (m *Model) prepare(B, T int64, opts ForwardOptions) (*fwdState, error) {
 	}
 	st.keyMask, st.keySeg = keyMask, keySeg
 	if opts.AttentionMask != nil && m.Config.IsMoE() {
-		st.valid = toDevice(opts.AttentionMask, dev).MustNe(ts.IntScalar(0), false).MustTotype(gotch.Float, true).MustView([]int64{B * T}, true)
+		am := toDevice(opts.AttentionMask, dev)
+		st.valid = am.MustNe(ts.IntScalar(0), am != opts.AttentionMask).MustTotype(gotch.Float, true).MustView([]int64{B * T}, true)
 	}
 
 	// allowed[b, i, j]: query i (absolute index past+i) may attend key j.
@@ -564,7 +576,7 @@ func (m *Model) prepare(B, T int64, opts ForwardOptions) (*fwdState, error) {
 
 func int64Tensor(vals []int64, shape []int64, dev gotch.Device) *ts.Tensor {
 	t := ts.MustOfSlice(vals).MustView(shape, true)
-	if dev != gotch.CPU {
+	if !sameDevice(dev, gotch.CPU) {
 		t = t.MustTo(dev, true)
 	}
 	return t

@@ -3,8 +3,10 @@ package train
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 
 	"github.com/pltune/pltune/internal/torchx"
@@ -285,5 +287,56 @@ func TestScoreMatchesLogits(t *testing.T) {
 	}
 	if _, err := m.LogLikelihoods(context.Background(), [][]int{{1}}, [][]int{{}}); err == nil {
 		t.Error("empty continuation accepted")
+	}
+}
+
+// Every tensor Forward, Generate and Score create must be freed: libtorch
+// memory is invisible to Go's garbage collector.
+func TestNoTensorLeaks(t *testing.T) {
+	for _, name := range refModels {
+		m := loadRef(t, name)
+		g := openGolden(t, name)
+		in, mask := g.ids("padded.input_ids"), g.ids("padded.attention_mask")
+		pin, seg := g.ids("packed.input_ids"), g.ids("packed.segment_ids")
+		run := func() {
+			torchx.NoGrad(func() {
+				for _, c := range []struct {
+					in   *ts.Tensor
+					opts ForwardOptions
+				}{{in, ForwardOptions{}}, {in, ForwardOptions{AttentionMask: mask}}, {pin, ForwardOptions{SegmentIDs: seg, LastOnly: true}}} {
+					out, err := m.Forward(c.in, c.opts)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out.Drop()
+				}
+			})
+			if _, err := m.Generate(context.Background(), [][]int{{3, 4, 5}, {6}}, GenerateOptions{MaxNewTokens: 3, Temperature: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Score(context.Background(), [][]int{{3, 4, 5}, {6, 7}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		run() // first call may create lasting state
+		// No collection meanwhile: a finalizer freeing a leaked tensor
+		// would hide the leak.
+		gc := debug.SetGCPercent(-1)
+		before := maps.Clone(ts.ExistingTensors)
+		run()
+		var leaked []string
+		for n := range ts.ExistingTensors {
+			if _, ok := before[n]; !ok {
+				leaked = append(leaked, n)
+			}
+		}
+		after := len(ts.ExistingTensors)
+		debug.SetGCPercent(gc)
+		if len(leaked) > 0 {
+			t.Errorf("%s: leaked %v", name, leaked)
+		}
+		if after != len(before) {
+			t.Errorf("%s: %d tensors alive before, %d after", name, len(before), after)
+		}
 	}
 }
