@@ -340,3 +340,27 @@ func TestNoTensorLeaks(t *testing.T) {
 		}
 	}
 }
+
+// A model held in bfloat16 follows the fp32 one within bf16 precision.
+func TestBF16ModelFollowsFP32(t *testing.T) {
+	for _, name := range []string{"llama", "mixtral"} {
+		m32 := loadRef(t, name)
+		m16, err := LoadModel(filepath.Join("testdata", "ref", name), ModelOptions{DType: gotch.BFloat16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m16.Drop()
+		if p := m16.NamedParameters()[0].T; p.DType() != gotch.BFloat16 {
+			t.Fatalf("%s: parameters are %v", name, p.DType())
+		}
+		ids := []int64{3, 9, 4, 11, 6, 20, 5}
+		a, b := forwardValues(t, m32, ids), forwardValues(t, m16, ids)
+		var scale float64
+		for _, v := range a {
+			scale = max(scale, math.Abs(float64(v)))
+		}
+		if d := maxDiff(a, b, nil, 1); d > 0.1*scale {
+			t.Errorf("%s: bf16 logits differ by %g (logit scale %g)", name, d, scale)
+		}
+	}
+}
