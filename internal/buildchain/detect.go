@@ -20,6 +20,12 @@ type Libtorch struct {
 	CUDA        bool     // libtorch_cuda.so present
 	CXX11ABI    bool     // built with _GLIBCXX_USE_CXX11_ABI=1
 	BLAS        string   // the BLAS libtorch_cpu resolves to, as a path or a note
+	// c10d (distributed) backends usable from pltune: exported by libtorch
+	// and with the headers the c10d headers include.
+	Gloo            bool
+	NCCL            bool
+	C10DIncludeDirs []string // extra -I for those headers
+	C10DNotes       []string // why a backend libtorch has is not usable
 }
 
 // ErrNotFound means no libtorch was found and LIBTORCH was not set.
@@ -95,6 +101,7 @@ func inspect(root, inc string, libDirs []string) (*Libtorch, error) {
 	}
 	lt.CXX11ABI = abi
 	lt.BLAS = findBLAS(filepath.Join(lt.LibDir, "libtorch_cpu.so"))
+	detectC10D(lt)
 	return lt, nil
 }
 
@@ -213,5 +220,19 @@ func (lt *Libtorch) Describe() string {
 	if lt.CXX11ABI {
 		abi = 1
 	}
-	return fmt.Sprintf("libtorch %s, %s, at %s, _GLIBCXX_USE_CXX11_ABI=%d, BLAS: %s", lt.Version, dev, where, abi, lt.BLAS)
+	var be []string
+	if lt.Gloo {
+		be = append(be, "Gloo")
+	}
+	if lt.NCCL {
+		be = append(be, "NCCL")
+	}
+	dist := "none"
+	if len(be) > 0 {
+		dist = strings.Join(be, ", ")
+	}
+	for _, n := range lt.C10DNotes {
+		dist += "; " + n
+	}
+	return fmt.Sprintf("libtorch %s, %s, at %s, _GLIBCXX_USE_CXX11_ABI=%d, BLAS: %s, distributed: %s", lt.Version, dev, where, abi, lt.BLAS, dist)
 }

@@ -24,7 +24,7 @@ const (
 
 // patchRevision changes whenever the patching itself changes, so copies made
 // by an older setup are rebuilt rather than reused.
-const patchRevision = "1"
+const patchRevision = "2"
 
 const (
 	generatedFile = "torch_api_generated.cpp.h"
@@ -93,6 +93,10 @@ func Prepare(ctx context.Context, lt *Libtorch, opts Options) (*Patched, error) 
 	if err != nil {
 		return nil, err
 	}
+	fmt.Fprintf(opts.Log, "checking pltune's c10d shim (distributed: %s)\n", strings.Join(c10dDefines(lt), " "))
+	if err := writeC10DShim(ctx, lt, filepath.Join(tmp, "libtch"), opts.CXX); err != nil {
+		return nil, err
+	}
 	p := &Patched{Dir: dir, Libtorch: *lt, Stubbed: stubbed}
 	b, _ := json.MarshalIndent(p, "", "  ")
 	if err := os.WriteFile(filepath.Join(tmp, markerFile), b, 0o644); err != nil {
@@ -109,7 +113,8 @@ func Prepare(ctx context.Context, lt *Libtorch, opts Options) (*Patched, error) 
 
 func copyName(lt *Libtorch) string {
 	h := sha256.New()
-	fmt.Fprintln(h, patchRevision, lt.Version, lt.CUDA, lt.CXX11ABI, lt.LibDir, strings.Join(lt.IncludeDirs, ":"))
+	fmt.Fprintln(h, patchRevision, lt.Version, lt.CUDA, lt.CXX11ABI, lt.LibDir, strings.Join(lt.IncludeDirs, ":"),
+		lt.Gloo, lt.NCCL, strings.Join(lt.C10DIncludeDirs, ":"))
 	dev := "cpu"
 	if lt.CUDA {
 		dev = "cuda"
@@ -179,7 +184,7 @@ func cgoFlags(lt *Libtorch) string {
 		abi = "1"
 	}
 	var inc []string
-	for _, d := range lt.IncludeDirs {
+	for _, d := range append(append([]string{}, lt.IncludeDirs...), lt.C10DIncludeDirs...) {
 		if !isSystemDir(d) {
 			inc = append(inc, "-I"+d)
 		}
@@ -191,7 +196,8 @@ func cgoFlags(lt *Libtorch) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "// Code written by pltune's setup; DO NOT EDIT.\n// Built for %s.\n\npackage libtch\n\n", lt.Describe())
 	fmt.Fprintf(&b, "// #cgo CFLAGS: -I${SRCDIR} -O1 -w -D_GLIBCXX_USE_CXX11_ABI=%s\n", abi)
-	fmt.Fprintf(&b, "// #cgo CXXFLAGS: -std=c++17 -I${SRCDIR} -O1 -w -D_GLIBCXX_USE_CXX11_ABI=%s %s\n", abi, strings.Join(inc, " "))
+	cxx := append(inc, c10dDefines(lt)...)
+	fmt.Fprintf(&b, "// #cgo CXXFLAGS: -std=c++17 -I${SRCDIR} -O1 -w -D_GLIBCXX_USE_CXX11_ABI=%s %s\n", abi, strings.Join(cxx, " "))
 	fmt.Fprintf(&b, "// #cgo LDFLAGS: %s -lstdc++ -ltorch -lc10 -ltorch_cpu\n", strings.Join(ld, " "))
 	if lt.CUDA {
 		// Nothing in gotch references libtorch_cuda's symbols directly, so a
