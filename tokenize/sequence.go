@@ -111,7 +111,9 @@ type encoder interface {
 // with turn i's content replaced by a one-character stand-in (where the
 // content lies, even when the template adds text such as Qwen3's empty think
 // block around it), and the conversation up to turn i (what closes the turn,
-// e.g. "<|eot_id|>", trailing whitespace left out). Character positions map
+// e.g. "<|eot_id|>", trailing whitespace left out). Should the generation
+// prompt not be how the whole conversation opens that turn, the span starts
+// at the content. Character positions map
 // to tokens by encoding the rendered prefix and comparing with the full
 // encoding, so a token that straddles a boundary is trained.
 //
