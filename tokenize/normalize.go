@@ -214,16 +214,21 @@ func (u unicodeNormalizer) normalize(n nstring) nstring {
 	return nb.doneFrom(n)
 }
 
-// runeMapNormalizer maps each character on its own (Lowercase).
-type runeMapNormalizer struct{ f func(rune) rune }
+// lowercaseNormalizer lowercases character by character, as Rust's
+// char::to_lowercase does: İ becomes "i̇" (Go's unicode.ToLower gives "i"),
+// and Σ is always σ.
+type lowercaseNormalizer struct{}
 
-func (m runeMapNormalizer) normalize(n nstring) nstring {
+func (lowercaseNormalizer) normalize(n nstring) nstring {
 	nb := newBuilder(n, len(n.s))
 	for i := 0; i < len(n.s); {
 		r, w := utf8.DecodeRuneInString(n.s[i:])
-		if r2 := m.f(r); r2 != r {
-			nb.put(string(r2), n, i, i+w)
-		} else {
+		switch l := unicode.ToLower(r); {
+		case r == 'İ':
+			nb.put("i\u0307", n, i, i+w)
+		case l != r && !(r == utf8.RuneError && w == 1):
+			nb.put(string(l), n, i, i+w)
+		default:
 			nb.copy(n, i, i+w)
 		}
 		i += w
@@ -276,8 +281,8 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 		Prepend     string            `json:"prepend"`
 		Pattern     pattern           `json:"pattern"`
 		Content     string            `json:"content"`
-		Left        *bool             `json:"left"`
-		Right       *bool             `json:"right"`
+		Left        *bool             `json:"strip_left"`
+		Right       *bool             `json:"strip_right"`
 	}
 	if err := json.Unmarshal(raw, &h); err != nil {
 		return nil, fmt.Errorf("normalizer: %w", err)
@@ -318,7 +323,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 	case "NFKD":
 		return unicodeNormalizer{norm.NFKD}, nil
 	case "Lowercase":
-		return runeMapNormalizer{unicode.ToLower}, nil
+		return lowercaseNormalizer{}, nil
 	case "Strip":
 		return stripNormalizer{left: h.Left == nil || *h.Left, right: h.Right == nil || *h.Right}, nil
 	case "StripAccents":

