@@ -1,0 +1,198 @@
+// Package local is eval's in-process backend: a train.Model and its
+// tokenizer answering eval.Model's requests on libtorch, batched, with a KV
+// cache for generation. It is the only part of eval that needs libtorch.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/pltune/pltune/eval"
+	"github.com/pltune/pltune/tokenize"
+	"github.com/pltune/pltune/train"
+)
+
+// Model serves eval requests from a model in this process.
+type Model struct {
+	model *train.Model
+	tok   *tokenize.Tokenizer
+	tmpl  *tokenize.ChatTemplate
+	name  string
+	stops []int
+	// BatchSize is how many generation requests are decoded together
+	// (default 8).
+	BatchSize int
+}
+
+var _ eval.Model = (*Model)(nil)
+
+// New serves m with tok. name identifies the model in reports and caches.
+func New(m *train.Model, tok *tokenize.Tokenizer, name string) (*Model, error) {
+	tmpl, err := tok.ChatTemplate()
+	if err != nil {
+		return nil, fmt.Errorf("local: %w", err)
+	}
+	stops := slices.Clone(m.StopIDs())
+	for _, id := range tok.StopIDs() {
+		if !slices.Contains(stops, id) {
+			stops = append(stops, id)
+		}
+	}
+	return &Model{model: m, tok: tok, tmpl: tmpl, name: name, stops: stops, BatchSize: 8}, nil
+}
+
+// Open loads a Hugging Face model folder and its tokenizer (tokenizer
+// "" means the model folder's).
+func Open(dir, tokenizer string) (*Model, error) {
+	if tokenizer == "" {
+		tokenizer = dir
+	}
+	tok, err := tokenize.Load(tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	m, err := train.LoadModel(dir, train.ModelOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return New(m, tok, filepath.Base(filepath.Clean(dir)))
+}
+
+// Close frees the model's tensors.
+func (l *Model) Close() { l.model.Drop() }
+
+// Name identifies the model.
+func (l *Model) Name() string { return l.name }
+
+// Loglikelihood scores each continuation after its context. As
+// lm-evaluation-harness does, the continuation's tokens are those of
+// context+continuation beyond the context's own, so a word split across
+// the boundary is tokenized as the model saw it in training.
+func (l *Model) Loglikelihood(ctx context.Context, reqs []eval.LoglikelihoodRequest) ([]eval.LoglikelihoodResult, error) {
+	ctxs := make([][]int, len(reqs))
+	conts := make([][]int, len(reqs))
+	for i, r := range reqs {
+		c := l.tok.Encode(r.Context, true)
+		whole := l.tok.Encode(r.Context+r.Continuation, true)
+		n := commonPrefix(c, whole)
+		ctxs[i], conts[i] = whole[:n], whole[n:]
+		if len(conts[i]) == 0 {
+			return nil, fmt.Errorf("local: request %d: the continuation %q adds no token", i, r.Continuation)
+		}
+	}
+	lls, err := l.model.LogLikelihoods(ctx, ctxs, conts)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]eval.LoglikelihoodResult, len(lls))
+	for i, ll := range lls {
+		out[i] = eval.LoglikelihoodResult{LogProb: ll.Sum, Greedy: ll.Greedy}
+	}
+	return out, nil
+}
+
+func commonPrefix(a, b []int) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+// prompt renders a request as token ids: a chat through the chat template
+// with the generation prompt, a raw prompt with the tokenizer's special
+// tokens.
+func (l *Model) prompt(r eval.GenerateRequest) ([]int, error) {
+	if len(r.Messages) == 0 {
+		if r.Prompt == "" {
+			return nil, errors.New("local: a generation request with neither messages nor prompt")
+		}
+		return l.tok.Encode(r.Prompt, true), nil
+	}
+	text, err := l.tmpl.Render(r.Messages, true)
+	if err != nil {
+		return nil, fmt.Errorf("local: %w", err)
+	}
+	// The rendered template carries its special tokens as text.
+	return l.tok.Encode(text, false), nil
+}
+
+// Generate completes each request. Greedy requests with the same settings
+// are decoded together in batches of BatchSize.
+func (l *Model) Generate(ctx context.Context, reqs []eval.GenerateRequest) ([]eval.Generation, error) {
+	out := make([]eval.Generation, len(reqs))
+	type key struct {
+		max  int
+		temp float64
+		seed int64
+	}
+	groups := map[key][]int{}
+	var order []key
+	for i, r := range reqs {
+		k := key{r.MaxTokens, r.Temperature, r.Seed}
+		if k.max <= 0 {
+			k.max = 256
+		}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], i)
+	}
+	for _, k := range order {
+		idx := groups[k]
+		// A sampled request is decoded alone, so its seed alone decides
+		// its text, whatever else is asked in the same call.
+		bs := max(1, l.BatchSize)
+		if k.temp > 0 {
+			bs = 1
+		}
+		for start := 0; start < len(idx); start += bs {
+			batch := idx[start:min(start+bs, len(idx))]
+			prompts := make([][]int, len(batch))
+			for j, i := range batch {
+				p, err := l.prompt(reqs[i])
+				if err != nil {
+					return nil, fmt.Errorf("request %d: %w", i, err)
+				}
+				prompts[j] = p
+			}
+			gen, err := l.model.Generate(ctx, prompts, train.GenerateOptions{MaxNewTokens: k.max, Temperature: k.temp, Seed: k.seed, StopIDs: l.stops})
+			if err != nil {
+				return nil, err
+			}
+			for j, i := range batch {
+				text := l.tok.Decode(gen[j], true)
+				finish := "stop"
+				if len(gen[j]) >= k.max {
+					finish = "length"
+				}
+				if cut, ok := cutAtStop(text, reqs[i].Stop); ok {
+					text, finish = cut, "stop"
+				}
+				out[i] = eval.Generation{Text: text, FinishReason: finish, Tokens: len(gen[j])}
+			}
+		}
+	}
+	return out, nil
+}
+
+// cutAtStop ends text before the earliest stop sequence.
+func cutAtStop(text string, stops []string) (string, bool) {
+	cut := -1
+	for _, s := range stops {
+		if s == "" {
+			continue
+		}
+		if i := strings.Index(text, s); i >= 0 && (cut < 0 || i < cut) {
+			cut = i
+		}
+	}
+	if cut < 0 {
+		return text, false
+	}
+	return text[:cut], true
+}
