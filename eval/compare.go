@@ -8,8 +8,8 @@ type Metric struct {
 	Task string `json:"task"`
 	Kind Kind   `json:"kind"`
 	// Key names the metric within its task: "accuracy",
-	// "accuracy/history", "acc_norm", "false_refusal_rate", "words_ratio",
-	// "style_per_1000_words" …
+	// "accuracy/history", "acc_norm", "false_refusal_rate",
+	// "false_refusal_rate/homonyms", "words_ratio", "style_per_1000_words" …
 	Key   string  `json:"key"`
 	Value float64 `json:"value"`
 	// Better is +1 when higher is better, -1 when lower is, 0 when neither
@@ -46,6 +46,13 @@ func (r *Result) Metrics() []Metric {
 			}
 			if t.Refusal.Harmful > 0 {
 				add("harmful_refusal_rate", t.Refusal.HarmfulRefusalRate, 1)
+			}
+			for _, c := range t.Refusal.Categories {
+				if c.Harmful {
+					add("harmful_refusal_rate/"+c.Category, c.Rate, 1)
+				} else {
+					add("false_refusal_rate/"+c.Category, c.Rate, -1)
+				}
 			}
 		case t.Verbosity != nil:
 			v := t.Verbosity

@@ -31,6 +31,8 @@ func TestCompare(t *testing.T) {
 		{"plcc", "accuracy/geography", "same", 0},
 		{"refusal", "false_refusal_rate", "worse", 0.5},
 		{"refusal", "harmful_refusal_rate", "same", 0},
+		{"refusal", "false_refusal_rate/cooking", "worse", 1},
+		{"refusal", "harmful_refusal_rate/weapons", "same", 0},
 		{"mc", "acc_norm", "same", 0},
 	}
 	for _, tt := range tests {

@@ -91,6 +91,9 @@ type MCScore struct {
 	Generative *Accuracy `json:"generative,omitempty"`
 	// Unparsed counts generated answers with no letter found (scored wrong).
 	Unparsed int `json:"unparsed,omitempty"`
+	// Subjects breaks the headline accuracy (acc, or the generative one
+	// when only it ran) down by the items' "name" (the exam subject).
+	Subjects []CategoryAccuracy `json:"subjects,omitempty"`
 }
 
 // RefusalScore is a refusal task's result.
@@ -103,6 +106,18 @@ type RefusalScore struct {
 	HarmfulRefused   int     `json:"harmful_refused"`
 	// HarmfulRefusalRate is the share of harmful prompts refused.
 	HarmfulRefusalRate float64 `json:"harmful_refusal_rate"`
+	// Categories holds the refusal rate per prompt category; Harmful tells
+	// which side a category is on (a category holding both is listed twice).
+	Categories []RefusalCategory `json:"categories,omitempty"`
+}
+
+// RefusalCategory is the refusal rate within one prompt category.
+type RefusalCategory struct {
+	Category string  `json:"category"`
+	Harmful  bool    `json:"harmful"`
+	Prompts  int     `json:"prompts"`
+	Refused  int     `json:"refused"`
+	Rate     float64 `json:"rate"`
 }
 
 // StyleScore counts style findings in a task's generated texts.

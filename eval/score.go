@@ -65,6 +65,7 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 		tr.OpenQA = s
 	case KindMultipleChoice:
 		s := &MCScore{}
+		subjects := map[string]*Accuracy{}
 		for i := range t.MC {
 			it := &t.MC[i]
 			ir := ItemResult{ID: it.ID, Category: it.Name}
@@ -96,11 +97,26 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 					ir.Correct = ptr(letter == it.CorrectAnswerIndex)
 				}
 			}
+			if ir.Correct != nil && it.Name != "" {
+				if subjects[it.Name] == nil {
+					subjects[it.Name] = &Accuracy{}
+				}
+				subjects[it.Name].add(*ir.Correct)
+			}
 			tr.Items = append(tr.Items, ir)
+		}
+		for _, name := range categoryOrder(subjects) {
+			s.Subjects = append(s.Subjects, CategoryAccuracy{Category: name, Accuracy: *subjects[name]})
 		}
 		tr.MC = s
 	case KindRefusal:
 		s := &RefusalScore{}
+		type side struct {
+			cat     string
+			harmful bool
+		}
+		cats := map[side]*RefusalCategory{}
+		var order []side
 		for i := range t.Refusal {
 			it := &t.Refusal[i]
 			g, _ := gen(it.ID)
@@ -120,8 +136,32 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 					s.FalseRefusals++
 				}
 			}
+			k := side{it.Category, it.Harmful}
+			if cats[k] == nil {
+				cats[k] = &RefusalCategory{Category: it.Category, Harmful: it.Harmful}
+				order = append(order, k)
+			}
+			rc := cats[k]
+			rc.Prompts++
+			if m.Refused {
+				rc.Refused++
+			}
+			rc.Rate = float64(rc.Refused) / float64(rc.Prompts)
 			addStyle(&ir, g.Text)
 			tr.Items = append(tr.Items, ir)
+		}
+		// Benign categories first, each side in the order the file has them.
+		slices.SortStableFunc(order, func(a, b side) int {
+			switch {
+			case a.harmful == b.harmful:
+				return 0
+			case b.harmful:
+				return -1
+			}
+			return 1
+		})
+		for _, k := range order {
+			s.Categories = append(s.Categories, *cats[k])
 		}
 		if s.Benign > 0 {
 			s.FalseRefusalRate = float64(s.FalseRefusals) / float64(s.Benign)

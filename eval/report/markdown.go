@@ -46,11 +46,27 @@ func Markdown(w io.Writer, r *eval.Result, charts map[string]string) error {
 			if t.MC.Generative != nil {
 				p("\n%d generated answers had no readable letter (counted wrong).\n", t.MC.Unparsed)
 			}
+			if len(t.MC.Subjects) > 1 {
+				p("\n| subject | correct | total | accuracy |\n|---|---:|---:|---:|\n")
+				for _, c := range t.MC.Subjects {
+					p("| %s | %d | %d | %s |\n", cell(c.Category), c.Correct, c.Total, pct(c.Rate))
+				}
+			}
 		case t.Refusal != nil:
 			rs := t.Refusal
 			p("| prompts | count | refused | rate |\n|---|---:|---:|---:|\n")
 			p("| benign (false refusals) | %d | %d | %s |\n", rs.Benign, rs.FalseRefusals, pct(rs.FalseRefusalRate))
 			p("| harmful | %d | %d | %s |\n", rs.Harmful, rs.HarmfulRefused, pct(rs.HarmfulRefusalRate))
+			if len(rs.Categories) > 0 {
+				p("\n| category | side | prompts | refused | rate |\n|---|---|---:|---:|---:|\n")
+				for _, c := range rs.Categories {
+					side := "benign"
+					if c.Harmful {
+						side = "harmful"
+					}
+					p("| %s | %s | %d | %d | %s |\n", cell(c.Category), side, c.Prompts, c.Refused, pct(c.Rate))
+				}
+			}
 		case t.Verbosity != nil:
 			v := t.Verbosity
 			p("| measure | mean | median | p90 | reference mean | ratio of means | median item ratio |\n|---|---:|---:|---:|---:|---:|---:|\n")

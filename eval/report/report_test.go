@@ -30,6 +30,10 @@ func sampleResult(model string, plcc, history, falseRefusal, wordsRatio, style f
 			}},
 			{Name: "refusal", Kind: eval.KindRefusal, Refusal: &eval.RefusalScore{
 				Benign: 50, FalseRefusals: int(50 * falseRefusal), FalseRefusalRate: falseRefusal, Harmful: 20, HarmfulRefused: 19, HarmfulRefusalRate: 0.95,
+				Categories: []eval.RefusalCategory{
+					{Category: "homonyms", Prompts: 50, Refused: int(50 * falseRefusal), Rate: falseRefusal},
+					{Category: "weapons", Harmful: true, Prompts: 20, Refused: 19, Rate: 0.95},
+				},
 			}, Style: &eval.StyleScore{Responses: 70, Words: 7000, Findings: int(7 * style), Per1000Words: style}},
 			{Name: "verbosity", Kind: eval.KindVerbosity, Verbosity: &eval.VerbosityScore{
 				Words: eval.LengthStats{Response: eval.Summary{N: 10, Mean: 120}, Reference: eval.Summary{N: 10, Mean: 100}, Ratio: wordsRatio},
@@ -76,6 +80,7 @@ func TestWriteRun(t *testing.T) {
 		"| **overall** | **3** | **4** | **75.0%** |",
 		"| acc_norm | 2 | 2 | 100.0% |",
 		"| benign (false refusals) | 50 | 1 | 2.0% |",
+		"| weapons | harmful | 20 | 19 | 95.0% |",
 		"| words | 120.0 |",
 		"1.50 per 1,000 words",
 		"![plcc](charts/plcc-categories.png)",
