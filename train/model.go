@@ -125,22 +125,17 @@ func (m *Model) bindings() []binding {
 	return bs
 }
 
-// linears lists every projection with its Hugging Face module path
+// namedLinear is a projection with its Hugging Face module path
 // ("model.layers.3.self_attn.q_proj"), the key LoRA adapters hang from.
-func (m *Model) linears() []struct {
+type namedLinear struct {
 	path string
 	l    *linear
-} {
-	var out []struct {
-		path string
-		l    *linear
-	}
-	add := func(path string, l *linear) {
-		out = append(out, struct {
-			path string
-			l    *linear
-		}{path, l})
-	}
+}
+
+// linears lists every projection of the model in a stable order.
+func (m *Model) linears() []namedLinear {
+	var out []namedLinear
+	add := func(path string, l *linear) { out = append(out, namedLinear{path, l}) }
 	for i, l := range m.layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		add(p+"self_attn.q_proj", l.q)
@@ -330,7 +325,11 @@ func (m *Model) Forward(input *ts.Tensor, opts ForwardOptions) (*Output, error) 
 		return nil, fmt.Errorf("train: Forward: batch %d does not match the cache's %d", shape[0], c.batch)
 	}
 	if mx, mn := tensorMaxMin(input); mn < 0 || mx >= int64(m.Config.VocabSize) {
-		return nil, fmt.Errorf("train: Forward: token id %d outside the vocabulary [0, %d)", map[bool]int64{true: mn, false: mx}[mn < 0], m.Config.VocabSize)
+		bad := mx
+		if mn < 0 {
+			bad = mn
+		}
+		return nil, fmt.Errorf("train: Forward: token id %d outside the vocabulary [0, %d)", bad, m.Config.VocabSize)
 	}
 	st, err := m.prepare(shape[0], shape[1], opts)
 	if err != nil {
@@ -597,7 +596,7 @@ func rmsNorm(x, w *ts.Tensor, eps float64) *ts.Tensor {
 	return y.MustMul(w, true)
 }
 
-// forward applies the projection (plus its adapter when active).
+// project applies a projection, plus its adapter when adapters are on.
 func (m *Model) project(l *linear, x *ts.Tensor) *ts.Tensor {
 	y := ts.MustLinear(x, l.w, ts.None)
 	if l.a == nil || m.loraOff {
