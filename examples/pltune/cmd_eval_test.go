@@ -276,6 +276,11 @@ func TestEvalUsage(t *testing.T) {
 		{"compare missing run", []string{"eval", "compare", filepath.Join(dir, "x"), filepath.Join(dir, "y"), "--out", dir}, 1, "no such file"},
 		{"compare help", []string{"eval", "compare", "--help"}, 0, ""},
 	}
+	// Usage checks come before any model is opened; the missing-backend
+	// message needs the hook unset, as in a build without libtorch.
+	saved := openLocalModel
+	openLocalModel = nil
+	defer func() { openLocalModel = saved }()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errOut := runCLI(t, tt.args...)
@@ -297,11 +302,12 @@ func TestEvalLocalHook(t *testing.T) {
 	task := filepath.Join(dir, "t.jsonl")
 	os.WriteFile(task, []byte(`{"id":"v","prompt":"p","reference":"r"}`+"\n"), 0o644)
 	var gotDir, gotTok string
+	saved := openLocalModel
 	openLocalModel = func(d, tok string) (eval.Model, error) {
 		gotDir, gotTok = d, tok
 		return nil, fmt.Errorf("checkpoint %s: no config.json", d)
 	}
-	defer func() { openLocalModel = nil }()
+	defer func() { openLocalModel = saved }()
 	code, _, errOut := runCLI(t, "eval", "--task", task, "--out", dir, "--model", dir, "--tokenizer", "tok.json")
 	if code != 1 || gotDir != dir || gotTok != "tok.json" || !strings.Contains(errOut, "no config.json") {
 		t.Errorf("exit %d, stderr %q, hook got %q %q", code, errOut, gotDir, gotTok)
