@@ -2,7 +2,9 @@
 // API: vLLM, llama.cpp's server, ollama and OpenAI itself. Generation goes to
 // /chat/completions (or /completions for a raw prompt); log-likelihoods come
 // from /completions with echo and logprobs, the way lm-evaluation-harness asks
-// vLLM for them.
+// vLLM for them. llama.cpp's server and ollama return no log-probabilities for
+// the prompt; with them, Loglikelihood fails with ErrNoPromptLogprobs rather
+// than scoring every choice 0, and multiple choice must run generatively.
 //
 // Every call has a timeout; 429 and 5xx answers and transport errors are
 // retried with exponential backoff and full jitter, honouring Retry-After; the
@@ -57,8 +59,8 @@ type Config struct {
 	// scoring log-likelihoods (default 8).
 	BatchSize int
 	// EchoMaxTokensZero sends max_tokens 0 with echo instead of 1. vLLM
-	// wants 1 (lm-evaluation-harness sends 1 and drops the generated token);
-	// some servers only accept 0.
+	// rejects 0 (lm-evaluation-harness sends 1 and drops the generated
+	// token); OpenAI's legacy completions took 0.
 	EchoMaxTokensZero bool
 	// HTTPClient defaults to a client without its own timeout (Timeout
 	// applies per attempt).

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -251,6 +252,17 @@ func TestLoglikelihoodWithoutEcho(t *testing.T) {
 	_, err := c.Loglikelihood(context.Background(), []eval.LoglikelihoodRequest{{Context: "a", Continuation: " b"}})
 	if !errors.Is(err, ErrNoPromptLogprobs) {
 		t.Errorf("error = %v; want ErrNoPromptLogprobs", err)
+	}
+	// llama.cpp's server ignores echo and returns the generated token's
+	// log-probability alone.
+	llamacpp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"choices":[{"index":0,"text":" c","logprobs":{"tokens":[" c"],"token_logprobs":[-0.5],"top_logprobs":[{" c":-0.5}],"text_offset":[3]}}]}`)
+	}))
+	defer llamacpp.Close()
+	c, _ = New(fastConfig(llamacpp.URL))
+	_, err = c.Loglikelihood(context.Background(), []eval.LoglikelihoodRequest{{Context: "a", Continuation: " b"}})
+	if !errors.Is(err, ErrNoPromptLogprobs) {
+		t.Errorf("generated-only logprobs: error = %v; want ErrNoPromptLogprobs", err)
 	}
 }
 

@@ -195,8 +195,11 @@ func (c *Client) loglikelihood(ctx context.Context, reqs []eval.LoglikelihoodReq
 // characters, the unit of text_offset.
 func continuationLogprob(lp *logprobs, ctxLen, promptLen, generated int) (eval.LoglikelihoodResult, error) {
 	end := len(lp.TokenLogprobs) - generated
-	if end <= 0 {
-		return eval.LoglikelihoodResult{}, errors.New("no prompt tokens in the answer")
+	// Without echo support a server returns the generated token alone, at
+	// an offset past the prompt (llama.cpp's server does so silently, and
+	// every continuation would score 0).
+	if end <= 0 || lp.TextOffset[0] != 0 {
+		return eval.LoglikelihoodResult{}, ErrNoPromptLogprobs
 	}
 	start := end
 	for i := 0; i < end; i++ {
