@@ -172,6 +172,14 @@ func TestLoadModelErrors(t *testing.T) {
 	if _, err := LoadModel(t.TempDir(), ModelOptions{}); err == nil {
 		t.Error("empty folder loaded")
 	}
+	// A weights file cut short fails on its header check, before any
+	// tensor is read.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644)
+	os.WriteFile(filepath.Join(dir, "model.safetensors"), weights[:len(weights)-100], 0o644)
+	if _, err := LoadModel(dir, ModelOptions{}); err == nil || !strings.Contains(err.Error(), "run past the") {
+		t.Errorf("truncated weights: %v", err)
+	}
 }
 
 func TestNewModelParameters(t *testing.T) {

@@ -83,6 +83,9 @@ func loadRef(t *testing.T, name string) *Model {
 	return m
 }
 
+// TestLogitsMatchReference compares logits (and Mixtral's aux loss) with
+// goldens from an independent PyTorch implementation. Regenerate them with
+// /usr/bin/python3 train/testdata/ref/gen.py when the test models change.
 func TestLogitsMatchReference(t *testing.T) {
 	const atol = 1e-4
 	for _, name := range refModels {
