@@ -25,12 +25,15 @@ import (
 // into words with their leading space; a token's log-probability is −0.1 per
 // character, and a token holding "X" is never the top choice.
 type fakeServer struct {
-	t        *testing.T
-	mu       sync.Mutex
-	bodies   []map[string]any
-	headers  []http.Header
-	inFlight int
-	maxIn    int
+	t *testing.T
+	// byteOffsets counts text_offset in bytes, not characters: offsets that
+	// drift from the text, as when a server measures undecodable pieces.
+	byteOffsets bool
+	mu          sync.Mutex
+	bodies      []map[string]any
+	headers     []http.Header
+	inFlight    int
+	maxIn       int
 	// fail, when set, may write an error answer and return true.
 	fail  func(w http.ResponseWriter, n int) bool
 	calls atomic.Int64
@@ -111,7 +114,11 @@ func (s *fakeServer) logprobs(p string, generate bool) map[string]any {
 	off := 0
 	for i, tok := range toks {
 		offs = append(offs, off)
-		off += utf8.RuneCountInString(tok)
+		if s.byteOffsets {
+			off += len(tok)
+		} else {
+			off += utf8.RuneCountInString(tok)
+		}
 		if i == 0 {
 			lps = append(lps, nil)
 			tops = append(tops, nil)
@@ -220,12 +227,32 @@ func TestLoglikelihood(t *testing.T) {
 			t.Errorf("request %d: %+v; want logprob %v, greedy %v", i, res[i], w.lp, w.greedy)
 		}
 	}
-	if len(fs.bodies) != 3 {
-		t.Errorf("%d requests for 5 prompts in batches of 2; want 3", len(fs.bodies))
+	// 5 prompts and their 4 distinct contexts, in batches of 2.
+	if len(fs.bodies) != 5 {
+		t.Errorf("%d requests for 9 prompts in batches of 2; want 5", len(fs.bodies))
 	}
 	b := fs.bodies[0]
 	if b["echo"] != true || b["logprobs"] != 1.0 || b["max_tokens"] != 1.0 || b["temperature"] != 0.0 {
 		t.Errorf("body = %v; want echo, logprobs 1, max_tokens 1, temperature 0", b)
+	}
+}
+
+// With offsets that drift from the text, the continuation is still found:
+// by the context's own tokens.
+func TestLoglikelihoodDriftingOffsets(t *testing.T) {
+	srv, _ := newServer(t, &fakeServer{echo: true, byteOffsets: true})
+	c, _ := New(fastConfig(srv.URL))
+	res, err := c.Loglikelihood(context.Background(), []eval.LoglikelihoodRequest{
+		{Context: "Zażółć gęślą", Continuation: " jaźń"},
+		{Context: "Zażółć gęślą", Continuation: " żółw"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []float64{-0.5, -0.5} {
+		if math.Abs(res[i].LogProb-want) > 1e-9 {
+			t.Errorf("request %d: logprob %v; want %v (the continuation's token only)", i, res[i].LogProb, want)
+		}
 	}
 }
 
@@ -256,7 +283,13 @@ func TestLoglikelihoodWithoutEcho(t *testing.T) {
 	// llama.cpp's server ignores echo and returns the generated token's
 	// log-probability alone.
 	llamacpp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, `{"choices":[{"index":0,"text":" c","logprobs":{"tokens":[" c"],"token_logprobs":[-0.5],"top_logprobs":[{" c":-0.5}],"text_offset":[3]}}]}`)
+		var body struct{ Prompt []string }
+		json.NewDecoder(r.Body).Decode(&body)
+		var chs []string
+		for i := range body.Prompt {
+			chs = append(chs, fmt.Sprintf(`{"index":%d,"text":" c","logprobs":{"tokens":[" c"],"token_logprobs":[-0.5],"top_logprobs":[{" c":-0.5}],"text_offset":[3]}}`, i))
+		}
+		io.WriteString(w, `{"choices":[`+strings.Join(chs, ",")+`]}`)
 	}))
 	defer llamacpp.Close()
 	c, _ = New(fastConfig(llamacpp.URL))

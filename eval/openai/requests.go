@@ -128,36 +128,62 @@ func (c *Client) generate(ctx context.Context, r *eval.GenerateRequest) (eval.Ge
 // multiple choice with such servers.
 var ErrNoPromptLogprobs = errors.New("server returned no prompt log-probabilities (echo with logprobs is unsupported); use the generative multiple-choice mode")
 
-// Loglikelihood scores each context+continuation with one /completions call
-// per BatchSize prompts (echo, logprobs 1, max_tokens 1 or 0, temperature 0)
-// and sums the log-probabilities of the tokens that cover the continuation:
-// those whose text_offset is at or after the context's end, plus the token
-// that straddles the boundary, if any. As in lm-evaluation-harness, the one
-// generated token (max_tokens 1) is dropped.
+// Loglikelihood scores each context+continuation with /completions calls of
+// BatchSize prompts (echo, logprobs 1, max_tokens 1 or 0, temperature 0) and
+// sums the log-probabilities of the tokens that cover the continuation. Each
+// distinct context is sent on its own too: when its tokens are a prefix of
+// the full prompt's, the continuation is exactly the tokens after them, as
+// lm-evaluation-harness counts it. Otherwise (the tokenizer merged across the
+// boundary, or the server returned no tokens) the continuation is found by
+// text_offset: the tokens at or after the context's end in characters, plus
+// one that straddles it. As in the harness, the one generated token
+// (max_tokens 1) is dropped.
 func (c *Client) Loglikelihood(ctx context.Context, reqs []eval.LoglikelihoodRequest) ([]eval.LoglikelihoodResult, error) {
-	out := make([]eval.LoglikelihoodResult, len(reqs))
+	var prompts []string
+	ctxIndex := map[string]int{}
+	for _, r := range reqs {
+		if _, ok := ctxIndex[r.Context]; !ok && r.Context != "" {
+			ctxIndex[r.Context] = len(prompts)
+			prompts = append(prompts, r.Context)
+		}
+	}
+	first := len(prompts)
+	for _, r := range reqs {
+		prompts = append(prompts, r.Context+r.Continuation)
+	}
+	generated := 1
+	if c.cfg.EchoMaxTokensZero {
+		generated = 0
+	}
+	lps := make([]*logprobs, len(prompts))
 	size := c.cfg.BatchSize
-	nb := (len(reqs) + size - 1) / size
+	nb := (len(prompts) + size - 1) / size
 	err := c.each(ctx, nb, func(ctx context.Context, b int) error {
-		lo, hi := b*size, min((b+1)*size, len(reqs))
-		return c.loglikelihood(ctx, reqs[lo:hi], out[lo:hi])
+		lo, hi := b*size, min((b+1)*size, len(prompts))
+		return c.promptLogprobs(ctx, prompts[lo:hi], generated, lps[lo:hi])
 	})
 	if err != nil {
 		return nil, err
 	}
+	out := make([]eval.LoglikelihoodResult, len(reqs))
+	for i, r := range reqs {
+		var ctxTokens []string
+		if k, ok := ctxIndex[r.Context]; ok {
+			ctxTokens = lps[k].Tokens[:max(len(lps[k].Tokens)-generated, 0)]
+		}
+		res, err := continuationLogprob(lps[first+i], ctxTokens, utf8.RuneCountInString(r.Context), utf8.RuneCountInString(prompts[first+i]), generated)
+		if err != nil {
+			return nil, fmt.Errorf("openai: POST %s/completions: request %d: %w", c.base, i, err)
+		}
+		out[i] = res
+	}
 	return out, nil
 }
 
-func (c *Client) loglikelihood(ctx context.Context, reqs []eval.LoglikelihoodRequest, out []eval.LoglikelihoodResult) error {
-	prompts := make([]string, len(reqs))
-	for i, r := range reqs {
-		prompts[i] = r.Context + r.Continuation
-	}
-	maxTokens, one := 0, 1
-	if !c.cfg.EchoMaxTokensZero {
-		maxTokens = 1
-	}
-	body := genBody{Model: c.cfg.Model, Prompt: prompts, MaxTokens: &maxTokens, Echo: true, Logprobs: &one}
+// promptLogprobs asks for the prompt log-probabilities of prompts.
+func (c *Client) promptLogprobs(ctx context.Context, prompts []string, generated int, out []*logprobs) error {
+	one := 1
+	body := genBody{Model: c.cfg.Model, Prompt: prompts, MaxTokens: &generated, Echo: true, Logprobs: &one}
 	var resp response
 	if err := c.post(ctx, "/completions", body, &resp); err != nil {
 		return err
@@ -181,36 +207,44 @@ func (c *Client) loglikelihood(ctx context.Context, reqs []eval.LoglikelihoodReq
 		if len(lp.TextOffset) != len(lp.TokenLogprobs) {
 			return fmt.Errorf("openai: POST %s: choice %d: %d text offsets for %d token log-probabilities", where, i, len(lp.TextOffset), len(lp.TokenLogprobs))
 		}
-		res, err := continuationLogprob(lp, utf8.RuneCountInString(reqs[i].Context), utf8.RuneCountInString(prompts[i]), maxTokens)
-		if err != nil {
-			return fmt.Errorf("openai: POST %s: choice %d: %w", where, i, err)
+		// Without echo support a server returns the generated token alone,
+		// at an offset past the prompt (llama.cpp's server does so silently,
+		// and every continuation would score 0).
+		if len(lp.TokenLogprobs) <= generated || lp.TextOffset[0] != 0 {
+			return fmt.Errorf("openai: POST %s: %w", where, ErrNoPromptLogprobs)
 		}
-		out[i] = res
+		out[i] = lp
 	}
 	return nil
 }
 
-// continuationLogprob sums the continuation's token log-probabilities.
-// ctxLen and promptLen are the context's and the prompt's lengths in
-// characters, the unit of text_offset.
-func continuationLogprob(lp *logprobs, ctxLen, promptLen, generated int) (eval.LoglikelihoodResult, error) {
+// continuationLogprob sums the continuation's token log-probabilities in
+// lp, the full prompt's. ctxTokens are the context's own tokens (nil when
+// unknown or the context is empty); ctxLen and promptLen are the context's
+// and the prompt's lengths in characters, the unit of text_offset.
+func continuationLogprob(lp *logprobs, ctxTokens []string, ctxLen, promptLen, generated int) (eval.LoglikelihoodResult, error) {
 	end := len(lp.TokenLogprobs) - generated
-	// Without echo support a server returns the generated token alone, at
-	// an offset past the prompt (llama.cpp's server does so silently, and
-	// every continuation would score 0).
-	if end <= 0 || lp.TextOffset[0] != 0 {
+	if end <= 0 {
 		return eval.LoglikelihoodResult{}, ErrNoPromptLogprobs
 	}
 	start := end
-	for i := 0; i < end; i++ {
-		// The token starting at or after the boundary, or one that straddles it.
-		next := promptLen
-		if i+1 < len(lp.TextOffset) {
-			next = lp.TextOffset[i+1]
-		}
-		if lp.TextOffset[i] >= ctxLen || next > ctxLen {
-			start = i
-			break
+	switch {
+	case ctxLen == 0:
+		start = 0
+	case len(ctxTokens) > 0 && len(ctxTokens) < end && len(lp.Tokens) >= end && slices.Equal(lp.Tokens[:len(ctxTokens)], ctxTokens):
+		start = len(ctxTokens)
+	default:
+		for i := 0; i < end && i < len(lp.TextOffset); i++ {
+			// The token starting at or after the boundary, or one that
+			// straddles it.
+			next := promptLen
+			if i+1 < len(lp.TextOffset) {
+				next = lp.TextOffset[i+1]
+			}
+			if lp.TextOffset[i] >= ctxLen || next > ctxLen {
+				start = i
+				break
+			}
 		}
 	}
 	if start == end {
