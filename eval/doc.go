@@ -46,7 +46,12 @@
 // (ExtractChoice). Refusals are recognised by DetectRefusal, a documented list
 // of Polish and English phrases (precision first). Verbosity reports
 // characters, words and, given a counter, tokens: mean, median and 90th
-// percentile, and their ratio to the reference answers.
+// percentile, and their ratio to the reference answers. A leading reasoning
+// block ("<think>…</think>") is dropped before any generated answer is
+// scored (StripReasoning). Refusal rates are also given per prompt category,
+// multiple-choice accuracy per subject ("name"), and, given a finding
+// counter such as eval/style's linter, a style score in findings per 1,000
+// words of generated prose.
 //
 // # Runs
 //
