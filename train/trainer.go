@@ -78,6 +78,9 @@ type TrainerConfig struct {
 	EvalEvery   int     // held-out loss every N steps (with an eval objective)
 	LogEvery    int     // slog line every N steps (default 10)
 	Resume      bool    // continue from OutDir's latest checkpoint when there is one
+	// NoFinalCheckpoint skips the checkpoint at the end of the run (for
+	// benchmarks; cancellation still writes one).
+	NoFinalCheckpoint bool
 	Logger      *slog.Logger
 	// Progress receives the progress bar. Nil: standard error when it is
 	// a terminal, no bar otherwise.
@@ -431,8 +434,10 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			}
 		}
 	}
-	if err := save(); err != nil {
-		return sum, err
+	if !cfg.NoFinalCheckpoint {
+		if err := save(); err != nil {
+			return sum, err
+		}
 	}
 	if isMain && cfg.Export != nil {
 		final := filepath.Join(cfg.OutDir, "final")

@@ -1,0 +1,105 @@
+// Command gpu measures training throughput and model FLOPs utilisation
+// (MFU) of a ~1B-parameter Llama at sequence 2,048 on one CUDA GPU, bf16
+// compute with fp32 optimizer state, through pltune's trainer. Run it with
+// bench/gpu/run.sh, which builds against the machine's CUDA libtorch.
+//
+// MFU = (6·N + 12·L·H·T) · tokens/s / peak, with N the parameters, L the
+// layers, H the hidden size, T the sequence (PaLM's accounting, as
+// torchtitan reports it) and peak 989 TFLOP/s (H100 SXM dense bf16).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/pltune/pltune/tokenize"
+	"github.com/pltune/pltune/train"
+	"github.com/sugarme/gotch"
+)
+
+func main() {
+	seq := flag.Int("seq", 2048, "sequence length")
+	batch := flag.Int("batch", 4, "sequences per step")
+	steps := flag.Int("steps", 12, "optimizer steps (the first 2 are warm-up, not timed)")
+	layers := flag.Int("layers", 16, "layers (16 gives ~1.1B parameters)")
+	peak := flag.Float64("peak-tflops", 989, "the GPU's dense bf16 peak")
+	cpu := flag.Bool("cpu", false, "run on CPU in fp32 (a smoke test of this program)")
+	flag.Parse()
+	if err := run(*seq, *batch, *steps, *layers, *peak, *cpu); err != nil {
+		fmt.Fprintln(os.Stderr, "gpu:", err)
+		os.Exit(1)
+	}
+}
+
+func run(seq, batch, steps, layers int, peak float64, cpu bool) error {
+	const vocab, hidden = 32000, 2048
+	cfg, err := train.ParseConfig([]byte(fmt.Sprintf(`{"architectures":["LlamaForCausalLM"],"vocab_size":%d,
+		"hidden_size":%d,"intermediate_size":5632,"num_hidden_layers":%d,"num_attention_heads":32,
+		"num_key_value_heads":8,"max_position_embeddings":%d,"rms_norm_eps":1e-5,"torch_dtype":"bfloat16"}`, vocab, hidden, layers, seq)))
+	if err != nil {
+		return err
+	}
+	opts := train.ModelOptions{Device: gotch.CudaBuilder(0), DType: gotch.BFloat16, Seed: 1}
+	if cpu {
+		opts = train.ModelOptions{Seed: 1}
+	} else if !gotch.CUDA.IsAvailable() {
+		return fmt.Errorf("no CUDA device: build against a CUDA libtorch (bench/gpu/run.sh)")
+	}
+	m, err := train.NewModel(cfg, opts)
+	if err != nil {
+		return err
+	}
+	defer m.Drop()
+	var params int64
+	for _, p := range m.NamedParameters() {
+		params += int64(p.T.Numel())
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	rows := make([]tokenize.PackedRow, batch*steps)
+	for i := range rows {
+		row := tokenize.PackedRow{}
+		for t := range seq {
+			id := r.IntN(vocab)
+			row.IDs = append(row.IDs, id)
+			row.Labels = append(row.Labels, id)
+			row.PositionIDs = append(row.PositionIDs, t)
+			row.SegmentIDs = append(row.SegmentIDs, 1)
+		}
+		rows[i] = row
+	}
+	dir, err := os.MkdirTemp("", "pltune-gpu-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	tc := train.DefaultTrainerConfig()
+	tc.OutDir, tc.MaxSteps, tc.BatchSize, tc.LR, tc.NoFinalCheckpoint = dir, steps, batch, 1e-4, true
+	var t0 time.Time
+	var timedTokens int
+	tc.OnStep = func(rec train.StepRecord) {
+		switch {
+		case rec.Step == 2:
+			t0 = time.Now()
+		case rec.Step > 2:
+			timedTokens += rec.Tokens
+		}
+		fmt.Printf("step %2d  loss %.4f  %.0f tokens/s\n", rec.Step, rec.Loss, rec.TokensPerS)
+	}
+	tr, err := train.NewTrainer(tc, m.NamedParameters(), train.NewLMObjective(m, rows, 0), nil)
+	if err != nil {
+		return err
+	}
+	if _, err := tr.Run(context.Background()); err != nil {
+		return err
+	}
+	el := time.Since(t0).Seconds()
+	tps := float64(timedTokens) / el
+	flopsPerToken := 6*float64(params) + 12*float64(layers*hidden*seq)
+	fmt.Printf("parameters %.2fB  sequence %d  batch %d\n", float64(params)/1e9, seq, batch)
+	fmt.Printf("tokens/s %.0f  MFU %.1f%% of %.0f TFLOP/s\n", tps, 100*tps*flopsPerToken/(peak*1e12), peak)
+	return nil
+}
