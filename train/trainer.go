@@ -81,7 +81,7 @@ type TrainerConfig struct {
 	// NoFinalCheckpoint skips the checkpoint at the end of the run (for
 	// benchmarks; cancellation still writes one).
 	NoFinalCheckpoint bool
-	Logger      *slog.Logger
+	Logger            *slog.Logger
 	// Progress receives the progress bar. Nil: standard error when it is
 	// a terminal, no bar otherwise.
 	Progress io.Writer
