@@ -174,9 +174,7 @@ func (o *DPO) Loss(idx []int) (*train.Loss, error) {
 		m["rewards_chosen"] += vc[i]
 		m["rewards_rejected"] += vr[i]
 		m["reward_margin"] += vc[i] - vr[i]
-		if vc[i] > vr[i] {
-			m["reward_accuracy"]++
-		}
+		m["reward_accuracy"] += b2f(vc[i] > vr[i])
 		m["logps_chosen"] += lc[i]
 		m["logps_rejected"] += lr[i]
 	}

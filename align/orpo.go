@@ -112,9 +112,7 @@ func (o *ORPO) Loss(idx []int) (*train.Loss, error) {
 		m["rewards_chosen"] += rc
 		m["rewards_rejected"] += rr
 		m["reward_margin"] += rc - rr
-		if rc > rr {
-			m["reward_accuracy"]++
-		}
+		m["reward_accuracy"] += b2f(rc > rr)
 		m["log_odds"] += vo[i]
 		m["log_odds_ratio"] += vs[i]
 		m["nll_loss"] += vn[i]
