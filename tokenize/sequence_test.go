@@ -342,6 +342,11 @@ func TestSFTMaskRealTokenizers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if name, ok := strings.CutPrefix(tt.model, "builtin_"); ok {
+				if src, _ := BuiltinTemplate(name); b.tmpl.Source() != src {
+					t.Fatalf("the tokenizer ships no template; got %q, want built-in %s", b.tmpl.Source(), name)
+				}
+			}
 			var want []string
 			for _, c := range sftCases {
 				if c.model == tt.model {

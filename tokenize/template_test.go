@@ -277,3 +277,39 @@ func TestNamedChatTemplate(t *testing.T) {
 		t.Errorf("missing name: err = %v", err)
 	}
 }
+
+// TestBuiltinTemplateChoice checks the template picked for tokenizers whose
+// config ships none: by the turn markers in the vocabulary.
+func TestBuiltinTemplateChoice(t *testing.T) {
+	tj, err := trainedSmall(t).TokenizerJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := FromJSON(tj, []byte(`{"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := tok.ChatTemplate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := BuiltinTemplate("llama3"); tmpl.Source() != want {
+		t.Errorf("picked %q, want the llama3 template", tmpl.Source())
+	}
+
+	// The same vocabulary without its special tokens fits no template.
+	var doc map[string]any
+	if err := json.Unmarshal(tj, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["added_tokens"] = []any{}
+	doc["post_processor"] = nil
+	bare, _ := json.Marshal(doc)
+	tok, err = FromJSON(bare, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tok.ChatTemplate(); err == nil || !strings.Contains(err.Error(), "NewChatTemplate") {
+		t.Errorf("err = %v, want advice to use NewChatTemplate", err)
+	}
+}
