@@ -3,11 +3,12 @@ package corpus
 import (
 	"bytes"
 	"encoding/json"
-	gojson "github.com/goccy/go-json"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // The JSON shapes of each format. Besides the fields of the format itself,
