@@ -313,3 +313,21 @@ func TestBuiltinTemplateChoice(t *testing.T) {
 		t.Errorf("err = %v, want advice to use NewChatTemplate", err)
 	}
 }
+
+// TestTojson checks tojson as transformers defines it: json.dumps with
+// ensure_ascii=False, keys in insertion order, no HTML escaping.
+func TestTojson(t *testing.T) {
+	tmpl, err := NewChatTemplate("{{ messages[0] | tojson }}|{{ messages | tojson(separators=(',', ':')) }}", Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tmpl.Render([]corpus.Message{{Role: corpus.RoleUser, Content: "Cześć <b>&\"x\"\n"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// From Python: json.dumps(m, ensure_ascii=False), then with separators.
+	want := `{"role": "user", "content": "Cześć <b>&\"x\"\n"}|[{"role":"user","content":"Cześć <b>&\"x\"\n"}]`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
