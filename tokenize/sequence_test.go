@@ -531,3 +531,21 @@ func TestBuildAll(t *testing.T) {
 		t.Errorf("cancelled: err = %v", err)
 	}
 }
+
+// TestSFTQwen3NoThinking: with enable_thinking false the generation prompt
+// holds Qwen3's empty think block, so it is prompt, not trained.
+func TestSFTQwen3NoThinking(t *testing.T) {
+	tok := newByteTokenizer()
+	b, err := newSFTBuilder(tok, SFTOptions{Template: templateFor(t, "qwen3"), Vars: map[string]any{"enable_thinking": false}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := b.BuildMessages(multiTurn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"Adam Mickiewicz.<|im_end|>", "W 1834 r.<|im_end|>"}
+	if got := trainedRuns(tok, seq); !slices.Equal(got, want) {
+		t.Errorf("trained runs %q, want %q", got, want)
+	}
+}
