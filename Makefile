@@ -31,4 +31,4 @@ test: setup testdata fmt-check vet
 
 ## demo: the main job
 demo: setup
-	$(GO) run ./examples/smoke
+	$(GO) run ./examples/quickstart
