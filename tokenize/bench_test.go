@@ -4,8 +4,8 @@ import (
 	"testing"
 )
 
-// benchCorpus is Polish prose: the paragraphs of the goldens that hold no
-// special-token strings.
+// benchCorpus is the longer golden strings (mostly Polish paragraphs).
+// bench/tokenize/run.sh measures on real Polish text beside HF.
 func benchCorpus(b *testing.B, name string) []string {
 	var texts []string
 	for _, g := range readGoldens(b, name) {
@@ -35,5 +35,30 @@ func BenchmarkEncode(b *testing.B) {
 			}
 			b.ReportMetric(float64(tokens)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 		})
+	}
+}
+
+func BenchmarkEncodeBatch(b *testing.B) {
+	tk := testTokenizer(b, "llama3_1")
+	texts := benchCorpus(b, "llama3_1")
+	tokens := 0
+	for _, ids := range tk.EncodeBatch(texts, false) {
+		tokens += len(ids)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		tk.EncodeBatch(texts, false)
+	}
+	b.ReportMetric(float64(tokens)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+func BenchmarkEncodeWithOffsets(b *testing.B) {
+	tk := testTokenizer(b, "llama3_1")
+	texts := benchCorpus(b, "llama3_1")
+	b.ResetTimer()
+	for b.Loop() {
+		for _, s := range texts {
+			tk.EncodeWithOffsets(s, false)
+		}
 	}
 }

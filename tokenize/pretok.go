@@ -304,8 +304,10 @@ func isWordChar(r rune) bool {
 		unicode.Is(unicode.Nl, r) || unicode.Is(unicode.Pc, r) || r == 0x200C || r == 0x200D
 }
 
+// isPunctuation is HF's is_punc: ASCII punctuation in Rust's sense (which
+// takes in the ASCII symbols $+<=>^`|~) or a Unicode P* character.
 func isPunctuation(r rune) bool {
-	return r < utf8.RuneSelf && unicode.IsPunct(r) || r < utf8.RuneSelf && unicode.IsSymbol(r) || unicode.IsPunct(r)
+	return unicode.IsPunct(r) || r < utf8.RuneSelf && unicode.IsSymbol(r)
 }
 
 // whitespacePre is HF's Whitespace: \w+|[^\w\s]+ kept, whitespace dropped.
