@@ -30,7 +30,7 @@ import (
 const workerEnv = "PLTUNE_DIST_TEST_WORKER"
 
 type job struct {
-	Mode     string // "train" or "hold"
+	Mode     string // "train", "sum" or "hold"
 	Batch    int
 	Accum    int
 	Out      string // the run's OutDir
@@ -65,6 +65,13 @@ func worker(spec string) error {
 	}
 	defer g.Close()
 	switch j.Mode {
+	case "sum":
+		x := ts.MustOfSlice([]float64{float64(g.Rank() + 1)})
+		if err := g.AllReduceSum([]*ts.Tensor{x}); err != nil {
+			return err
+		}
+		fmt.Printf("rank %d of %d: sum %g\n", g.Rank(), g.Size(), x.Float64Values()[0])
+		return nil
 	case "hold":
 		x := ts.MustOfSlice([]float32{1, 2, 3})
 		for i := 0; ; i++ {
@@ -363,5 +370,27 @@ func TestFailedRankStopsTheOthers(t *testing.T) {
 			}
 			ranks[1].cmd.Process.Kill()
 		})
+	}
+}
+
+// TestTorchrunJoins: ranks started by PyTorch's torchrun --no-python join
+// through the store torchrun's agent hosts (TORCHELASTIC_USE_AGENT_STORE).
+func TestTorchrunJoins(t *testing.T) {
+	const python = "/usr/bin/python3"
+	if err := exec.Command(python, "-c", "import torch.distributed.run").Run(); err != nil {
+		t.Skipf("no PyTorch for %s: %v", python, err)
+	}
+	spec, _ := json.Marshal(job{Mode: "sum"})
+	cmd := exec.Command(python, "testdata/torchrun.py", "--nproc_per_node", "2", "--master_port", strconv.Itoa(freePort(t)),
+		"--no_python", os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), workerEnv+"="+string(spec), dist.TimeoutEnv+"=60s")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("torchrun: %v\n%s", err, out)
+	}
+	for _, want := range []string{"rank 0 of 2: sum 3", "rank 1 of 2: sum 3"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("torchrun output lacks %q:\n%s", want, out)
+		}
 	}
 }
