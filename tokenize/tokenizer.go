@@ -14,8 +14,14 @@ import (
 )
 
 // Tokenizer encodes text to token ids and decodes them back exactly as the
-// Hugging Face tokenizers library does for the same tokenizer.json. It is
-// safe for concurrent use.
+// Hugging Face tokenizers library does for the same tokenizer.json: added
+// tokens, normalizer, pre-tokenizer, BPE model (byte-level or with byte
+// fallback), post-processor and decoder. The "truncation" and "padding"
+// settings a tokenizer.json may carry are not applied, as transformers does
+// not apply them when it calls the tokenizer: sequences are cut and padded by
+// the training code. Only BPE models are supported; Unigram and WordPiece
+// files fail to load with an error naming the model type. A Tokenizer is safe
+// for concurrent use.
 type Tokenizer struct {
 	cfg Config
 
