@@ -267,6 +267,22 @@ func (c *Config) validate() error {
 			return bad("%s = %d; want a positive number", f.name, f.v)
 		}
 	}
+	// Bounds far above any released model keep a hostile config from
+	// asking for absurd allocations.
+	for _, f := range []struct {
+		name string
+		v    int
+		max  int
+	}{
+		{"vocab_size", c.VocabSize, 1 << 24}, {"hidden_size", c.HiddenSize, 1 << 18},
+		{"intermediate_size", c.IntermediateSize, 1 << 20}, {"num_hidden_layers", c.NumHiddenLayers, 1 << 12},
+		{"num_attention_heads", c.NumAttentionHeads, 1 << 12}, {"head_dim", c.HeadDim, 1 << 14},
+		{"num_local_experts", c.NumLocalExperts, 1 << 12},
+	} {
+		if f.v > f.max {
+			return bad("%s = %d is beyond the supported %d", f.name, f.v, f.max)
+		}
+	}
 	if c.NumAttentionHeads%c.NumKeyValueHeads != 0 {
 		return bad("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumAttentionHeads, c.NumKeyValueHeads)
 	}
@@ -278,6 +294,10 @@ func (c *Config) validate() error {
 	}
 	if !(c.RMSNormEps > 0) || !(c.RopeTheta > 0) {
 		return bad("rms_norm_eps (%g) and rope_theta (%g) must be positive", c.RMSNormEps, c.RopeTheta)
+	}
+	if c.RopeTheta > 1e15 {
+		// Beyond this the slowest rotary frequencies underflow float32.
+		return bad("rope_theta %g is beyond the supported 1e15", c.RopeTheta)
 	}
 	if c.IsMoE() {
 		if c.NumLocalExperts <= 0 {

@@ -82,6 +82,36 @@ func TestRopeInvFreqMatchesReference(t *testing.T) {
 	}
 }
 
+// Released configs parse, and the weight count built from the checkpoint
+// tensor list matches the published parameter counts.
+func TestReleasedConfigs(t *testing.T) {
+	tests := []struct {
+		name, json string
+		params     int64
+		headDim    int
+	}{
+		{"Llama-3.1-8B", `{"architectures":["LlamaForCausalLM"],"attention_bias":false,"attention_dropout":0.0,"bos_token_id":128000,"eos_token_id":128001,"hidden_act":"silu","hidden_size":4096,"initializer_range":0.02,"intermediate_size":14336,"max_position_embeddings":131072,"mlp_bias":false,"model_type":"llama","num_attention_heads":32,"num_hidden_layers":32,"num_key_value_heads":8,"pretraining_tp":1,"rms_norm_eps":1e-05,"rope_scaling":{"factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192,"rope_type":"llama3"},"rope_theta":500000.0,"tie_word_embeddings":false,"torch_dtype":"bfloat16","transformers_version":"4.43.0.dev0","use_cache":true,"vocab_size":128256}`,
+			8_030_261_248, 128},
+		{"Mistral-Nemo-Base-2407", `{"architectures":["MistralForCausalLM"],"attention_dropout":0.0,"bos_token_id":1,"eos_token_id":2,"head_dim":128,"hidden_act":"silu","hidden_size":5120,"initializer_range":0.02,"intermediate_size":14336,"max_position_embeddings":1024000,"model_type":"mistral","num_attention_heads":32,"num_hidden_layers":40,"num_key_value_heads":8,"rms_norm_eps":1e-05,"rope_theta":1000000.0,"sliding_window":null,"tie_word_embeddings":false,"torch_dtype":"bfloat16","transformers_version":"4.43.0.dev0","use_cache":true,"vocab_size":131072}`,
+			12_247_782_400, 128},
+		{"Mixtral-8x7B-v0.1", `{"architectures":["MixtralForCausalLM"],"attention_dropout":0.0,"bos_token_id":1,"eos_token_id":2,"hidden_act":"silu","hidden_size":4096,"initializer_range":0.02,"intermediate_size":14336,"max_position_embeddings":32768,"model_type":"mixtral","num_attention_heads":32,"num_experts_per_tok":2,"num_hidden_layers":32,"num_key_value_heads":8,"num_local_experts":8,"output_router_logits":false,"rms_norm_eps":1e-05,"rope_theta":1e6,"router_aux_loss_coef":0.02,"sliding_window":null,"tie_word_embeddings":false,"torch_dtype":"bfloat16","transformers_version":"4.36.0.dev0","use_cache":true,"vocab_size":32000}`,
+			46_702_792_704, 128},
+	}
+	for _, tt := range tests {
+		c, err := ParseConfig([]byte(tt.json))
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if got := c.NumParameters(); got != tt.params {
+			t.Errorf("%s: %d parameters; published %d", tt.name, got, tt.params)
+		}
+		if c.HeadDim != tt.headDim || c.SlidingWindow != 0 {
+			t.Errorf("%s: head_dim %d, sliding window %d", tt.name, c.HeadDim, c.SlidingWindow)
+		}
+	}
+}
+
 func TestParseConfigErrors(t *testing.T) {
 	base := `"vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2`
 	tests := []struct {
@@ -102,6 +132,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"eos string", `{"architectures":["LlamaForCausalLM"],` + base + `,"eos_token_id":"</s>"}`, "eos_token_id"},
 		{"bias", `{"architectures":["LlamaForCausalLM"],` + base + `,"attention_bias":true}`, "attention_bias"},
 		{"gelu", `{"architectures":["LlamaForCausalLM"],` + base + `,"hidden_act":"gelu"}`, `"gelu" is not supported`},
+		{"absurd head_dim", `{"architectures":["LlamaForCausalLM"],` + base + `,"head_dim":1099511627776}`, "head_dim = 1099511627776 is beyond"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +176,7 @@ func TestConfigRoundTripKeepsUnknownKeys(t *testing.T) {
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"architectures":["LlamaForCausalLM"],"vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2}`))
 	f.Add([]byte(`{"architectures":["MixtralForCausalLM"],"vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,"num_local_experts":2,"num_experts_per_tok":1,"rope_scaling":{"type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":16}}`))
+	f.Add([]byte(`{"architectures":["LlamaForCausalLM"],"vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":1,"rope_theta":1e300}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := ParseConfig(data)
 		if err != nil {
@@ -155,6 +187,11 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if _, err := json.Marshal(c); err != nil {
 			t.Fatal(err)
+		}
+		for i, f := range c.RopeInvFreq() {
+			if !(f > 0) || math.IsInf(f, 0) {
+				t.Fatalf("inv_freq[%d] = %g for %s", i, f, data)
+			}
 		}
 	})
 }

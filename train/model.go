@@ -167,7 +167,24 @@ func newSkeleton(cfg *Config, opts ModelOptions) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Model{Config: cfg, opts: opts}
+	m := structure(cfg)
+	m.opts = opts
+	inv := cfg.RopeInvFreq()
+	f := make([]float32, len(inv))
+	for i, v := range inv {
+		f[i] = float32(v)
+	}
+	t, err := ts.OfSlice(f)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	m.invFreq = t.MustTo(opts.Device, true)
+	return m, nil
+}
+
+// structure builds the layers of a model for cfg, holding no tensors.
+func structure(cfg *Config) *Model {
+	m := &Model{Config: cfg}
 	for range cfg.NumHiddenLayers {
 		l := &layer{q: &linear{module: "q_proj"}, k: &linear{module: "k_proj"}, v: &linear{module: "v_proj"}, o: &linear{module: "o_proj"}}
 		if cfg.IsMoE() {
@@ -181,17 +198,21 @@ func newSkeleton(cfg *Config, opts ModelOptions) (*Model, error) {
 		}
 		m.layers = append(m.layers, l)
 	}
-	inv := cfg.RopeInvFreq()
-	f := make([]float32, len(inv))
-	for i, v := range inv {
-		f[i] = float32(v)
+	return m
+}
+
+// NumParameters is the number of weights a model of this config holds
+// (LoRA adapters aside), counted from the same tensor list checkpoints use.
+func (c *Config) NumParameters() int64 {
+	var n int64
+	for _, b := range structure(c).bindings() {
+		k := int64(1)
+		for _, d := range b.shape {
+			k *= d
+		}
+		n += k
 	}
-	t, err := ts.OfSlice(f)
-	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	m.invFreq = t.MustTo(opts.Device, true)
-	return m, nil
+	return n
 }
 
 // NewModel returns a randomly initialised model for cfg, initialised as
