@@ -1,6 +1,7 @@
 package tokenize
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
@@ -66,7 +67,7 @@ type bpeJSON struct {
 	ByteFallback            bool           `json:"byte_fallback"`
 	IgnoreMerges            bool           `json:"ignore_merges"`
 	Vocab                   map[string]int `json:"-"`
-	Merges                  [][2]string    `json:"-"`
+	Merges                  [][2][]byte    `json:"-"`
 }
 
 func parseBPE(raw json.RawMessage, byteLevel bool) (*bpe, error) {
@@ -138,21 +139,21 @@ func parseBPE(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 	}
 
 	m.merges = make(map[uint64]uint64, len(j.Merges))
+	merged := make([]int32, len(j.Merges))
+	var joined []byte
 	for rank, mr := range j.Merges {
 		a, b := mr[0], mr[1]
-		ia, ok1 := j.Vocab[a]
-		ib, ok2 := j.Vocab[b]
+		ia, ok1 := j.Vocab[string(a)]
+		ib, ok2 := j.Vocab[string(b)]
 		if !ok1 || !ok2 {
 			return nil, fmt.Errorf("model: merge %d (%q %q): token not in the vocab", rank, a, b)
 		}
-		joined := a + strings.TrimPrefix(b, m.prefix)
-		if m.prefix == "" {
-			joined = a + b
-		}
-		id, ok := j.Vocab[joined]
+		joined = append(append(joined[:0], a...), bytes.TrimPrefix(b, []byte(m.prefix))...)
+		id, ok := j.Vocab[string(joined)]
 		if !ok {
 			return nil, fmt.Errorf("model: merge %d (%q %q): result %q is not in the vocab", rank, a, b, joined)
 		}
+		merged[rank] = int32(id)
 		// Later duplicates win, as in HF's map built in file order.
 		m.merges[uint64(uint32(ia))<<32|uint64(uint32(ib))] = uint64(rank)<<32 | uint64(uint32(id))
 	}
@@ -190,19 +191,10 @@ func parseBPE(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 				}
 			}
 		}
-		m.initSPSplit()
+		m.initSPSplit(merged)
 	}
 	m.cache.init()
 	return m, nil
-}
-
-// splitMerge reads a merge in the legacy "a b" form.
-func splitMerge(s string) (string, string, error) {
-	a, b, ok := strings.Cut(s, " ")
-	if !ok || strings.Contains(b, " ") {
-		return "", "", fmt.Errorf("%q is not two tokens separated by one space", s)
-	}
-	return a, b, nil
 }
 
 const metaspace = "▁"
@@ -213,7 +205,7 @@ const metaspace = "▁"
 // cut, and the parts are short enough to cache. A cut between characters c
 // and "▁" is safe when c is a vocabulary character (not byte fallback or
 // unknown) and no token the merges build holds c followed by "▁".
-func (m *bpe) initSPSplit() {
+func (m *bpe) initSPSplit(merged []int32) {
 	if m.prefix != "" || m.suffix != "" {
 		return
 	}
@@ -221,8 +213,8 @@ func (m *bpe) initSPSplit() {
 		return
 	}
 	m.noCutAfter = map[rune]bool{}
-	for _, v := range m.merges {
-		tok := m.vocabR[int(uint32(v))]
+	for _, id := range merged {
+		tok := m.vocabR[id]
 		for k := strings.Index(tok, metaspace); k >= 0; {
 			if k > 0 {
 				r, _ := utf8.DecodeLastRuneInString(tok[:k])

@@ -81,19 +81,26 @@ func (s *jsonScanner) rawString() ([]byte, bool, error) {
 }
 
 func (s *jsonScanner) str() (string, error) {
+	b, err := s.strBytes()
+	return string(b), err
+}
+
+// strBytes returns the content of the JSON string at the cursor; without
+// escapes it is a slice of the input, saving an allocation per token.
+func (s *jsonScanner) strBytes() ([]byte, error) {
 	raw, escaped, err := s.rawString()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	inner := raw[1 : len(raw)-1]
 	if !escaped && utf8.Valid(inner) {
-		return string(inner), nil
+		return inner, nil
 	}
 	var v string
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return "", s.errorf("%v", err)
+		return nil, s.errorf("%v", err)
 	}
-	return v, nil
+	return []byte(v), nil
 }
 
 func (s *jsonScanner) int() (int, error) {
@@ -261,20 +268,21 @@ func parseVocab(raw []byte) (map[string]int, error) {
 }
 
 // parseMerges reads merges in either form: ["a b", ...] or [["a", "b"], ...].
-func parseMerges(raw []byte) ([][2]string, error) {
+// The tokens are slices of raw where they hold no escapes.
+func parseMerges(raw []byte) ([][2][]byte, error) {
 	s := &jsonScanner{b: raw}
-	var out [][2]string
+	var out [][2][]byte
 	err := s.array(func(n int) error {
 		switch s.peek() {
 		case '[':
-			var pair [2]string
+			var pair [2][]byte
 			count := 0
 			err := s.array(func(k int) error {
 				if k > 1 {
 					return fmt.Errorf("more than 2 tokens")
 				}
 				var err error
-				pair[k], err = s.str()
+				pair[k], err = s.strBytes()
 				count++
 				return err
 			})
@@ -286,15 +294,15 @@ func parseMerges(raw []byte) ([][2]string, error) {
 			}
 			out = append(out, pair)
 		case '"':
-			str, err := s.str()
+			str, err := s.strBytes()
 			if err != nil {
 				return fmt.Errorf("merge %d: %w", n, err)
 			}
-			a, b, err := splitMerge(str)
-			if err != nil {
-				return fmt.Errorf("merge %d: %w", n, err)
+			a, b, ok := bytes.Cut(str, []byte{' '})
+			if !ok || bytes.IndexByte(b, ' ') >= 0 {
+				return fmt.Errorf("merge %d: %q is not two tokens separated by one space", n, str)
 			}
-			out = append(out, [2]string{a, b})
+			out = append(out, [2][]byte{a, b})
 		default:
 			return fmt.Errorf("merge %d: %w", n, s.errorf("want a string or a pair"))
 		}
