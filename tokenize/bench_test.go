@@ -62,3 +62,16 @@ func BenchmarkEncodeWithOffsets(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkLoad(b *testing.B) {
+	for _, name := range referenceTokenizers {
+		b.Run(name, func(b *testing.B) {
+			dir := testTokenizerDir(b, name)
+			for b.Loop() {
+				if _, err := Load(dir); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
