@@ -163,12 +163,17 @@ func (o *DPO) Loss(idx []int) (*train.Loss, error) {
 		t.MustDrop()
 	}
 	sum := perPair.MustSum(perPair.DType(), true)
+	var auxSum float64
 	if aux != nil {
+		auxSum = aux.Float64Values()[0] * float64(b.P)
 		w := aux.MustMulScalar(ts.FloatScalar(o.auxCoef*float64(b.P)), true)
 		sum = sum.MustAdd(w, true)
 		w.MustDrop()
 	}
 	m := map[string]float64{}
+	if aux != nil {
+		m["aux_loss"] = auxSum
+	}
 	vc, vr, lc, lr := rewC.Float64Values(true), rewR.Float64Values(true), pc.Float64Values(true), pr.Float64Values(true)
 	for i := range b.P {
 		m["rewards_chosen"] += vc[i]

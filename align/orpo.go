@@ -99,13 +99,18 @@ func (o *ORPO) Loss(idx []int) (*train.Loss, error) {
 	}
 	perPair, logOdds, ratio := orpoLoss(lc, lr, nll, o.Config.Beta)
 	sum := perPair.MustSum(dt, true)
+	var auxSum float64
 	if aux != nil {
+		auxSum = aux.Float64Values()[0] * float64(b.P)
 		w := aux.MustMulScalar(ts.FloatScalar(o.auxCoef*float64(b.P)), true)
 		sum = sum.MustAdd(w, true)
 		w.MustDrop()
 	}
 	beta := o.Config.Beta
 	m := map[string]float64{}
+	if aux != nil {
+		m["aux_loss"] = auxSum
+	}
 	vc, vr, vo, vs, vn := lc.Float64Values(true), lr.Float64Values(true), logOdds.Float64Values(true), ratio.Float64Values(true), nll.Float64Values(true)
 	for i := range b.P {
 		rc, rr := beta*vc[i], beta*vr[i]

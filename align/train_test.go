@@ -347,3 +347,45 @@ func TestLlamaGradientMatchesFiniteDifferences(t *testing.T) {
 		}
 	}
 }
+
+// TestMixtralAuxLoss: for a Mixtral the router's load-balancing loss,
+// weighted by router_aux_loss_coef, joins the preference loss per pair.
+func TestMixtralAuxLoss(t *testing.T) {
+	pairs := syntheticPairs(3, 16)
+	loss := func(coef float64) (float64, float64) {
+		cfg, err := train.ParseConfig([]byte(`{"architectures":["MixtralForCausalLM"],"vocab_size":16,"hidden_size":16,
+			"intermediate_size":24,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,
+			"num_local_experts":4,"num_experts_per_tok":2,"router_aux_loss_coef":` + strconv.FormatFloat(coef, 'g', -1, 64) + `}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := train.NewModel(cfg, train.ModelOptions{Seed: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Drop()
+		o, err := NewORPO(m, pairs, 0, ORPOConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v float64
+		var l *train.Loss
+		torchx.NoGrad(func() {
+			if l, err = o.Loss([]int{0, 1, 2}); err == nil {
+				v = l.Sum.Float64Values(true)[0]
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v, l.Metrics["aux_loss"]
+	}
+	base, aux := loss(0)
+	with, _ := loss(0.5)
+	if aux <= 0 {
+		t.Fatalf("aux_loss metric %v; want > 0", aux)
+	}
+	if !closeTo(with-base, 0.5*aux, 1e-5) {
+		t.Fatalf("loss with coefficient 0.5 exceeds the one without by %.7g; want 0.5 × summed aux %.7g", with-base, 0.5*aux)
+	}
+}
