@@ -16,6 +16,9 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
+// errNoTensor reports a tensor missing from a checkpoint.
+var errNoTensor = errors.New("missing from the checkpoint")
+
 var stToGotch = map[safetensors.DType]gotch.DType{
 	safetensors.BF16: gotch.BFloat16,
 	safetensors.F16:  gotch.Half,

@@ -1,7 +1,6 @@
 package train
 
 import (
-	"errors"
 	"fmt"
 	"math"
 
@@ -259,9 +258,10 @@ func (m *Model) Drop() {
 // Options returns the options the model was built with.
 func (m *Model) Options() ModelOptions { return m.opts }
 
-// Param is declared in param.go; NamedParameters lists the model's tensors
-// under their Hugging Face names (LoRA adapters under PEFT's names), in a
-// stable order. Base weights are not trainable once LoRA is applied.
+// NamedParameters lists the model's tensors under their Hugging Face names,
+// in a stable order, then the LoRA adapters as <module>.lora_A.weight and
+// <module>.lora_B.weight. Base weights are not trainable once LoRA is
+// applied; norms are marked NoDecay.
 func (m *Model) NamedParameters() []Param {
 	var out []Param
 	for _, b := range m.bindings() {
@@ -820,6 +820,3 @@ func (m *Model) moe(l *layer, h *ts.Tensor, st *fwdState, aux *moeStats) *ts.Ten
 	flat.MustDrop()
 	return out.MustView([]int64{B, T, D}, true)
 }
-
-// errNoTensor reports a tensor missing from a checkpoint.
-var errNoTensor = errors.New("missing from the checkpoint")
