@@ -139,7 +139,12 @@ func sniffJSON(r *bufio.Reader, name string) (Format, error) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		if f := formatOfKeys(line); f != FormatAuto {
+		f := formatOfKeys(line)
+		if f == FormatAuto && !bytes.HasSuffix(line, []byte("\n")) {
+			// A first record longer than the buffer: look for the keys.
+			f = formatOfKeyNames(line)
+		}
+		if f != FormatAuto {
 			return f, nil
 		}
 		break
@@ -163,6 +168,31 @@ func formatOfKeys(rec []byte) Format {
 	case keys["chosen"] != nil:
 		if v := bytes.TrimSpace(keys["chosen"]); len(v) > 0 && v[0] == '[' {
 			return Preference
+		}
+		return Triples
+	}
+	return FormatAuto
+}
+
+// formatOfKeyNames guesses the layout of a record too long to decode from
+// the key names its start holds.
+func formatOfKeyNames(head []byte) Format {
+	has := func(k string) bool {
+		return bytes.Contains(head, []byte(`"`+k+`":`)) || bytes.Contains(head, []byte(`"`+k+`" :`))
+	}
+	switch {
+	case has("messages"):
+		return OpenAI
+	case has("conversations"):
+		return ShareGPT
+	case has("instruction"):
+		return Alpaca
+	case has("chosen"):
+		if i := bytes.Index(head, []byte(`"chosen"`)); i >= 0 {
+			rest := bytes.TrimLeft(head[i+len(`"chosen"`):], " \t:")
+			if len(rest) > 0 && rest[0] == '[' {
+				return Preference
+			}
 		}
 		return Triples
 	}

@@ -56,7 +56,9 @@ type Options struct {
 	OnReject func(*RecordError)
 }
 
-// Accounting is the exact tally of a read: Read = Accepted + Rejected.
+// Accounting is the exact tally of a read: Read = Accepted + Rejected. A
+// broken file structure that ends the read (a PLLuMIC array with a missing
+// comma or bracket) counts as one rejected record.
 type Accounting struct {
 	Read     int64            `json:"read"`
 	Accepted int64            `json:"accepted"`

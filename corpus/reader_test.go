@@ -73,6 +73,11 @@ func TestDetectFormat(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
+	long := filepath.Join(dir, "long.jsonl")
+	os.WriteFile(long, []byte(`{"id": 1, "messages": [{"role": "user", "content": "`+strings.Repeat("ą", 70000)+`"}]}`+"\n"), 0o644)
+	if got, err := DetectFormat(long); err != nil || got != OpenAI {
+		t.Errorf("DetectFormat on a 140 KB first record = %s, %v", got, err)
+	}
 	empty := filepath.Join(dir, "empty.jsonl")
 	os.WriteFile(empty, []byte("\n\n"), 0o644)
 	if _, err := DetectFormat(empty); err == nil {
