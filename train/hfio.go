@@ -105,7 +105,7 @@ func (m *Model) loadTensors(set *safetensors.Set, bs []binding, where string) er
 			return fmt.Errorf("train: %s: tensor %s is %w", where, b.name, errNoTensor)
 		}
 		if !slices.Equal(info.Shape, b.shape) {
-			return fmt.Errorf("train: %s: tensor %s has shape %v; config.json implies %v", where, b.name, info.Shape, b.shape)
+			return fmt.Errorf("train: %s: tensor %s has shape %v; the model (per config.json) needs %v", where, b.name, info.Shape, b.shape)
 		}
 		kind, ok := stToGotch[info.DType]
 		if !ok {

@@ -155,7 +155,7 @@ func TestLoadModelErrors(t *testing.T) {
 		want   string
 	}{
 		{"more layers than weights", strings.Replace(string(cfg), `"num_hidden_layers": 2`, `"num_hidden_layers": 3`, 1), "model.layers.2.input_layernorm.weight is missing"},
-		{"wider than weights", strings.Replace(string(cfg), `"intermediate_size": 40`, `"intermediate_size": 41`, 1), "config.json implies"},
+		{"wider than weights", strings.Replace(string(cfg), `"intermediate_size": 40`, `"intermediate_size": 41`, 1), "needs [41 32]"},
 		{"fewer layers than weights", strings.Replace(string(cfg), `"num_hidden_layers": 2`, `"num_hidden_layers": 1`, 1), "unexpected tensor model.layers.1"},
 	}
 	for _, tt := range tests {
