@@ -3,12 +3,12 @@
 // whole comparison, with PyTorch's torch.distributed on the same libtorch
 // as the reference for the all-reduce:
 //
-//	dist allreduce [-mb 100] [-iters 5] [-grads 100]
+//	dist allreduce [-mb 100] [-iters 5] [-grads 100] [-small 2000]
 //	dist llama [-steps 4] [-batch 4] [-seq 256]
 //
 // allreduce times a sum over all ranks of one tensor of -mb megabytes and of
-// the same bytes split into -grads gradient-like tensors (packed into 25 MB
-// buckets). llama trains the tiny Llama of BENCHMARKS.md for -steps
+// the same bytes split into -grads tensors (large enough to be reduced in
+// place) and into -small tensors (packed into 25 MB buckets). llama trains the tiny Llama of BENCHMARKS.md for -steps
 // optimizer steps with a global batch of -batch rows (split over the ranks)
 // and reports the trainer's tokens/s over all ranks. Rank 0 prints.
 package main
@@ -61,6 +61,7 @@ func allReduce(args []string) error {
 	mb := fs.Int("mb", 100, "megabytes (10^6 bytes) of float32 to reduce")
 	iters := fs.Int("iters", 5, "timed all-reduces per layout (after one warm-up)")
 	grads := fs.Int("grads", 100, "tensors the bytes are split into for the gradient layout")
+	small := fs.Int("small", 2000, "tensors the bytes are split into for the many-small-tensors layout")
 	fs.Parse(args)
 	g, err := dist.Init(context.Background(), dist.Options{})
 	if err != nil {
@@ -73,11 +74,19 @@ func allReduce(args []string) error {
 	for i := range many {
 		many[i] = ts.MustOnes([]int64{n / int64(*grads)}, gotch.Float, gotch.CPU)
 	}
+	tiny := make([]*ts.Tensor, *small)
+	for i := range tiny {
+		tiny[i] = ts.MustOnes([]int64{n / int64(*small)}, gotch.Float, gotch.CPU)
+	}
 	bytes := float64(n * 4)
 	for _, c := range []struct {
 		name    string
 		tensors []*ts.Tensor
-	}{{"one tensor", []*ts.Tensor{one}}, {fmt.Sprintf("%d tensors, 25 MB buckets", *grads), many}} {
+	}{
+		{"one tensor", []*ts.Tensor{one}},
+		{fmt.Sprintf("%d tensors (each reduced in place)", *grads), many},
+		{fmt.Sprintf("%d tensors (packed into 25 MB buckets)", *small), tiny},
+	} {
 		var times []float64
 		for i := range *iters + 1 {
 			if err := g.Barrier(); err != nil {

@@ -1,7 +1,7 @@
 """PyTorch reference for bench/dist: the same all-reduces as `dist allreduce`,
 with torch.distributed (Gloo) on Debian's libtorch. Run under torchrun:
 
-    /usr/bin/python3 -m torch.distributed.run --nproc-per-node 2 bench/dist/ref_allreduce.py --mb 100 --iters 5
+    /usr/bin/python3 train/dist/testdata/torchrun.py --nproc_per_node 2 bench/dist/ref_allreduce.py --mb 100 --iters 5
 """
 import argparse
 import statistics
@@ -16,13 +16,16 @@ def main():
     ap.add_argument("--mb", type=int, default=100)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--grads", type=int, default=100)
+    ap.add_argument("--small", type=int, default=2000)
     a = ap.parse_args()
     dist.init_process_group("gloo")
     rank, size = dist.get_rank(), dist.get_world_size()
     n = a.mb * 1_000_000 // 4
     one = [torch.ones(n)]
     many = [torch.ones(n // a.grads) for _ in range(a.grads)]
-    for name, tensors in (("one tensor", one), (f"{a.grads} tensors, one call each", many)):
+    tiny = [torch.ones(n // a.small) for _ in range(a.small)]
+    layouts = (("one tensor", one), (f"{a.grads} tensors, one call each", many), (f"{a.small} tensors, one call each", tiny))
+    for name, tensors in layouts:
         times = []
         for i in range(a.iters + 1):
             dist.barrier()

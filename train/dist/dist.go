@@ -356,35 +356,78 @@ func (o Op) String() string {
 // AllReduceSum replaces each tensor by its sum over all ranks.
 func (g *Group) AllReduceSum(tensors []*ts.Tensor) error { return g.AllReduce(tensors, Sum) }
 
-// AllReduce replaces each tensor by its sum or mean over all ranks. The
+// AllReduce replaces each tensor by its sum or mean over all ranks. Small
 // tensors are packed into buckets of about Options.BucketBytes (by dtype
-// and device), one collective per bucket, all in flight together. Every
-// rank must pass tensors of the same shapes and dtypes in the same order.
+// and device), one collective per bucket; tensors of InPlaceBytes or more
+// are reduced where they are, one collective each, since copying them into
+// a bucket costs more than a collective's fixed overhead. All collectives
+// of a call are in flight together. Every rank must pass tensors of the
+// same shapes and dtypes in the same order.
 func (g *Group) AllReduce(tensors []*ts.Tensor, op Op) error {
 	avg := 0
 	if op == Average {
 		avg = 1
 	}
-	return g.collective(fmt.Sprintf("all-reduce (%s) of %d tensors", op, len(tensors)), tensors, func(p unsafe.Pointer, arr *unsafe.Pointer, n C.int) *C.char {
-		return C.pltune_c10d_allreduce(p, arr, n, C.int(avg), C.int64_t(g.bucket))
+	what := fmt.Sprintf("all-reduce (%s) of %d tensors", op, len(tensors))
+	limit := min(InPlaceBytes, g.bucket)
+	var large, small []*ts.Tensor
+	for i, t := range tensors {
+		if t == nil {
+			return fmt.Errorf("dist: %s: tensor %d is nil", what, i)
+		}
+		if int64(t.Numel()*t.DType().Size()) >= limit {
+			large = append(large, t)
+		} else {
+			small = append(small, t)
+		}
+	}
+	return g.collective(what, func() error {
+		// A bucket size of one byte gives each tensor a collective of its own.
+		for _, part := range []struct {
+			ts     []*ts.Tensor
+			bucket int64
+		}{{large, 1}, {small, g.bucket}} {
+			if len(part.ts) == 0 {
+				continue
+			}
+			err := withCArray(part.ts, func(arr *unsafe.Pointer) *C.char {
+				return C.pltune_c10d_allreduce(g.g, arr, C.int(len(part.ts)), C.int(avg), C.int64_t(part.bucket))
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
-// Broadcast replaces each tensor by root's.
+// InPlaceBytes is the size from which AllReduce reduces a tensor where it
+// is instead of packing it into a bucket.
+const InPlaceBytes = 256 << 10
+
+// Broadcast replaces each tensor by root's, in buckets of about
+// Options.BucketBytes.
 func (g *Group) Broadcast(tensors []*ts.Tensor, root int) error {
-	return g.collective(fmt.Sprintf("broadcast of %d tensors from rank %d", len(tensors), root), tensors, func(p unsafe.Pointer, arr *unsafe.Pointer, n C.int) *C.char {
-		return C.pltune_c10d_broadcast(p, arr, n, C.int(root), C.int64_t(g.bucket))
+	what := fmt.Sprintf("broadcast of %d tensors from rank %d", len(tensors), root)
+	for i, t := range tensors {
+		if t == nil {
+			return fmt.Errorf("dist: %s: tensor %d is nil", what, i)
+		}
+	}
+	return g.collective(what, func() error {
+		return withCArray(tensors, func(arr *unsafe.Pointer) *C.char {
+			return C.pltune_c10d_broadcast(g.g, arr, C.int(len(tensors)), C.int(root), C.int64_t(g.bucket))
+		})
 	})
 }
 
 // Barrier returns when every rank has called it.
 func (g *Group) Barrier() error {
-	return g.collective("barrier", nil, func(p unsafe.Pointer, _ *unsafe.Pointer, _ C.int) *C.char {
-		return C.pltune_c10d_barrier(p)
-	})
+	return g.collective("barrier", func() error { return takeErr(C.pltune_c10d_barrier(g.g)) })
 }
 
-func (g *Group) collective(what string, tensors []*ts.Tensor, call func(unsafe.Pointer, *unsafe.Pointer, C.int) *C.char) error {
+// collective runs fn under the group's lock; an error breaks the group.
+func (g *Group) collective(what string, fn func() error) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.g == nil {
@@ -393,28 +436,25 @@ func (g *Group) collective(what string, tensors []*ts.Tensor, call func(unsafe.P
 	if g.broken != nil {
 		return g.broken
 	}
-	var arr *unsafe.Pointer
-	if len(tensors) > 0 {
-		// C memory, so the array of C pointers needs no pinning.
-		size := C.size_t(len(tensors)) * C.size_t(unsafe.Sizeof(unsafe.Pointer(nil)))
-		mem := C.malloc(size)
-		defer C.free(mem)
-		ptrs := unsafe.Slice((*unsafe.Pointer)(mem), len(tensors))
-		for i, t := range tensors {
-			if t == nil {
-				return fmt.Errorf("dist: %s: tensor %d is nil", what, i)
-			}
-			ptrs[i] = t.Ctensor()
-		}
-		arr = (*unsafe.Pointer)(mem)
-	}
-	err := takeErr(call(g.g, arr, C.int(len(tensors))))
-	runtime.KeepAlive(tensors)
-	if err != nil {
+	if err := fn(); err != nil {
 		g.broken = fmt.Errorf("dist: rank %d of %d: %s failed (a peer rank exited, lost its connection, or did not reach it within %v): %w", g.env.Rank, g.env.WorldSize, what, g.timeout, err)
 		return g.broken
 	}
 	return nil
+}
+
+// withCArray calls fn with a C array of the tensors' C pointers (C memory,
+// so it needs no pinning) and turns its result into an error.
+func withCArray(tensors []*ts.Tensor, fn func(*unsafe.Pointer) *C.char) error {
+	mem := C.malloc(C.size_t(max(len(tensors), 1)) * C.size_t(unsafe.Sizeof(unsafe.Pointer(nil))))
+	defer C.free(mem)
+	ptrs := unsafe.Slice((*unsafe.Pointer)(mem), len(tensors))
+	for i, t := range tensors {
+		ptrs[i] = t.Ctensor()
+	}
+	err := takeErr(fn((*unsafe.Pointer)(mem)))
+	runtime.KeepAlive(tensors)
+	return err
 }
 
 // Close leaves the group. After a failed collective it does not wait for
