@@ -408,10 +408,11 @@ func ReadPairs(ctx context.Context, path string, opts Options) iter.Seq2[Prefere
 
 // lineSource yields the non-blank lines of a JSONL file.
 type lineSource struct {
-	r    *bufio.Reader
-	max  int
-	line int
-	buf  []byte
+	r         *bufio.Reader
+	max       int
+	line      int
+	buf       []byte
+	lastChunk []byte // the line's last piece, to find its line break
 }
 
 func (s *lineSource) next() (record, error) {
@@ -421,6 +422,7 @@ func (s *lineSource) next() (record, error) {
 		start, over := s.line, 0
 		for {
 			chunk, err := s.r.ReadSlice('\n')
+			s.lastChunk = chunk
 			if over > 0 || (s.max > 0 && len(s.buf)+len(chunk) > s.max) {
 				over += len(s.buf) + len(chunk)
 				s.buf = s.buf[:0]
@@ -439,7 +441,8 @@ func (s *lineSource) next() (record, error) {
 			break
 		}
 		if over > 0 {
-			return record{line: start, row: -1, tooLong: over}, nil
+			// The length of the record, as quarantined, leaves out the line break.
+			return record{line: start, row: -1, tooLong: over - (len(s.lastChunk) - len(trimEOL(s.lastChunk)))}, nil
 		}
 		raw := trimEOL(s.buf)
 		if isBlank(raw) {

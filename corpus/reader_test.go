@@ -326,3 +326,30 @@ func TestCancel(t *testing.T) {
 		}
 	}
 }
+
+// TestQuarantineTooLong: a record over the byte limit is skipped without
+// being held, and the quarantine gives its length instead of its text.
+func TestQuarantineTooLong(t *testing.T) {
+	ok := `{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}`
+	long := `{"messages":[{"role":"user","content":"` + strings.Repeat("ż", 100) + `"},{"role":"assistant","content":"b"}]}`
+	var q bytes.Buffer
+	r, err := NewReader(strings.NewReader(ok+"\n"+long+"\n"+ok+"\n"), "big.jsonl",
+		Options{Format: OpenAI, Policy: Lenient, Quarantine: &q, Limits: Limits{MaxRecordBytes: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, err := range r.Samples(context.Background()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	var ql quarantineLine
+	if err := json.Unmarshal(q.Bytes(), &ql); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 || ql.Line != 2 || ql.RecordBytes != len(long) || ql.Record != "" || !strings.Contains(ql.Reason, "over the length limit") {
+		t.Errorf("%d samples, quarantine %+v", n, ql)
+	}
+}

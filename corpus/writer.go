@@ -10,6 +10,7 @@ import (
 	"io"
 	"iter"
 	"os"
+	"strconv"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -258,7 +259,11 @@ func pllumicOf(s *Sample) *pllumicRecord {
 	if s.Sources == nil {
 		src = []byte("[]")
 	}
-	r := &pllumicRecord{ConvID: rawID(s.ID), Origin: string(s.Origin), Meta: s.Meta,
+	id := rawID(s.ID)
+	if n, err := strconv.Atoi(s.ID); err == nil && strconv.Itoa(n) == s.ID {
+		id = json.RawMessage(s.ID) // the released file numbers its conversations
+	}
+	r := &pllumicRecord{ConvID: id, Origin: string(s.Origin), Meta: s.Meta,
 		Messages: make([]pllumicMessage, 0, len(s.Messages)+1)}
 	r.Messages = append(r.Messages, pllumicMessage{Role: string(RoleSystem), Content: s.System, Seq: -1,
 		Language: s.Language, Type: s.Type, Subtype: s.Subtype, Source: src})
