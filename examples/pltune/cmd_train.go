@@ -399,7 +399,7 @@ func runSFT(ctx context.Context, env *cliEnv, args []string) error {
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("%s: sample %q: %w", path, s.ID, err)
+				return fmt.Errorf("%s: %w", path, err)
 			}
 			seqs = append(seqs, seq)
 		}
