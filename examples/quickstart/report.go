@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"image/color"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,7 +87,16 @@ func writeLossChart(path string, stages []*stageRun) error {
 		if err != nil {
 			return err
 		}
-		p.Add(line, plotter.NewGrid())
+		line.Color = color.RGBA{R: 160, G: 180, B: 210, A: 255}
+		smooth, err := plotter.NewLine(movingAverage(pts, max(3, len(pts)/15)))
+		if err != nil {
+			return err
+		}
+		smooth.Color, smooth.Width = color.RGBA{R: 31, G: 78, B: 140, A: 255}, vg.Points(1.5)
+		p.Add(plotter.NewGrid(), line, smooth)
+		p.Legend.Add("per step", line)
+		p.Legend.Add("moving average", smooth)
+		p.Legend.Top = true
 		plots = append(plots, p)
 	}
 	f, err := os.Create(path)
@@ -98,6 +108,21 @@ func writeLossChart(path string, stages []*stageRun) error {
 		return err
 	}
 	return f.Close()
+}
+
+// movingAverage smooths pts over a trailing window of w steps, so that the
+// trend of a noisy per-step loss is visible.
+func movingAverage(pts plotter.XYs, w int) plotter.XYs {
+	out := make(plotter.XYs, len(pts))
+	sum := 0.0
+	for i, p := range pts {
+		sum += p.Y
+		if i >= w {
+			sum -= pts[i-w].Y
+		}
+		out[i] = plotter.XY{X: p.X, Y: sum / float64(min(i+1, w))}
+	}
+	return out
 }
 
 func (r *summary) markdown(w *bufio.Writer, cmp *eval.Comparison) {
