@@ -220,54 +220,79 @@ func paramValues(m *train.Model) [][]float64 {
 	return out
 }
 
-// TestResumeReproduces: an ORPO run cancelled after step 3 and resumed
-// from its checkpoint ends with exactly the weights of the uninterrupted
-// run.
+// TestResumeReproduces: an ORPO run, and a DPO run on LoRA adapters,
+// cancelled after step 3 and resumed from the checkpoint end with exactly
+// the weights of the uninterrupted run.
 func TestResumeReproduces(t *testing.T) {
 	const V = 16
 	pairs := syntheticPairs(16, V)
-	run := func(dir string, stopAt int, resume bool) (*train.Model, error) {
-		m := tinyLlama(t, V, 9)
-		o, err := NewORPO(m, pairs, 0, ORPOConfig{Beta: 0.2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := trainerConfig(dir)
-		cfg.MaxSteps = 6
-		cfg.Resume = resume
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		if stopAt > 0 {
+	for _, kind := range []string{"orpo", "dpo-lora"} {
+		firstStep := 0
+		run := func(dir string, stopAt int, resume bool) (*train.Model, error) {
+			firstStep = 0
+			m := tinyLlama(t, V, 9)
+			var obj train.Objective
+			if kind == "orpo" {
+				o, err := NewORPO(m, pairs, 0, ORPOConfig{Beta: 0.2})
+				if err != nil {
+					t.Fatal(err)
+				}
+				obj = o
+			} else {
+				if err := train.ApplyLoRA(m, train.LoRAConfig{Rank: 2, Alpha: 4, Dropout: 0.1}); err != nil {
+					t.Fatal(err)
+				}
+				m.SetTraining(true) // dropout draws must replay on resume too
+				o, err := NewDPO(m, pairs, 0, DPOConfig{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := o.ComputeReference(context.Background(), nil, 4); err != nil {
+					t.Fatal(err)
+				}
+				obj = o
+			}
+			cfg := trainerConfig(dir)
+			cfg.MaxSteps = 6
+			cfg.Resume = resume
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
 			cfg.OnStep = func(r train.StepRecord) {
+				if firstStep == 0 {
+					firstStep = r.Step
+				}
 				if r.Step == stopAt {
 					cancel()
 				}
 			}
+			tr, err := train.NewTrainer(cfg, m.NamedParameters(), obj, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = tr.Run(ctx)
+			return m, err
 		}
-		tr, err := train.NewTrainer(cfg, m.NamedParameters(), o, nil)
+		whole, err := run(t.TempDir(), 0, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = tr.Run(ctx)
-		return m, err
-	}
-	whole, err := run(t.TempDir(), 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if _, err := run(dir, 3, false); !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled run returned %v", err)
-	}
-	resumed, err := run(dir, 0, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := paramValues(whole), paramValues(resumed)
-	for i := range a {
-		for j := range a[i] {
-			if a[i][j] != b[i][j] {
-				t.Fatalf("parameter %d[%d]: uninterrupted %.9g, resumed %.9g", i, j, a[i][j], b[i][j])
+		dir := t.TempDir()
+		if _, err := run(dir, 3, false); !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s: cancelled run returned %v", kind, err)
+		}
+		resumed, err := run(dir, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if firstStep != 4 {
+			t.Fatalf("%s: the resumed run's first step is %d, want 4 (after checkpoint-3)", kind, firstStep)
+		}
+		a, b := paramValues(whole), paramValues(resumed)
+		for i := range a {
+			for j := range a[i] {
+				if a[i][j] != b[i][j] {
+					t.Fatalf("%s: parameter %d[%d]: uninterrupted %.9g, resumed %.9g", kind, i, j, a[i][j], b[i][j])
+				}
 			}
 		}
 	}
