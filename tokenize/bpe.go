@@ -297,7 +297,7 @@ func (m *bpe) tokenize(word string, sc *bpeScratch, ids []int, lens []int32, wan
 				start = i
 			}
 			_, known := m.charID(r)
-			prevCut = known && string(r) != metaspace && !m.noCutAfter[r] && !(r == utf8.RuneError && w == 1)
+			prevCut = known && r != '▁' && !(len(m.noCutAfter) > 0 && m.noCutAfter[r]) && !(r == utf8.RuneError && w == 1)
 			i += w
 		}
 		return m.tokenizeWord(word[start:], sc, ids, lens, wantLens)
@@ -478,7 +478,8 @@ func (m *bpe) mergeSmall(sc *bpeScratch) {
 	if n < 2 {
 		return
 	}
-	// Work on a compact copy: ids and lengths, removing merged entries.
+	// ranks[i] is the rank of the pair (syms[i], syms[i+1]); merged
+	// symbols are removed from both slices in place (the links unused).
 	ranks := sc.ranks[:0]
 	for i := 0; i+1 < n; i++ {
 		ranks = append(ranks, m.pairRank(syms[i].id, syms[i+1].id))
