@@ -260,3 +260,39 @@ func TestConfigFromSpecialTokensMap(t *testing.T) {
 		t.Errorf("Config = %+v", c)
 	}
 }
+
+// TestMergeStrategiesAgree: the linear merge used for short words and HF's
+// heap order used for long ones give the same tokens on every word.
+func TestMergeStrategiesAgree(t *testing.T) {
+	for _, name := range []string{"llama2", "llama3_1"} {
+		t.Run(name, func(t *testing.T) {
+			m := testTokenizer(t, name).model
+			var small, heap bpeScratch
+			words := 0
+			for _, g := range readGoldens(t, name) {
+				for _, w := range strings.FieldsFunc(g.S, func(r rune) bool { return r == ' ' }) {
+					small.syms = m.initialSymbols(w, small.syms[:0])
+					heap.syms = m.initialSymbols(w, heap.syms[:0])
+					m.mergeSmall(&small)
+					m.mergeHeap(&heap)
+					var a, b []int32
+					for _, s := range small.syms {
+						a = append(a, s.id, s.len)
+					}
+					for _, s := range heap.syms {
+						if s.len > 0 {
+							b = append(b, s.id, s.len)
+						}
+					}
+					if !slices.Equal(a, b) {
+						t.Fatalf("%q: linear merge %v, heap merge %v", w, a, b)
+					}
+					words++
+				}
+			}
+			if words < 1000 {
+				t.Fatalf("only %d words", words)
+			}
+		})
+	}
+}
