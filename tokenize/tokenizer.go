@@ -422,8 +422,10 @@ func (t *Tokenizer) encodeText(n nstring, st *encodeState, enc *encodingBuf, tra
 	st.pieces = pieces[:0]
 }
 
-// Decode turns ids back into text through the tokenizer's decoder. With
-// skipSpecialTokens, special tokens are left out. Unknown ids are skipped.
+// Decode turns ids back into text through the tokenizer's decoder, as HF
+// tokenizers' decode does. With skipSpecialTokens, special tokens are left
+// out. Unknown ids are skipped. transformers' clean_up_tokenization_spaces
+// (" ." to ".", and so on) is a transformers step and is not applied.
 func (t *Tokenizer) Decode(ids []int, skipSpecialTokens bool) string {
 	toks := make([]string, 0, len(ids))
 	for _, id := range ids {
