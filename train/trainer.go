@@ -253,8 +253,22 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			if st.Seed != cfg.Seed {
 				return nil, fmt.Errorf("resume: %s was trained with seed %d, this run has %d", dir, st.Seed, cfg.Seed)
 			}
+			if st.WorldSize > 0 && st.WorldSize != t.world() {
+				return nil, fmt.Errorf("resume: %s was written by a run of %d processes, this run has %d: the data position counts global batches, so resume with %d", dir, st.WorldSize, t.world(), st.WorldSize)
+			}
 			st.TotalSteps = total
 			log.Info("resumed", "checkpoint", dir, "step", st.Step, "epoch", st.Epoch)
+		}
+		if t.world() > 1 {
+			// Only rank 0 writes checkpoints: a rank that cannot see them
+			// (no shared file system) would start elsewhere and desync.
+			got, err := t.allReduce([]float64{float64(st.Step), 1})
+			if err != nil {
+				return nil, err
+			}
+			if got[0] != float64(st.Step)*got[1] {
+				return nil, fmt.Errorf("resume: rank %d resumes at step %d but the ranks' steps add up to %v: every rank must see OutDir's checkpoints (%s), e.g. on a shared file system", t.rank(), st.Step, got[0], cfg.OutDir)
+			}
 		}
 	} else if t.world() > 1 {
 		// Every rank starts from rank 0's weights.
@@ -303,11 +317,12 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 	start := time.Now()
 	elapsedBefore := st.ElapsedS
 	for st.Step < total {
-		if err := ctx.Err(); err != nil {
-			if serr := save(); serr != nil {
-				return sum, errors.Join(err, serr)
-			}
-			return sum, fmt.Errorf("train: stopped at step %d: %w", st.Step, err)
+		// The ranks agree on stopping through the step's first all-reduce,
+		// so all of them stop after the same step and rank 0's checkpoint
+		// is the state of every rank.
+		stop := 0.0
+		if ctx.Err() != nil {
+			stop = 1
 		}
 		stepStart := time.Now()
 		base := st.Cursor * window
@@ -318,9 +333,19 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			micro[j] = order[off : off+cfg.BatchSize]
 			localUnits += t.obj.Units(micro[j])
 		}
-		units, err := t.allReduce([]float64{float64(localUnits)})
+		units, err := t.allReduce([]float64{float64(localUnits), stop})
 		if err != nil {
 			return sum, err
+		}
+		if units[1] > 0 {
+			err := ctx.Err()
+			if err == nil {
+				err = fmt.Errorf("another rank was stopped: %w", context.Canceled)
+			}
+			if serr := save(); serr != nil {
+				return sum, errors.Join(err, serr)
+			}
+			return sum, fmt.Errorf("train: stopped at step %d: %w", st.Step, err)
 		}
 		if units[0] == 0 {
 			return sum, fmt.Errorf("train: step %d: no trained units in the whole window (all labels masked?)", st.Step+1)

@@ -30,13 +30,14 @@ import (
 const workerEnv = "PLTUNE_DIST_TEST_WORKER"
 
 type job struct {
-	Mode     string // "train", "sum" or "hold"
-	Batch    int
-	Accum    int
-	Out      string // the run's OutDir
-	Result   string // weights are written to Result-rank<r>.json
-	CancelAt int    // stop after this step (0: never)
-	Resume   bool
+	Mode       string // "train", "sum" or "hold"
+	Batch      int
+	Accum      int
+	Out        string // the run's OutDir
+	Result     string // weights are written to Result-rank<r>.json
+	CancelAt   int    // rank CancelRank stops after this step (0: never)
+	CancelRank int
+	Resume     bool
 }
 
 func TestMain(m *testing.M) {
@@ -88,7 +89,7 @@ func worker(spec string) error {
 		cfg := toyConfig(j.Out, j.Batch, j.Accum)
 		cfg.Comm = g
 		cfg.Resume = j.Resume
-		if j.CancelAt > 0 {
+		if j.CancelAt > 0 && g.Rank() == j.CancelRank {
 			cfg.OnStep = func(r train.StepRecord) {
 				if r.Step == j.CancelAt {
 					cancel()
@@ -307,20 +308,32 @@ func TestDataParallelEqualsOneProcess(t *testing.T) {
 	}
 }
 
-// TestResumeTwoProcesses: a two-rank run stopped after step 5 and resumed
-// from its checkpoint ends where the uninterrupted two-rank run does.
+// TestResumeTwoProcesses: a two-rank run stopped after step 5 (one rank is
+// cancelled; the other follows at the same step) and resumed from its
+// checkpoint ends where the uninterrupted two-rank run does. A single
+// process may not resume it: the data position counts two ranks' batches.
 func TestResumeTwoProcesses(t *testing.T) {
 	whole := runGroup(t, job{Batch: 2, Accum: 1, Out: t.TempDir()})
 	dir := t.TempDir()
-	runGroup(t, job{Batch: 2, Accum: 1, Out: dir, CancelAt: 5})
+	runGroup(t, job{Batch: 2, Accum: 1, Out: dir, CancelAt: 5, CancelRank: 1})
 	if _, err := os.Stat(filepath.Join(dir, "checkpoint-5")); err != nil {
-		t.Fatalf("the stopped run wrote no checkpoint: %v", err)
+		t.Fatalf("the stopped run wrote no checkpoint-5: %v", err)
 	}
 	resumed := runGroup(t, job{Batch: 2, Accum: 1, Out: dir, Resume: true})
 	for r := range resumed {
 		if d := maxAbsDiff(resumed[r], whole[r]); d != 0 {
 			t.Errorf("rank %d: resumed run differs from the uninterrupted one by %.3g", r, d)
 		}
+	}
+	one := newToy(24)
+	cfg := toyConfig(dir, 4, 1)
+	cfg.Resume = true
+	tr, err := train.NewTrainer(cfg, one.params(), one, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "written by a run of 2 processes") {
+		t.Fatalf("one process resuming a two-process run: %v", err)
 	}
 }
 
