@@ -1,6 +1,7 @@
 package corpus
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -164,6 +165,19 @@ func newParquetSource[T any](f *parquet.File) (src source, err error) {
 }
 
 func openParquetFile(ra io.ReaderAt, size int64) (f *parquet.File, err error) {
+	// The library allocates the footer length the file declares before
+	// reading it: check it against the file's size first, so that a damaged
+	// or hostile file cannot make it allocate gigabytes.
+	var tail [8]byte
+	if size < 12 {
+		return nil, fmt.Errorf("not a Parquet file: %d bytes", size)
+	}
+	if _, err := ra.ReadAt(tail[:], size-8); err != nil {
+		return nil, fmt.Errorf("reading the Parquet footer: %w", err)
+	}
+	if n := int64(binary.LittleEndian.Uint32(tail[:4])); n+12 > size {
+		return nil, fmt.Errorf("damaged Parquet file: the footer claims %d bytes of a %d-byte file", n, size)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			f, err = nil, fmt.Errorf("damaged Parquet file: %v", p)
