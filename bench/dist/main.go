@@ -159,6 +159,7 @@ func llama(args []string) error {
 	tc.BatchSize = *batch / world
 	tc.LR = 1e-4
 	tc.Comm = comm
+	tc.NoFinalCheckpoint = true
 	var tps []float64
 	tc.OnStep = func(s train.StepRecord) {
 		if s.Step > 1 {

@@ -368,7 +368,25 @@ func (g *Group) AllReduce(tensors []*ts.Tensor, op Op) error {
 	if op == Average {
 		avg = 1
 	}
-	what := fmt.Sprintf("all-reduce (%s) of %d tensors", op, len(tensors))
+	return g.bucketed(fmt.Sprintf("all-reduce (%s) of %d tensors", op, len(tensors)), tensors, func(arr *unsafe.Pointer, n int, bucket int64) *C.char {
+		return C.pltune_c10d_allreduce(g.g, arr, C.int(n), C.int(avg), C.int64_t(bucket))
+	})
+}
+
+// InPlaceBytes is the size from which a tensor travels where it is instead
+// of being packed into a bucket.
+const InPlaceBytes = 256 << 10
+
+// Broadcast replaces each tensor by root's, packed as AllReduce packs them.
+func (g *Group) Broadcast(tensors []*ts.Tensor, root int) error {
+	return g.bucketed(fmt.Sprintf("broadcast of %d tensors from rank %d", len(tensors), root), tensors, func(arr *unsafe.Pointer, n int, bucket int64) *C.char {
+		return C.pltune_c10d_broadcast(g.g, arr, C.int(n), C.int(root), C.int64_t(bucket))
+	})
+}
+
+// bucketed runs call over the large tensors, each alone, then over the
+// small ones in buckets.
+func (g *Group) bucketed(what string, tensors []*ts.Tensor, call func(arr *unsafe.Pointer, n int, bucket int64) *C.char) error {
 	limit := min(InPlaceBytes, g.bucket)
 	var large, small []*ts.Tensor
 	for i, t := range tensors {
@@ -390,34 +408,12 @@ func (g *Group) AllReduce(tensors []*ts.Tensor, op Op) error {
 			if len(part.ts) == 0 {
 				continue
 			}
-			err := withCArray(part.ts, func(arr *unsafe.Pointer) *C.char {
-				return C.pltune_c10d_allreduce(g.g, arr, C.int(len(part.ts)), C.int(avg), C.int64_t(part.bucket))
-			})
+			err := withCArray(part.ts, func(arr *unsafe.Pointer) *C.char { return call(arr, len(part.ts), part.bucket) })
 			if err != nil {
 				return err
 			}
 		}
 		return nil
-	})
-}
-
-// InPlaceBytes is the size from which AllReduce reduces a tensor where it
-// is instead of packing it into a bucket.
-const InPlaceBytes = 256 << 10
-
-// Broadcast replaces each tensor by root's, in buckets of about
-// Options.BucketBytes.
-func (g *Group) Broadcast(tensors []*ts.Tensor, root int) error {
-	what := fmt.Sprintf("broadcast of %d tensors from rank %d", len(tensors), root)
-	for i, t := range tensors {
-		if t == nil {
-			return fmt.Errorf("dist: %s: tensor %d is nil", what, i)
-		}
-	}
-	return g.collective(what, func() error {
-		return withCArray(tensors, func(arr *unsafe.Pointer) *C.char {
-			return C.pltune_c10d_broadcast(g.g, arr, C.int(len(tensors)), C.int(root), C.int64_t(g.bucket))
-		})
 	})
 }
 
