@@ -89,8 +89,7 @@ func (b *pairBatch) drop() {
 	}
 }
 
-// newPairBatch collates pairs idx. Only the target and mask tensors depend
-// on the dtype of the loss.
+// newPairBatch collates pairs idx into one right-padded batch.
 func newPairBatch(pairs []tokenize.PreferenceExample, idx []int, padID int) (*pairBatch, error) {
 	P := len(idx)
 	if P == 0 {

@@ -14,7 +14,7 @@ import (
 
 // DPOConfig configures DPO. The zero value means the defaults.
 type DPOConfig struct {
-	// Beta scales the implicit reward (default 0.1, as TRL's).
+	// Beta scales the implicit reward; 0 means the default 0.1 (TRL's).
 	Beta float64
 }
 
@@ -163,16 +163,12 @@ func (o *DPO) Loss(idx []int) (*train.Loss, error) {
 		t.MustDrop()
 	}
 	sum := perPair.MustSum(perPair.DType(), true)
-	var auxSum float64
+	m := map[string]float64{}
 	if aux != nil {
-		auxSum = aux.Float64Values()[0] * float64(b.P)
+		m["aux_loss"] = aux.Float64Values()[0] * float64(b.P)
 		w := aux.MustMulScalar(ts.FloatScalar(o.auxCoef*float64(b.P)), true)
 		sum = sum.MustAdd(w, true)
 		w.MustDrop()
-	}
-	m := map[string]float64{}
-	if aux != nil {
-		m["aux_loss"] = auxSum
 	}
 	vc, vr, lc, lr := rewC.Float64Values(true), rewR.Float64Values(true), pc.Float64Values(true), pr.Float64Values(true)
 	for i := range b.P {

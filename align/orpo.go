@@ -11,8 +11,8 @@ import (
 
 // ORPOConfig configures ORPO. The zero value means the defaults.
 type ORPOConfig struct {
-	// Beta is the paper's λ, the weight of the odds-ratio term (default 0.1,
-	// as in the paper and TRL).
+	// Beta is the paper's λ, the weight of the odds-ratio term; 0 means
+	// the default 0.1 (the paper's and TRL's).
 	Beta float64
 	// NLLOnPrompt makes the NLL term cover the prompt tokens of the chosen
 	// sequence too, as TRL does. The default (false) trains the response
@@ -51,8 +51,8 @@ type ORPO struct {
 // have a response token on both sides (CheckPairs, DropEmpty).
 func NewORPO(m *train.Model, pairs []tokenize.PreferenceExample, padID int, cfg ORPOConfig) (*ORPO, error) {
 	cfg.ensureDefaults()
-	if cfg.Beta < 0 || math.IsNaN(cfg.Beta) || math.IsInf(cfg.Beta, 0) {
-		return nil, fmt.Errorf("align: ORPO beta %v: want a finite value ≥ 0", cfg.Beta)
+	if cfg.Beta <= 0 || math.IsNaN(cfg.Beta) || math.IsInf(cfg.Beta, 0) {
+		return nil, fmt.Errorf("align: ORPO beta %v: want a finite value > 0", cfg.Beta)
 	}
 	if err := CheckPairs(pairs); err != nil {
 		return nil, err
@@ -89,8 +89,9 @@ func (o *ORPO) Loss(idx []int) (*train.Loss, error) {
 	mean.MustDrop()
 	var nll *ts.Tensor
 	if all != nil {
-		ac, _ := halves(all, b.P)
+		ac, ar := halves(all, b.P)
 		all.MustDrop()
+		ar.MustDrop()
 		n := vecOf(b.allCount[:b.P], dt, dev)
 		nll = ac.MustDiv(n, true).MustNeg(true)
 		n.MustDrop()
@@ -99,25 +100,21 @@ func (o *ORPO) Loss(idx []int) (*train.Loss, error) {
 	}
 	perPair, logOdds, ratio := orpoLoss(lc, lr, nll, o.Config.Beta)
 	sum := perPair.MustSum(dt, true)
-	var auxSum float64
+	m := map[string]float64{}
 	if aux != nil {
-		auxSum = aux.Float64Values()[0] * float64(b.P)
+		m["aux_loss"] = aux.Float64Values()[0] * float64(b.P)
 		w := aux.MustMulScalar(ts.FloatScalar(o.auxCoef*float64(b.P)), true)
 		sum = sum.MustAdd(w, true)
 		w.MustDrop()
 	}
 	beta := o.Config.Beta
-	m := map[string]float64{}
-	if aux != nil {
-		m["aux_loss"] = auxSum
-	}
 	vc, vr, vo, vs, vn := lc.Float64Values(true), lr.Float64Values(true), logOdds.Float64Values(true), ratio.Float64Values(true), nll.Float64Values(true)
 	for i := range b.P {
 		rc, rr := beta*vc[i], beta*vr[i]
 		m["rewards_chosen"] += rc
 		m["rewards_rejected"] += rr
 		m["reward_margin"] += rc - rr
-		m["reward_accuracy"] += b2f(rc > rr)
+		m["reward_accuracy"] += b2f(vc[i] > vr[i])
 		m["log_odds"] += vo[i]
 		m["log_odds_ratio"] += vs[i]
 		m["nll_loss"] += vn[i]

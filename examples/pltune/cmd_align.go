@@ -85,8 +85,8 @@ func runORPO(ctx context.Context, env *cliEnv, args []string) error {
 	if err := f.check(fs.Args()); err != nil {
 		return err
 	}
-	if f.beta < 0 {
-		return usagef("--beta %v: want ≥ 0", f.beta)
+	if f.beta <= 0 {
+		return usagef("--beta %v: want > 0 (λ 0 would be plain SFT)", f.beta)
 	}
 	tok, pairs, err := f.loadPairs(ctx, env)
 	if err != nil {
