@@ -2,8 +2,8 @@
 # written as transformers' eager LlamaForCausalLM computes it (RMSNorm,
 # rotate_half RoPE, repeat_kv GQA, additive causal mask, fp32 softmax,
 # SwiGLU), timed for forward + backward. Run by `go run ./bench/train`, which
-# passes the same thread count and sizes; prints one JSON line with the
-# per-step times.
+# passes the same thread count and sizes, then asks for one step at a time
+# (a line on stdin) and reads each step's wall and CPU time (a JSON line).
 import json
 import math
 import sys
@@ -16,7 +16,7 @@ args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"])
 torch.manual_seed(0)
 V, D, L, H, KV, I = args["vocab"], args["hidden"], args["layers"], args["heads"], args["kv_heads"], args["mlp"]
-B, T, steps, warmup = args["batch"], args["seq"], args["steps"], args["warmup"]
+B, T, warmup = args["batch"], args["seq"], args["warmup"]
 hd = D // H
 
 
@@ -78,14 +78,23 @@ def forward(ids):
 
 ids = torch.randint(0, V, (B, T))
 tgt = torch.randint(0, V, (B, T))
-times = []
-for i in range(warmup + steps):
-    t0 = time.perf_counter()
+
+
+def step():
+    t0, c0 = time.perf_counter(), time.process_time()
     logits = forward(ids)
     loss = -torch.log_softmax(logits, -1).gather(2, tgt[..., None]).mean()
     loss.backward()
     for t in params:
         t.grad = None
-    if i >= warmup:
-        times.append(time.perf_counter() - t0)
-print(json.dumps({"times_s": times, "threads": torch.get_num_threads()}))
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+for _ in range(warmup):
+    step()
+print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
+# One timed step per input line, so the caller can alternate its own steps
+# with these and both sides see the same machine load.
+for line in sys.stdin:
+    wall, cpu = step()
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu}), flush=True)
