@@ -67,7 +67,9 @@ const dpoUsage = `dpo (--model DIR | --model-config FILE --init random) [--token
 DPO with the sigmoid loss −log σ(β·((πc − refc) − (πr − refr))) on summed
 response log-probs. The reference log-probs are computed once before
 training: from --ref-model, else from the starting model itself (with its
-LoRA adapters switched off under --lora-rank). Metrics per step in
+LoRA adapters switched off under --lora-rank); they are kept in
+--out/reference_logps.json and reused by a run with the same pairs and
+reference (--resume). Metrics per step in
 metrics.jsonl: rewards_chosen/rejected, reward_margin, reward_accuracy,
 logps_chosen/rejected. Learning rate default: TRL's.
 
@@ -151,23 +153,44 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}
 	trainPairs, evalPairs := f.splitPairs(pairs)
-	newDPO := func(ps []tokenize.PreferenceExample) (*align.DPO, error) {
+	// The reference log-probs are kept in --out, so a resumed run reuses
+	// them; the file says which pairs and which reference they belong to.
+	source := "policy " + f.model + f.modelConfig
+	if refDir != "" {
+		source = "ref-model " + refDir
+	} else if f.loraRank > 0 {
+		source += " (LoRA adapters off)"
+	}
+	if err := os.MkdirAll(f.out, 0o755); err != nil {
+		return err
+	}
+	newDPO := func(ps []tokenize.PreferenceExample, file string) (*align.DPO, error) {
 		o, err := align.NewDPO(m, ps, tok.PadID(), align.DPOConfig{Beta: f.beta})
 		if err != nil {
 			return nil, err
 		}
-		return o, o.ComputeReference(ctx, ref, 2*f.batch)
+		path := filepath.Join(f.out, file)
+		if ok, err := o.LoadReference(path, source); err != nil || ok {
+			if ok && !f.quiet {
+				fmt.Fprintf(env.stderr, "reference log-probs of %d pairs from %s\n", len(ps), path)
+			}
+			return o, err
+		}
+		if !f.quiet {
+			fmt.Fprintf(env.stderr, "computing reference log-probs of %d pairs (%s)\n", len(ps), source)
+		}
+		if err := o.ComputeReference(ctx, ref, 2*f.batch); err != nil {
+			return nil, err
+		}
+		return o, o.SaveReference(path, source)
 	}
-	if !f.quiet {
-		fmt.Fprintf(env.stderr, "computing reference log-probs of %d pairs\n", len(pairs))
-	}
-	obj, err := newDPO(trainPairs)
+	obj, err := newDPO(trainPairs, "reference_logps.json")
 	if err != nil {
 		return err
 	}
 	var ev train.Objective
 	if evalPairs != nil {
-		if ev, err = newDPO(evalPairs); err != nil {
+		if ev, err = newDPO(evalPairs, "reference_logps_eval.json"); err != nil {
 			return err
 		}
 	}

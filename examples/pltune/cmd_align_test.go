@@ -152,6 +152,15 @@ func TestDPOCommand(t *testing.T) {
 		if len(recs) != 2 || recs[0]["loss"] < 0.6931 || recs[0]["loss"] > 0.6932 {
 			t.Errorf("%s: metrics %v; want 2 steps, the first at loss ln 2", name, recs)
 		}
+		// A resumed run reuses the reference log-probs kept in --out.
+		args = append(args[:len(args)-len(extra)-1], append(extra, "--resume", "--max-steps", "3")...)
+		code, _, stderr = runTrainCLI(t, args...)
+		if code != 0 || !strings.Contains(stderr, "reference log-probs of 4 pairs from "+filepath.Join(out, "reference_logps.json")) {
+			t.Errorf("%s: resume: exit %d, stderr %.400q; want the reference log-probs reused", name, code, stderr)
+		}
+		if recs := metricsLines(t, filepath.Join(out, "metrics.jsonl")); len(recs) != 3 {
+			t.Errorf("%s: resumed run has %d metrics lines, want 3", name, len(recs))
+		}
 	}
 }
 
