@@ -36,7 +36,9 @@
 // DPO is the sigmoid loss on summed response log-probs, β 0.1. Reference
 // log-probs are computed once before training (DPO.ComputeReference) from
 // a separate reference model or from the policy with its LoRA adapters
-// switched off, and kept per pair.
+// switched off, and kept per pair; SaveReference and LoadReference keep them
+// beside a run, tagged with the pairs' Fingerprint, so a resumed run reuses
+// them.
 //
 // Precision: the model's logits are fp32; the preference math runs in fp32,
 // or in fp64 when the logits are (the gradient checks use that).
