@@ -12,7 +12,8 @@
 //
 // # Formats
 //
-// Format names a file layout: PLLuMIC's released JSON array, OpenAI
+// Format names a file layout: PLLuMIC's released JSON array (and the same
+// conversations one per line, as its synthetic extension ships), OpenAI
 // messages JSONL, ShareGPT, Alpaca, PLLuM-Align preference JSONL,
 // prompt/chosen/rejected triples, and a Parquet twin of each with the same
 // fields as columns. DetectFormat sniffs a file; ParseFormat reads a name.

@@ -25,6 +25,9 @@ const (
 	// source: [...]}]}, the system message at seq -1 (often empty) and each
 	// user/assistant pair sharing a seq 0, 1, 2, ...
 	PLLuMIC Format = "pllumic"
+	// PLLuMICJSONL holds one PLLuMIC conversation per line, as the
+	// synthetic extension (PLLuMIC-syn-ext) is distributed.
+	PLLuMICJSONL Format = "pllumic-jsonl"
 	// OpenAI is JSONL of {"messages": [{"role", "content"}, ...]}.
 	OpenAI Format = "openai"
 	// ShareGPT is JSONL of {"conversations": [{"from", "value"}, ...]} with
@@ -54,7 +57,7 @@ const (
 )
 
 // Formats lists every concrete format.
-var Formats = []Format{PLLuMIC, OpenAI, ShareGPT, Alpaca, Preference, Triples,
+var Formats = []Format{PLLuMIC, PLLuMICJSONL, OpenAI, ShareGPT, Alpaca, Preference, Triples,
 	PLLuMICParquet, OpenAIParquet, ShareGPTParquet, AlpacaParquet, PreferenceParquet, TriplesParquet}
 
 // ParseFormat returns the format named s ("auto" or "" for FormatAuto).
@@ -85,11 +88,19 @@ func (f Format) Parquet() Format {
 	if f == FormatAuto || f.IsParquet() {
 		return f
 	}
+	if f == PLLuMICJSONL {
+		return PLLuMICParquet
+	}
 	return f + "-parquet"
 }
 
-// base is the JSON layout of f.
-func (f Format) base() Format { return Format(strings.TrimSuffix(string(f), "-parquet")) }
+// base is the JSON layout of f's records.
+func (f Format) base() Format {
+	if f == PLLuMICJSONL {
+		return PLLuMIC
+	}
+	return Format(strings.TrimSuffix(string(f), "-parquet"))
+}
 
 // DetectFormat sniffs the file at path: Parquet by its magic bytes and
 // columns, PLLuMIC by a leading '[', the JSONL layouts by the keys of the
@@ -159,6 +170,8 @@ func formatOfKeys(rec []byte) Format {
 		return FormatAuto
 	}
 	switch {
+	case keys["conv_id"] != nil:
+		return PLLuMICJSONL
 	case keys["messages"] != nil:
 		return OpenAI
 	case keys["conversations"] != nil:
@@ -181,6 +194,8 @@ func formatOfKeyNames(head []byte) Format {
 		return bytes.Contains(head, []byte(`"`+k+`":`)) || bytes.Contains(head, []byte(`"`+k+`" :`))
 	}
 	switch {
+	case has("conv_id"):
+		return PLLuMICJSONL
 	case has("messages"):
 		return OpenAI
 	case has("conversations"):

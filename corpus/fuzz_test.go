@@ -96,7 +96,7 @@ func FuzzReadPLLuMIC(f *testing.F) {
 func FuzzReadJSONL(f *testing.F) {
 	addSeeds(f, "openai.jsonl", "sharegpt.jsonl", "alpaca.jsonl", "invalid.jsonl")
 	f.Fuzz(func(t *testing.T, in []byte) {
-		for _, format := range []Format{OpenAI, ShareGPT, Alpaca} {
+		for _, format := range []Format{OpenAI, ShareGPT, Alpaca, PLLuMICJSONL} {
 			if err := checkRead(t, in, format); err != nil {
 				t.Fatalf("%s: a JSONL read ended early: %v", format, err)
 			}

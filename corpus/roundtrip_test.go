@@ -20,7 +20,7 @@ func testSamples(t *testing.T) []Sample {
 
 func TestRoundTripSamples(t *testing.T) {
 	all := testSamples(t)
-	for _, f := range []Format{PLLuMIC, OpenAI, ShareGPT, Alpaca, PLLuMICParquet, OpenAIParquet, ShareGPTParquet, AlpacaParquet} {
+	for _, f := range []Format{PLLuMIC, PLLuMICJSONL, OpenAI, ShareGPT, Alpaca, PLLuMICParquet, OpenAIParquet, ShareGPTParquet, AlpacaParquet} {
 		t.Run(string(f), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "out")
 			w, err := Create(path, f)

@@ -237,7 +237,7 @@ func sampleRecord(s *Sample, f Format) (any, error) {
 		}
 		return &pqAlpaca{ID: s.ID, Instruction: s.Messages[0].Content, Output: s.Messages[1].Content, System: s.System,
 			Origin: string(s.Origin), Type: s.Type, Subtype: s.Subtype, Sources: s.Sources, Language: s.Language, Meta: meta}, nil
-	case PLLuMIC:
+	case PLLuMIC, PLLuMICJSONL:
 		return pllumicOf(s), nil
 	case PLLuMICParquet:
 		r := pllumicOf(s)

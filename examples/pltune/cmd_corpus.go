@@ -38,8 +38,9 @@ func runCorpusHelp(_ context.Context, env *cliEnv, args []string) error {
 }
 
 const corpusInputHelp = `
-Formats: auto (default: detected from the file), pllumic, openai, sharegpt,
-alpaca, preference, triples, and each with -parquet (e.g. openai-parquet).
+Formats: auto (default: detected from the file), pllumic, pllumic-jsonl,
+openai, sharegpt, alpaca, preference, triples, and the Parquet twin of each
+(pllumic-parquet, openai-parquet, ...).
 An input written ORIGIN=FILE (organic=, converted=, synthetic=) gives the
 samples of that file without an origin of their own that origin; --origin
 does so for all inputs.
@@ -347,7 +348,7 @@ func outputFormat(to string, in corpus.Format) (corpus.Format, error) {
 	}
 	f, err := corpus.ParseFormat(to)
 	if err != nil || f == corpus.FormatAuto {
-		return "", usagef("--to %q: want one of pllumic, openai, sharegpt, alpaca, preference, triples (optionally with -parquet)", to)
+		return "", usagef("--to %q: want one of pllumic, pllumic-jsonl, openai, sharegpt, alpaca, preference, triples (optionally with -parquet)", to)
 	}
 	return f, nil
 }
