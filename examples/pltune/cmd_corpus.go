@@ -169,12 +169,25 @@ func (r *corpusRun) open(in input) (*corpus.Reader, error) {
 	return corpus.Open(in.path, opts)
 }
 
+// openSamples opens an input that must hold samples, not preference pairs.
+func (r *corpusRun) openSamples(in input, cmd string) (*corpus.Reader, error) {
+	rd, err := r.open(in)
+	if err != nil {
+		return nil, err
+	}
+	if rd.Format().IsPreference() {
+		rd.Close()
+		return nil, &exitError{code: 1, msg: fmt.Sprintf("%s holds preference pairs (format %s); corpus %s takes conversation samples", in.path, rd.Format(), cmd)}
+	}
+	return rd, nil
+}
+
 // samples reads every sample of the inputs into memory.
-func (r *corpusRun) samples(ctx context.Context, ins []input) ([]corpus.Sample, corpus.Format, error) {
+func (r *corpusRun) samples(ctx context.Context, ins []input, cmd string) ([]corpus.Sample, corpus.Format, error) {
 	var out []corpus.Sample
 	var first corpus.Format
 	for _, in := range ins {
-		rd, err := r.open(in)
+		rd, err := r.openSamples(in, cmd)
 		if err != nil {
 			return nil, "", err
 		}
@@ -317,7 +330,7 @@ func runCorpusStats(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	b := corpus.NewStatsBuilder(counter)
 	for _, in := range ins {
-		rd, err := run.open(in)
+		rd, err := run.openSamples(in, "stats")
 		if err != nil {
 			return err
 		}
@@ -466,7 +479,7 @@ func runCorpusDedup(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer run.close()
-	rd, err := run.open(ins[0])
+	rd, err := run.openSamples(ins[0], "dedup")
 	if err != nil {
 		return err
 	}
@@ -601,7 +614,7 @@ func runCorpusMix(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer run.close()
-	samples, inF, err := run.samples(ctx, ins)
+	samples, inF, err := run.samples(ctx, ins, "mix")
 	if err != nil {
 		run.summary(env.stderr)
 		return err
@@ -661,7 +674,7 @@ func runCorpusSplit(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer run.close()
-	samples, inF, err := run.samples(ctx, ins)
+	samples, inF, err := run.samples(ctx, ins, "split")
 	if err != nil {
 		run.summary(env.stderr)
 		return err
