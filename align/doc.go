@@ -10,7 +10,8 @@
 // least a margin lower (PairsFromRatings); KeepByMargin filters rated pair
 // files the same way. tokenize's SFTBuilder.BuildPreference renders a pair
 // with the chat template into two sequences whose labels mark the response
-// tokens (IgnoreIndex elsewhere). A side with no response token has no
+// tokens (IgnoreIndex elsewhere); BuildPairs does so for a whole file
+// (corpus.ReadPairs or RankedPairs), counting what it leaves out. A side with no response token has no
 // defined log-probability: CheckPairs rejects such pairs, DropEmpty drops
 // and counts them, and the objectives never score them as NaN.
 //

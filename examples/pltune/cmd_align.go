@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -211,62 +210,43 @@ func (f *alignFlags) loadPairs(ctx context.Context, env *cliEnv) (*tokenize.Toke
 		return nil, nil, err
 	}
 	var out []tokenize.PreferenceExample
-	var belowMargin, tooLong, read int
-	add := func(path string, p *corpus.PreferencePair) error {
-		read++
-		if !align.KeepByMargin(p, f.minMargin) {
-			belowMargin++
-			return nil
-		}
-		ex, err := b.BuildPreference(p)
-		if errors.Is(err, tokenize.ErrTooLong) {
-			tooLong++
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, ex)
-		return nil
-	}
+	var st align.BuildStats
 	for _, path := range f.data {
 		ranked, err := isRankedFile(path)
 		if err != nil {
 			return nil, nil, err
 		}
+		pairs := corpus.ReadPairs(ctx, path, corpus.Options{})
 		if ranked {
-			for r, err := range align.ReadRanked(ctx, path) {
-				if err != nil {
-					return nil, nil, err
-				}
-				ps, err := r.Pairs(f.minMargin)
-				if err != nil {
-					return nil, nil, fmt.Errorf("%s: %w", path, err)
-				}
-				for i := range ps {
-					if err := add(path, &ps[i]); err != nil {
-						return nil, nil, err
-					}
-				}
-			}
-			continue
+			pairs = align.RankedPairs(ctx, path, f.minMargin)
 		}
-		for p, err := range corpus.ReadPairs(ctx, path, corpus.Options{}) {
-			if err != nil {
-				return nil, nil, err
-			}
-			if err := add(path, &p); err != nil {
-				return nil, nil, err
+		// Reader errors name the file and line already; a pair that fails
+		// to build is named by its id, so the file is added.
+		readErr, src := false, pairs
+		pairs = func(yield func(corpus.PreferencePair, error) bool) {
+			for p, err := range src {
+				readErr = err != nil
+				if !yield(p, err) {
+					return
+				}
 			}
 		}
+		built, s, err := align.BuildPairs(ctx, b, pairs, f.minMargin)
+		if err != nil && !readErr {
+			err = fmt.Errorf("%s: %w", path, err)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, built...)
+		st.Read, st.BelowMargin, st.TooLong, st.NoResponse = st.Read+s.Read, st.BelowMargin+s.BelowMargin, st.TooLong+s.TooLong, st.NoResponse+s.NoResponse
 	}
-	out, empty := align.DropEmpty(out)
 	if len(out) == 0 {
-		return nil, nil, fmt.Errorf("no trainable pairs: %d read, %d below --min-margin %g, %d longer than --max-len %d, %d without response tokens", read, belowMargin, f.minMargin, tooLong, f.maxLen, empty)
+		return nil, nil, fmt.Errorf("no trainable pairs: %d read, %d below --min-margin %g, %d longer than --max-len %d, %d without response tokens", st.Read, st.BelowMargin, f.minMargin, st.TooLong, f.maxLen, st.NoResponse)
 	}
 	if !f.quiet {
 		fmt.Fprintf(env.stderr, "%d pairs (%d read; dropped: %d below --min-margin, %d longer than %d tokens, %d without response tokens); the first one as scored:\nchosen:\n%s\nrejected:\n%s\n",
-			len(out), read, belowMargin, tooLong, f.maxLen, empty, tokenize.Dump(tok, out[0].Chosen), tokenize.Dump(tok, out[0].Rejected))
+			len(out), st.Read, st.BelowMargin, st.TooLong, f.maxLen, st.NoResponse, tokenize.Dump(tok, out[0].Chosen), tokenize.Dump(tok, out[0].Rejected))
 	}
 	return tok, out, nil
 }
