@@ -60,3 +60,26 @@ func TestStatsMarkdown(t *testing.T) {
 		t.Errorf("group = %s", got)
 	}
 }
+
+func TestPairStats(t *testing.T) {
+	ctx := context.Background()
+	st, err := ComputePairStats(ctx, ReadPairs(ctx, "testdata/preference.jsonl", Options{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pair 1: chosen "…, mimo że…" and rejected "… mimo, że…" have equal
+	// length; pair 2 likewise: chosen is longer in neither.
+	if st.Pairs != 2 || st.WithSystem != 1 || st.MultiTurnPrompts != 0 || st.ChosenLonger != 0 ||
+		len(st.Ratings) != 1 || st.Ratings[0] != (Count{"5/2", 1, 50}) {
+		t.Errorf("stats %+v", st)
+	}
+	var md strings.Builder
+	st.WriteMarkdown(&md)
+	if !strings.Contains(md.String(), "| 2 | 0 | 1 | 0.00% |") || !strings.Contains(md.String(), "| 5/2 | 1 | 50.00 |") {
+		t.Errorf("markdown:\n%s", md.String())
+	}
+	tr, err := ComputePairStats(ctx, ReadPairs(ctx, "testdata/triples.jsonl", Options{}))
+	if err != nil || tr.ChosenLonger != 50 || tr.Ratings != nil {
+		t.Errorf("triples %+v, %v", tr, err)
+	}
+}

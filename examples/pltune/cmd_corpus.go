@@ -302,7 +302,7 @@ type tokenCounter struct{ t *tokenize.Tokenizer }
 func (c tokenCounter) CountTokens(s string) int { return len(c.t.Encode(s, false)) }
 
 func runCorpusStats(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "corpus stats", "corpus stats [flags] [ORIGIN=]FILE...\n\nPrints the composition of the samples of all inputs together: by origin (with\na total), by task type and origin, by turns, by source, and lengths, as\nMarkdown tables (or JSON with --json); the read tally goes to stderr."+corpusInputHelp)
+	fs := newFlags(env, "corpus stats", "corpus stats [flags] [ORIGIN=]FILE...\n\nPrints the composition of the samples of all inputs together: by origin (with\na total), by task type and origin, by turns, by source, and lengths, as\nMarkdown tables (or JSON with --json); the read tally goes to stderr. For\npreference files: pairs, prompt and response lengths, how often the chosen\nresponse is the longer, and ratings."+corpusInputHelp)
 	cf := addCorpusFlags(fs)
 	tok := fs.String("tokenizer", "", "count tokens with this tokenizer.json file or Hugging Face tokenizer directory")
 	if err := parseFlags(fs, args); err != nil {
@@ -329,25 +329,65 @@ func runCorpusStats(ctx context.Context, env *cliEnv, args []string) error {
 		counter = tokenCounter{t}
 	}
 	b := corpus.NewStatsBuilder(counter)
+	var pairs []corpus.PreferencePair
+	kind := ""
 	for _, in := range ins {
-		rd, err := run.openSamples(in, "stats")
+		rd, err := run.open(in)
 		if err != nil {
 			return err
 		}
-		for s, err := range rd.Samples(ctx) {
-			if err != nil {
-				rd.Close()
-				run.tally(in.path, rd)
-				run.summary(env.stderr)
-				return readErr(err)
+		k := "samples"
+		if rd.Format().IsPreference() {
+			k = "preference pairs"
+		}
+		if kind != "" && k != kind {
+			rd.Close()
+			return &exitError{code: 1, msg: fmt.Sprintf("%s holds %s, the inputs before it %s; give stats one kind at a time", in.path, k, kind)}
+		}
+		kind = k
+		var rerr error
+		if k == "samples" {
+			for s, err := range rd.Samples(ctx) {
+				if err != nil {
+					rerr = err
+					break
+				}
+				b.Add(&s)
 			}
-			b.Add(&s)
+		} else {
+			for p, err := range rd.Pairs(ctx) {
+				if err != nil {
+					rerr = err
+					break
+				}
+				pairs = append(pairs, p)
+			}
 		}
 		rd.Close()
 		run.tally(in.path, rd)
+		if rerr != nil {
+			run.summary(env.stderr)
+			return readErr(rerr)
+		}
+	}
+	run.summary(env.stderr)
+	if kind == "preference pairs" {
+		ps, err := corpus.ComputePairStats(ctx, func(yield func(corpus.PreferencePair, error) bool) {
+			for _, p := range pairs {
+				if !yield(p, nil) {
+					return
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return writeJSON(env.stdout, ps)
+		}
+		return ps.WriteMarkdown(env.stdout)
 	}
 	st := b.Stats()
-	run.summary(env.stderr)
 	if cf.json {
 		return writeJSON(env.stdout, st)
 	}

@@ -61,7 +61,8 @@ func TestCorpusCommands(t *testing.T) {
 		{"mix bad proportions", []string{"corpus", "mix", "--out", out("m.jsonl"), "--proportions", "organic:1", td + "openai.jsonl"}, 2, nil, "not ORIGIN=VALUE"},
 		{"mix impossible", []string{"corpus", "mix", "--out", out("m.jsonl"), "--proportions", "converted=1", td + "openai.jsonl"}, 1, nil, "no converted samples"},
 		{"split", []string{"corpus", "split", "--train", out("t.json"), "--valid", out("v.json"), "--validation", "0.25", "organic=" + td + "pllumic.json"}, 0, []string{"train 3 samples", "validation 1"}, ""},
-		{"stats on pairs", []string{"corpus", "stats", td + "preference.jsonl"}, 1, nil, "preference.jsonl holds preference pairs (format preference); corpus stats takes conversation samples"},
+		{"stats on pairs", []string{"corpus", "stats", td + "preference.jsonl", td + "triples.jsonl"}, 0, []string{"| 4 | 0 | 2 | 25.00% |", "| 5/2 | 1 | 25.00 |"}, ""},
+		{"stats mixed kinds", []string{"corpus", "stats", td + "preference.jsonl", td + "openai.jsonl"}, 1, nil, "openai.jsonl holds samples, the inputs before it preference pairs"},
 		{"dedup on pairs", []string{"corpus", "dedup", td + "triples.jsonl", out("x")}, 1, nil, "corpus dedup takes conversation samples"},
 		{"split no outputs", []string{"corpus", "split", td + "pllumic.json"}, 2, nil, "--train and --valid are required"},
 	}
