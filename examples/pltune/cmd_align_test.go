@@ -221,3 +221,20 @@ func TestAlignCommandsUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestAlignBadData: a bad record stops the command with one line naming
+// the file and line once.
+func TestAlignBadData(t *testing.T) {
+	tok := polishTokenizerDir(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.json")
+	os.WriteFile(cfg, []byte(alignTinyConfig), 0o644)
+	data := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(data, []byte(`{"chosen":[{"role":"user","content":"Hej"},{"role":"assistant","content":"Cześć!"}],"rejected":[{"role":"user","content":"Hej"},{"role":"assistant","content":"Siema."}]}
+{"chosen":[{"role":"user","content":"Hej"},{"role":"asistant","content":"Cześć!"}],"rejected":[{"role":"user","content":"Hej"},{"role":"assistant","content":"Siema."}]}
+`), 0o644)
+	code, _, stderr := runTrainCLI(t, "orpo", "--model-config", cfg, "--tokenizer", tok, "--data", data, "--out", filepath.Join(dir, "out"), "--quiet")
+	if code != 1 || strings.Count(stderr, "bad.jsonl") != 1 || !strings.Contains(stderr, "line 2") || !strings.Contains(stderr, "asistant") {
+		t.Fatalf("exit %d, stderr %q; want 1 and the file named once with line 2 and the bad role", code, stderr)
+	}
+}
