@@ -96,7 +96,8 @@ type source interface {
 }
 
 // Reader reads samples or preference pairs from one file, validating each
-// record. Like csv.Reader its settings are plain fields, fixed by Options.
+// record; Options fixes its settings when it is made. A Reader is not safe
+// for concurrent use.
 type Reader struct {
 	opts   Options
 	format Format
