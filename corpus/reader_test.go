@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func readAll(t *testing.T, path string, opts Options) ([]Sample, *Reader) {
@@ -351,5 +353,35 @@ func TestQuarantineTooLong(t *testing.T) {
 	}
 	if n != 2 || ql.Line != 2 || ql.RecordBytes != len(long) || ql.Record != "" || !strings.Contains(ql.Reason, "over the length limit") {
 		t.Errorf("%d samples, quarantine %+v", n, ql)
+	}
+}
+
+// TestChunkBoundaries reads every text format one byte per Read call, so
+// that records, strings and escapes straddle every buffer boundary.
+func TestChunkBoundaries(t *testing.T) {
+	for file, f := range map[string]Format{"pllumic.json": PLLuMIC, "openai.jsonl": OpenAI, "invalid.jsonl": OpenAI, "sharegpt.jsonl": ShareGPT} {
+		whole, err := os.ReadFile(filepath.Join("testdata", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := func(in io.Reader) ([]Sample, Accounting) {
+			r, err := NewReader(in, file, Options{Format: f, Policy: Lenient})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []Sample
+			for s, err := range r.Samples(context.Background()) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, s)
+			}
+			return out, r.Accounting()
+		}
+		want, wantAcct := read(bytes.NewReader(whole))
+		got, gotAcct := read(iotest.OneByteReader(bytes.NewReader(whole)))
+		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotAcct, wantAcct) || len(got) == 0 {
+			t.Errorf("%s read a byte at a time: %d samples %+v; whole: %d samples %+v", file, len(got), gotAcct, len(want), wantAcct)
+		}
 	}
 }
