@@ -56,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.fast, "fast", false, "a smoke version of about a minute: smaller model, fewer steps, a few evaluation items")
 	fs.Int64Var(&o.seed, "seed", 1, "seed of the corpus mix and split, initialisation and data order")
 	fs.IntVar(&o.loraRank, "lora-rank", 16, "LoRA rank with --model")
+	fs.StringVar(&o.device, "device", "cpu", "cpu or cuda (bf16 weights; needs a CUDA libtorch, see make setup)")
 	fs.BoolVar(&o.quiet, "quiet", false, "print only where the report is")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -69,6 +70,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "quickstart: unexpected argument %q (see --help)\n", fs.Arg(0))
+		return 2
+	}
+	if o.device != "cpu" && o.device != "cuda" {
+		fmt.Fprintf(stderr, "quickstart: --device %q: want cpu or cuda\n", o.device)
 		return 2
 	}
 	if o.loraRank < 1 {

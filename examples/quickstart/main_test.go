@@ -25,6 +25,7 @@ func TestFlags(t *testing.T) {
 		{name: "unknown flag", args: []string{"--bogus"}, code: 2, stderr: "flag provided but not defined: -bogus", oneLine: true},
 		{name: "argument", args: []string{"extra"}, code: 2, stderr: `unexpected argument "extra"`, oneLine: true},
 		{name: "lora rank", args: []string{"--lora-rank", "0"}, code: 2, stderr: "--lora-rank 0", oneLine: true},
+		{name: "device", args: []string{"--device", "tpu"}, code: 2, stderr: `--device "tpu"`, oneLine: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sugarme/gotch"
+
 	"github.com/pltune/pltune/align"
 	"github.com/pltune/pltune/corpus"
 	"github.com/pltune/pltune/corpus/samples"
@@ -24,6 +26,7 @@ import (
 // options are the command line's settings.
 type options struct {
 	out, model string
+	device     string
 	fast       bool
 	seed       int64
 	loraRank   int
@@ -33,40 +36,40 @@ type options struct {
 // sizes fix the model, the steps and the evaluation subset. The full plan
 // fits the 10-minute budget on 2 CPU cores; fast is the smoke test's.
 type sizes struct {
-	vocab                       int
-	hidden, layers, heads, mlp  int
-	seqLen, prefLen             int
-	batch                       int
-	cptSteps, sftSteps, prefSts int
-	prefPairs                   int // 0: all
-	cptLR, sftLR, orpoLR        float64
-	evalOpenQA, evalRefusal     int
-	evalVerbosity, evalMC       int
-	maxTokens                   int
+	vocab                         int
+	hidden, layers, heads, mlp    int
+	seqLen, orpoLen               int
+	batch                         int
+	cptSteps, sftSteps, orpoSteps int
+	orpoPairs                     int // 0: all
+	cptLR, sftLR, orpoLR          float64
+	evalOpenQA, evalRefusal       int
+	evalVerbosity, evalMC         int
+	maxTokens                     int
 }
 
 func planFor(o options) sizes {
 	if o.fast {
 		return sizes{
 			vocab: 768, hidden: 64, layers: 2, heads: 4, mlp: 172,
-			seqLen: 384, prefLen: 384, batch: 4,
-			cptSteps: 30, sftSteps: 30, prefSts: 18, prefPairs: 24,
+			seqLen: 384, orpoLen: 384, batch: 4,
+			cptSteps: 30, sftSteps: 30, orpoSteps: 18, orpoPairs: 24,
 			cptLR: 3e-3, sftLR: 2e-3, orpoLR: 3e-3,
 			evalOpenQA: 4, evalRefusal: 4, evalVerbosity: 2, evalMC: 8, maxTokens: 8,
 		}
 	}
 	s := sizes{
 		vocab: 3072, hidden: 192, layers: 4, heads: 6, mlp: 512,
-		seqLen: 512, prefLen: 512, batch: 4,
-		cptSteps: 180, sftSteps: 140, prefSts: 80,
+		seqLen: 512, orpoLen: 512, batch: 4,
+		cptSteps: 180, sftSteps: 140, orpoSteps: 80,
 		cptLR: 2e-3, sftLR: 1e-3, orpoLR: 5e-4,
 		evalOpenQA: 24, evalRefusal: 24, evalVerbosity: 8, evalMC: 0, maxTokens: 24,
 	}
 	if o.model != "" {
 		// A real model is far slower per step and already knows language:
 		// fewer, shorter steps at LoRA learning rates.
-		s.batch, s.prefLen = 2, 1024
-		s.cptSteps, s.sftSteps, s.prefSts = 40, 60, 30
+		s.batch, s.orpoLen = 2, 1024
+		s.cptSteps, s.sftSteps, s.orpoSteps = 40, 60, 30
 		s.cptLR, s.sftLR, s.orpoLR = 2e-4, 2e-4, 5e-5
 		s.maxTokens = 48
 	}
@@ -181,22 +184,22 @@ func pipeline(ctx context.Context, o options, log io.Writer) (string, error) {
 		return "", err
 	}
 
-	pairs, droppedPairs, err := preferenceExamples(ctx, tok, z.prefLen)
+	pairs, droppedPairs, err := preferenceExamples(ctx, tok, z.orpoLen)
 	if err != nil {
 		return "", err
 	}
-	if z.prefPairs > 0 && len(pairs) > z.prefPairs {
+	if z.orpoPairs > 0 && len(pairs) > z.orpoPairs {
 		// The smoke run revisits a few pairs for several epochs, so that
 		// its short ORPO curve falls for a reason one can check.
-		pairs = pairs[:z.prefPairs]
+		pairs = pairs[:z.orpoPairs]
 	}
 	rep.PairsDropped = droppedPairs
-	fmt.Fprintf(log, "[6/8] orpo: %d preference pairs (%d longer than %d tokens left out)\n", len(pairs), droppedPairs, z.prefLen)
+	fmt.Fprintf(log, "[6/8] orpo: %d preference pairs (%d longer than %d tokens left out)\n", len(pairs), droppedPairs, z.orpoLen)
 	orpo, err := align.NewORPO(m, pairs, tok.PadID(), align.ORPOConfig{})
 	if err != nil {
 		return "", err
 	}
-	pref, err := runStage(ctx, log, "orpo", o, z.prefSts, z.orpoLR, z.batch, orpo, nil, m, exp)
+	pref, err := runStage(ctx, log, "orpo", o, z.orpoSteps, z.orpoLR, z.batch, orpo, nil, m, exp)
 	rep.Stages = append(rep.Stages, pref)
 	if err != nil {
 		return "", err
@@ -351,6 +354,12 @@ func charsPerToken(tok *tokenize.Tokenizer, texts []string) float64 {
 // every stage, so each stage's adapter applies to the original base.
 func openModel(o options, z sizes, tok *tokenize.Tokenizer) (*train.Model, error) {
 	opts := train.ModelOptions{Seed: o.seed}
+	if o.device == "cuda" {
+		if !gotch.CUDA.IsAvailable() {
+			return nil, errors.New("--device cuda: the linked libtorch has no CUDA device (point LIBTORCH at a CUDA build and rerun make setup)")
+		}
+		opts.Device, opts.DType = gotch.CudaBuilder(0), gotch.BFloat16
+	}
 	if o.model != "" {
 		m, err := train.LoadModel(o.model, opts)
 		if err != nil {
@@ -375,7 +384,7 @@ func openModel(o options, z sizes, tok *tokenize.Tokenizer) (*train.Model, error
 		"num_hidden_layers":       z.layers,
 		"num_attention_heads":     z.heads,
 		"num_key_value_heads":     z.heads / 2,
-		"max_position_embeddings": max(z.seqLen, z.prefLen),
+		"max_position_embeddings": max(z.seqLen, z.orpoLen),
 		"rms_norm_eps":            1e-5,
 		"rope_theta":              10000.0,
 		"tie_word_embeddings":     true,
