@@ -77,6 +77,9 @@ func (o *DPO) Units(idx []int) int { return len(idx) }
 // so the reference scores are deterministic.
 func (o *DPO) ComputeReference(ctx context.Context, ref *train.Model, batchSize int) error {
 	fwd := o.forward
+	if ref == nil && fwd == nil {
+		return errors.New("align: DPO has no model; build it with NewDPO")
+	}
 	switch {
 	case ref != nil:
 		fwd = ref.Forward
@@ -139,6 +142,9 @@ func referenceLogProbs(ctx context.Context, fwd forwardFunc, pairs []tokenize.Pr
 // rewards_chosen and rewards_rejected (β·(π − ref)), reward_margin,
 // reward_accuracy, logps_chosen and logps_rejected (summed log-probs).
 func (o *DPO) Loss(idx []int) (*train.Loss, error) {
+	if o.forward == nil {
+		return nil, errors.New("align: DPO has no model; build it with NewDPO")
+	}
 	if len(o.Reference) != len(o.Pairs) {
 		return nil, errors.New("align: DPO has no reference log-probs; call ComputeReference first")
 	}

@@ -1,6 +1,7 @@
 package align
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -72,6 +73,9 @@ func (o *ORPO) Units(idx []int) int { return len(idx) }
 // reward_accuracy, log_odds, log_odds_ratio (log σ(log-odds)), nll_loss,
 // logps_chosen and logps_rejected (mean log-probs).
 func (o *ORPO) Loss(idx []int) (*train.Loss, error) {
+	if o.forward == nil {
+		return nil, errors.New("align: ORPO has no model; build it with NewORPO")
+	}
 	b, err := newPairBatch(o.Pairs, idx, o.PadID)
 	if err != nil {
 		return nil, err
