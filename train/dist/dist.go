@@ -281,7 +281,7 @@ func InitEnv(ctx context.Context, env Env, opts Options) (*Group, error) {
 		return nil, fmt.Errorf("dist: joining the group at %s:%d as rank %d of %d: %w", env.MasterAddr, env.MasterPort, env.Rank, env.WorldSize, ctx.Err())
 	case r := <-done:
 		if r.err != nil {
-			return nil, fmt.Errorf("dist: joining the %s group at %s:%d as rank %d of %d (timeout %v): %w", be, env.MasterAddr, env.MasterPort, env.Rank, env.WorldSize, opts.Timeout, r.err)
+			return nil, fmt.Errorf("dist: joining the %s group at %s:%d as rank %d of %d (timeout %v; did all ranks start, with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE?): %w", be, env.MasterAddr, env.MasterPort, env.Rank, env.WorldSize, opts.Timeout, r.err)
 		}
 		return &Group{env: env, backend: be, timeout: opts.Timeout, bucket: opts.BucketBytes, g: r.g}, nil
 	}

@@ -202,13 +202,19 @@ type rank struct {
 	stderr bytes.Buffer
 }
 
-// spawn starts a group of n ranks running j.
-func spawn(t *testing.T, n int, j job, timeout string) []*rank {
+// spawn starts a group of n ranks running j: all of them, or only the
+// ranks listed.
+func spawn(t *testing.T, n int, j job, timeout string, only ...int) []*rank {
 	t.Helper()
 	spec, _ := json.Marshal(j)
 	port := freePort(t)
+	if only == nil {
+		for r := range n {
+			only = append(only, r)
+		}
+	}
 	var ranks []*rank
-	for r := range n {
+	for _, r := range only {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), workerEnv+"="+string(spec),
 			"MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port),
@@ -406,4 +412,25 @@ func TestTorchrunJoins(t *testing.T) {
 			t.Errorf("torchrun output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// TestMissingRankTimesOut: a rank whose peer never arrives gives up after
+// the timeout with an error naming the rendezvous.
+func TestMissingRankTimesOut(t *testing.T) {
+	start := time.Now()
+	ranks := spawn(t, 2, job{Mode: "sum"}, "3s", 0)
+	io.Copy(io.Discard, ranks[0].stdout)
+	err := ranks[0].cmd.Wait()
+	took := time.Since(start)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("rank 0 alone ended with %v, want a non-zero exit", err)
+	}
+	if msg := ranks[0].stderr.String(); !strings.Contains(msg, "joining the gloo group") || !strings.Contains(msg, "as rank 0 of 2") {
+		t.Errorf("error does not say what failed: %s", msg)
+	}
+	if took > 20*time.Second {
+		t.Errorf("rank 0 waited %v for its missing peer; the timeout is 3s", took)
+	}
+	t.Logf("rank 0 exited %d after %v: %s", ee.ExitCode(), took.Round(time.Millisecond), strings.TrimSpace(ranks[0].stderr.String()))
 }
