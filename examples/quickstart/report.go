@@ -258,7 +258,7 @@ func stageData(s *stageRun, z sizes, pairsDropped int) string {
 // first trained token, where the labels start.
 func clipDump(s string, lines int) string {
 	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(ls) <= lines+1 {
+	if len(ls) <= lines+6 {
 		return s
 	}
 	from := 2
@@ -268,13 +268,15 @@ func clipDump(s string, lines int) string {
 			break
 		}
 	}
-	to := min(len(ls), from+lines)
+	// The last lines show the end-of-turn token, trained as the answer's end.
+	const tail = 3
+	to := min(len(ls)-tail, from+lines)
 	out := append([]string{ls[0], ls[1]}, fmt.Sprintf("… (%d lines before)", from-2))
 	out = append(out, ls[from:to]...)
-	if to < len(ls) {
-		out = append(out, fmt.Sprintf("… (%d more lines)", len(ls)-to))
+	if to < len(ls)-tail {
+		out = append(out, fmt.Sprintf("… (%d more lines)", len(ls)-tail-to))
 	}
-	return strings.Join(out, "\n")
+	return strings.Join(append(out, ls[len(ls)-tail:]...), "\n")
 }
 
 func dur(sec float64) string {
