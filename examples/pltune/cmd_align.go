@@ -49,15 +49,17 @@ where each response is paired with each worse-ranked one, or with "rating"
 instead of "rank", where each is paired with each rated lower by at least
 --min-margin. Prompt and responses are rendered with the tokenizer's chat
 template; only the response tokens are scored. Pairs longer than --max-len
-are dropped and counted.`
+are dropped and counted. --batch-size counts pairs (two sequences each); the
+loss is the mean over the pairs of a step. --lr defaults to TRL's 1e-6.`
 
 const orpoUsage = `orpo (--model DIR | --model-config FILE --init random) [--tokenizer PATH] --data FILE... --out DIR [flags]
 
 ORPO (Hong et al. 2024): one loss of the chosen response's NLL and
 λ·log σ(log-odds of chosen over rejected), per-response mean log-probs, both
-responses in one forward pass; λ is --beta. Metrics per step in
+responses in one forward pass; λ is --beta. The NLL covers the chosen
+response only (LLaMA-Factory); --nll-on-prompt adds its prompt (TRL). Metrics per step in
 metrics.jsonl: rewards_chosen/rejected, reward_margin, reward_accuracy,
-log_odds, nll_loss, logps_chosen/rejected. Learning rate default: TRL's.
+log_odds, nll_loss, logps_chosen/rejected.
 
 ` + alignDataHelp
 
@@ -68,9 +70,8 @@ response log-probs. The reference log-probs are computed once before
 training: from --ref-model, else from the starting model itself (with its
 LoRA adapters switched off under --lora-rank); they are kept in
 --out/reference_logps.json and reused by a run with the same pairs and
-reference (--resume). Metrics per step in
-metrics.jsonl: rewards_chosen/rejected, reward_margin, reward_accuracy,
-logps_chosen/rejected. Learning rate default: TRL's.
+reference (--resume). Metrics per step in metrics.jsonl: rewards_chosen/
+rejected, reward_margin, reward_accuracy, logps_chosen/rejected.
 
 ` + alignDataHelp
 
