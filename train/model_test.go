@@ -367,3 +367,41 @@ func TestBF16ModelFollowsFP32(t *testing.T) {
 		}
 	}
 }
+
+// Padding and packing put -inf in the attention scores; the gradients must
+// stay finite (a fully masked row would make them NaN).
+func TestGradientsFiniteWithPaddingAndPacking(t *testing.T) {
+	for _, name := range refModels {
+		m := loadRef(t, name)
+		g := openGolden(t, name)
+		for _, c := range []struct {
+			in   *ts.Tensor
+			opts ForwardOptions
+		}{
+			{g.ids("padded.input_ids"), ForwardOptions{AttentionMask: g.ids("padded.attention_mask")}},
+			{g.ids("packed.input_ids"), ForwardOptions{SegmentIDs: g.ids("packed.segment_ids")}},
+		} {
+			out, err := m.Forward(c.in, c.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			loss := out.Logits.MustLogSoftmax(-1, gotch.Float, false).MustMean(gotch.Float, true)
+			if out.AuxLoss != nil {
+				loss = loss.MustAdd(out.AuxLoss, true)
+			}
+			loss.MustBackward()
+			loss.MustDrop()
+			out.Drop()
+			for _, p := range m.NamedParameters() {
+				gr := p.T.MustGrad(false)
+				for _, v := range values(gr) {
+					if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+						t.Fatalf("%s: gradient of %s is %g", name, p.Name, v)
+					}
+				}
+				gr.MustZero_()
+				gr.MustDrop()
+			}
+		}
+	}
+}
