@@ -385,3 +385,20 @@ func TestChunkBoundaries(t *testing.T) {
 		}
 	}
 }
+
+// TestPLLuMICLinesInStrings: a raw line break inside a string (invalid JSON,
+// but it happens) still counts for the line numbers of what follows.
+func TestPLLuMICLinesInStrings(t *testing.T) {
+	in := "[\n{\"conv_id\": 1, \"messages\": \"a\nb\\\"\n\"},\n{\"conv_id\": 2}\n]"
+	var lines []int
+	r, _ := NewReader(strings.NewReader(in), "p.json", Options{Format: PLLuMIC, Policy: Lenient,
+		OnReject: func(e *RecordError) { lines = append(lines, e.Line) }})
+	for _, err := range r.Samples(context.Background()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !reflect.DeepEqual(lines, []int{2, 5}) {
+		t.Errorf("rejected at lines %v, want [2 5]", lines)
+	}
+}
