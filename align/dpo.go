@@ -125,7 +125,7 @@ func referenceLogProbs(ctx context.Context, fwd forwardFunc, pairs []tokenize.Pr
 			if aux != nil {
 				aux.MustDrop()
 			}
-			v := resp.Float64Values(true)
+			v := torchx.Float64s(resp, true)
 			for k, j := range idx {
 				out[j] = RefLogProbs{Chosen: v[k], Rejected: v[len(idx)+k]}
 			}
@@ -171,12 +171,12 @@ func (o *DPO) Loss(idx []int) (*train.Loss, error) {
 	sum := perPair.MustSum(perPair.DType(), true)
 	m := map[string]float64{}
 	if aux != nil {
-		m["aux_loss"] = aux.Float64Values()[0] * float64(b.P)
+		m["aux_loss"] = torchx.Float64s(aux, false)[0] * float64(b.P)
 		w := aux.MustMulScalar(ts.FloatScalar(o.auxCoef*float64(b.P)), true)
 		sum = sum.MustAdd(w, true)
 		w.MustDrop()
 	}
-	vc, vr, lc, lr := rewC.Float64Values(true), rewR.Float64Values(true), pc.Float64Values(true), pr.Float64Values(true)
+	vc, vr, lc, lr := torchx.Float64s(rewC, true), torchx.Float64s(rewR, true), torchx.Float64s(pc, true), torchx.Float64s(pr, true)
 	for i := range b.P {
 		m["rewards_chosen"] += vc[i]
 		m["rewards_rejected"] += vr[i]

@@ -30,7 +30,7 @@ func Evaluate(ctx context.Context, obj train.Objective, batchSize int) (loss flo
 			if l, err = obj.Loss(idx); err != nil {
 				return
 			}
-			loss += l.Sum.Float64Values(true)[0]
+			loss += torchx.Float64s(l.Sum, true)[0]
 			for k, v := range l.Metrics {
 				metrics[k] += v
 			}

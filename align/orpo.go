@@ -3,6 +3,7 @@ package align
 import (
 	"errors"
 	"fmt"
+	"github.com/pltune/pltune/internal/torchx"
 	"math"
 
 	"github.com/pltune/pltune/tokenize"
@@ -106,13 +107,13 @@ func (o *ORPO) Loss(idx []int) (*train.Loss, error) {
 	sum := perPair.MustSum(dt, true)
 	m := map[string]float64{}
 	if aux != nil {
-		m["aux_loss"] = aux.Float64Values()[0] * float64(b.P)
+		m["aux_loss"] = torchx.Float64s(aux, false)[0] * float64(b.P)
 		w := aux.MustMulScalar(ts.FloatScalar(o.auxCoef*float64(b.P)), true)
 		sum = sum.MustAdd(w, true)
 		w.MustDrop()
 	}
 	beta := o.Config.Beta
-	vc, vr, vo, vs, vn := lc.Float64Values(true), lr.Float64Values(true), logOdds.Float64Values(true), ratio.Float64Values(true), nll.Float64Values(true)
+	vc, vr, vo, vs, vn := torchx.Float64s(lc, true), torchx.Float64s(lr, true), torchx.Float64s(logOdds, true), torchx.Float64s(ratio, true), torchx.Float64s(nll, true)
 	for i := range b.P {
 		rc, rr := beta*vc[i], beta*vr[i]
 		m["rewards_chosen"] += rc

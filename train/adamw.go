@@ -155,7 +155,7 @@ func ClipGradNorm(params []Param, maxNorm float64) (float64, error) {
 			n.MustDrop()
 		}
 		total := all.MustNorm(true)
-		norm = total.Float64Values(true)[0]
+		norm = torchx.Float64s(total, true)[0]
 		if maxNorm <= 0 || !(norm > maxNorm) {
 			return
 		}

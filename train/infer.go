@@ -235,7 +235,7 @@ func (m *Model) scoreBatch(inp, tgt, msk []int64, score []float64, B, T int64) (
 	miss := hit.MustSub(sc, false).MustLt(ts.FloatScalar(0), true).MustTotype(gotch.Float, true).MustSumDimIntlist([]int64{1}, false, gotch.Float, true)
 	hit.MustDrop()
 	n := sc.MustSumDimIntlist([]int64{1}, false, gotch.Float, true)
-	sv, mv, nv := float64s(sums), float64s(miss), float64s(n)
+	sv, mv, nv := torchx.Float64s(sums, true), torchx.Float64s(miss, true), torchx.Float64s(n, true)
 	res := make([]LogLikelihood, B)
 	for r := range res {
 		res[r] = LogLikelihood{Sum: sv[r], Tokens: int(nv[r]), Greedy: mv[r] == 0}
@@ -391,7 +391,7 @@ func (m *Model) pick(logits *ts.Tensor, opts GenerateOptions, rng *rand.Rand) []
 	s := logits.MustSize()
 	B, V := int(s[0]), int(s[2])
 	probs := logits.MustDivScalar(ts.FloatScalar(opts.Temperature), false).MustSoftmax(-1, gotch.Double, true)
-	p := float64s(probs)
+	p := torchx.Float64s(probs, true)
 	out := make([]int, B)
 	for b := range B {
 		out[b] = sample(p[b*V:(b+1)*V], opts.TopP, rng)
@@ -427,16 +427,4 @@ func sample(p []float64, topP float64, rng *rand.Rand) int {
 		}
 	}
 	return idx[len(idx)-1]
-}
-
-// float64s copies t's values to the host as float64 and frees t. gotch's
-// Float64Values leaks its converted copy.
-func float64s(t *ts.Tensor) []float64 {
-	d := t.MustTotype(gotch.Double, true)
-	defer d.MustDrop()
-	out := make([]float64, d.Numel())
-	if len(out) > 0 {
-		d.MustCopyData(out, uint(len(out)))
-	}
-	return out
 }

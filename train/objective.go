@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"github.com/pltune/pltune/internal/torchx"
 
 	"github.com/pltune/pltune/tokenize"
 	"github.com/sugarme/gotch"
@@ -123,7 +124,7 @@ func (o *LMObjective) Loss(idx []int) (*Loss, error) {
 	V := int64(o.Model.Config.VocabSize)
 	logits := out.Logits.MustView([]int64{-1, V}, false)
 	tgt := bt.targets.MustView([]int64{-1}, false)
-	if dev := o.Model.Options().Device; dev != gotch.CPU {
+	if dev := o.Model.Options().Device; !sameDevice(dev, gotch.CPU) {
 		tgt = tgt.MustTo(dev, true)
 	}
 	sum := logits.MustCrossEntropyLoss(tgt, ts.NewTensor(), 2, tokenize.IgnoreIndex, 0, true) // reduction: sum
@@ -132,7 +133,7 @@ func (o *LMObjective) Loss(idx []int) (*Loss, error) {
 	if out.AuxLoss != nil {
 		units := float64(o.Units(idx))
 		aux := out.AuxLoss.MustMulScalar(ts.FloatScalar(o.Model.Config.RouterAuxLossCoef*units), false)
-		metrics["aux_loss"] = out.AuxLoss.Float64Values()[0] * units
+		metrics["aux_loss"] = torchx.Float64s(out.AuxLoss, false)[0] * units
 		sum = sum.MustAdd(aux, true)
 		aux.MustDrop()
 	}

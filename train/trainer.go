@@ -361,7 +361,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			if err != nil {
 				return sum, fmt.Errorf("train: step %d: %w", st.Step+1, err)
 			}
-			v := l.Sum.Float64Values()[0]
+			v := torchx.Float64s(l.Sum, false)[0]
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				l.Sum.MustDrop()
 				return sum, fmt.Errorf("train: step %d: loss is %v: %w; the last good checkpoint is %q", st.Step+1, v, ErrNonFinite, sum.Checkpoint)
@@ -493,7 +493,7 @@ func (t *Trainer) allReduce(vals []float64) ([]float64, error) {
 	if err := t.cfg.Comm.AllReduceSum([]*ts.Tensor{x}); err != nil {
 		return nil, fmt.Errorf("train: all-reduce: %w", err)
 	}
-	return x.Float64Values(), nil
+	return torchx.Float64s(x, false), nil
 }
 
 // reduceGrads sums the gradients over ranks. Every rank scaled its loss by
@@ -556,7 +556,7 @@ func EvalLoss(obj Objective, batchSize int) (float64, error) {
 			if l, err = obj.Loss(idx); err != nil {
 				return
 			}
-			lossSum += l.Sum.Float64Values(true)[0]
+			lossSum += torchx.Float64s(l.Sum, true)[0]
 			units += float64(obj.Units(idx))
 		}
 	})

@@ -15,7 +15,9 @@ import "C"
 import (
 	"runtime"
 
+	"github.com/sugarme/gotch"
 	_ "github.com/sugarme/gotch/libtch" // defines the C functions above
+	"github.com/sugarme/gotch/ts"
 )
 
 // ManualSeed seeds libtorch's default generators (CPU and CUDA), as
@@ -48,4 +50,17 @@ func NoGrad(fn func()) {
 	prev := SetGradEnabled(false)
 	defer SetGradEnabled(prev)
 	fn()
+}
+
+// Float64s copies t's values to the host as float64, freeing t when drop
+// is set. gotch's Tensor.Float64Values leaves its converted copy to the
+// garbage collector, which frees libtorch memory late and unpredictably.
+func Float64s(t *ts.Tensor, drop bool) []float64 {
+	d := t.MustTotype(gotch.Double, drop)
+	defer d.MustDrop()
+	out := make([]float64, d.Numel())
+	if len(out) > 0 {
+		d.MustCopyData(out, uint(len(out)))
+	}
+	return out
 }
