@@ -53,6 +53,14 @@ func detectC10D(lt *Libtorch) {
 		lt.NCCL = true
 		lt.C10DIncludeDirs = appendNew(lt.C10DIncludeDirs, nccl, lt.IncludeDirs)
 		lt.C10DIncludeDirs = appendNew(lt.C10DIncludeDirs, rt, lt.IncludeDirs)
+		// PyTorch's wheels split CUDA's headers over nvidia-* packages
+		// (cublas, cusparse, ...), which ATen's CUDA headers include.
+		if lt.Root != "" {
+			more, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Clean(lt.Root)), "nvidia", "*", "include"))
+			for _, d := range more {
+				lt.C10DIncludeDirs = appendNew(lt.C10DIncludeDirs, d, lt.IncludeDirs)
+			}
+		}
 	}
 }
 
@@ -140,6 +148,52 @@ func c10dDefines(lt *Libtorch) []string {
 		d = append(d, "-DUSE_C10D_NCCL")
 	}
 	return d
+}
+
+// prepareC10DShim writes the shim into the libtch folder and checks that it
+// compiles with the backends lt enables. A backend whose headers do not
+// compile with the shim is turned off in lt with a note, so gotch stays
+// usable; a shim that does not compile even without backends is an error
+// naming the file.
+func prepareC10DShim(ctx context.Context, lt *Libtorch, libtch, cxx string) error {
+	type combo struct{ gloo, nccl bool }
+	gloo, nccl := lt.Gloo, lt.NCCL
+	tries := []combo{{gloo, nccl}}
+	if gloo && nccl {
+		tries = append(tries, combo{true, false}, combo{false, true})
+	}
+	if gloo || nccl {
+		tries = append(tries, combo{false, false})
+	}
+	var first, last error
+	for _, c := range tries {
+		lt.Gloo, lt.NCCL = c.gloo, c.nccl
+		last = writeC10DShim(ctx, lt, libtch, cxx)
+		if last == nil {
+			if gloo && !c.gloo {
+				lt.C10DNotes = append(lt.C10DNotes, "Gloo turned off: "+firstLines(first, 3))
+			}
+			if nccl && !c.nccl {
+				lt.C10DNotes = append(lt.C10DNotes, "NCCL turned off: "+firstLines(first, 3))
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if first == nil {
+			first = last
+		}
+	}
+	return last
+}
+
+func firstLines(err error, n int) string {
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, " ")
 }
 
 // writeC10DShim puts the shim into the libtch folder and checks that it

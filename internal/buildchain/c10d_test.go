@@ -99,3 +99,46 @@ func TestC10DShimCompiles(t *testing.T) {
 		t.Fatalf("a broken shim gave %v, want an error naming %s", err, C10DShimFile)
 	}
 }
+
+// TestC10DShimFallback: a backend whose headers break the shim is turned
+// off with a note instead of failing the setup; a shim that is broken
+// without any backend is an error naming its file.
+func TestC10DShimFallback(t *testing.T) {
+	saved := c10dShim
+	defer func() { c10dShim = saved }()
+	for _, c := range []struct {
+		name             string
+		src              string
+		gloo, nccl       bool
+		wantGloo, wantNC bool
+		wantNote, errHas string
+	}{
+		{"gloo breaks", "#ifdef USE_C10D_GLOO\n#error gloo headers broken\n#endif\nint ok;\n", true, true, false, true, "Gloo turned off", ""},
+		{"nccl breaks", "#ifdef USE_C10D_NCCL\n#error nccl headers broken\n#endif\nint ok;\n", true, true, true, false, "NCCL turned off", ""},
+		{"both break", "#if defined(USE_C10D_NCCL) || defined(USE_C10D_GLOO)\n#error broken\n#endif\nint ok;\n", true, true, false, false, "NCCL turned off", ""},
+		{"all fine", "int ok;\n", true, false, true, false, "", ""},
+		{"broken alone", "int broken( {\n", true, false, false, false, "", C10DShimFile},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c10dShim = []byte(c.src)
+			lt := &Libtorch{Version: "test", Gloo: c.gloo, NCCL: c.nccl}
+			err := prepareC10DShim(context.Background(), lt, t.TempDir(), "g++")
+			if c.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), c.errHas) {
+					t.Fatalf("error %v, want one naming %s", err, c.errHas)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lt.Gloo != c.wantGloo || lt.NCCL != c.wantNC {
+				t.Errorf("Gloo %v NCCL %v, want %v %v", lt.Gloo, lt.NCCL, c.wantGloo, c.wantNC)
+			}
+			notes := strings.Join(lt.C10DNotes, "\n")
+			if (c.wantNote == "") != (notes == "") || !strings.Contains(notes, c.wantNote) {
+				t.Errorf("notes %q, want %q", notes, c.wantNote)
+			}
+		})
+	}
+}

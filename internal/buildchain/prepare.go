@@ -94,7 +94,11 @@ func Prepare(ctx context.Context, lt *Libtorch, opts Options) (*Patched, error) 
 		return nil, err
 	}
 	fmt.Fprintf(opts.Log, "checking pltune's c10d shim (distributed: %s)\n", strings.Join(c10dDefines(lt), " "))
-	if err := writeC10DShim(ctx, lt, filepath.Join(tmp, "libtch"), opts.CXX); err != nil {
+	if err := prepareC10DShim(ctx, lt, filepath.Join(tmp, "libtch"), opts.CXX); err != nil {
+		return nil, err
+	}
+	// The shim may have turned a backend off.
+	if err := os.WriteFile(filepath.Join(tmp, "libtch", "lib.go"), []byte(cgoFlags(lt)), 0o644); err != nil {
 		return nil, err
 	}
 	p := &Patched{Dir: dir, Libtorch: *lt, Stubbed: stubbed}
