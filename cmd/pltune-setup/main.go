@@ -49,7 +49,10 @@ func run(ctx context.Context, libtorch, module, cache string, noInstall bool) er
 		module = filepath.Dir(gomod)
 	}
 	lt, err := buildchain.Detect(libtorch)
-	if errors.Is(err, buildchain.ErrNotFound) && !noInstall {
+	// With no LIBTORCH, Debian's packages (libtorch, OpenBLAS, gloo's
+	// headers) are installed where missing, unless a libtorch from
+	// elsewhere (/usr/local) is in use.
+	if libtorch == "" && !noInstall && (errors.Is(err, buildchain.ErrNotFound) || (err == nil && buildchain.IsDebianLibtorch(lt))) {
 		if err := buildchain.InstallDebian(ctx, os.Stdout); err != nil {
 			return err
 		}
@@ -57,14 +60,6 @@ func run(ctx context.Context, libtorch, module, cache string, noInstall bool) er
 	}
 	if err != nil {
 		return err
-	}
-	if libtorch == "" && !lt.CUDA && !noInstall && strings.HasPrefix(lt.BLAS, "reference") {
-		if err := buildchain.InstallDebian(ctx, os.Stdout); err != nil {
-			return err
-		}
-		if lt, err = buildchain.Detect(""); err != nil {
-			return err
-		}
 	}
 	p, err := buildchain.Prepare(ctx, lt, buildchain.Options{CacheDir: cache, Log: os.Stdout})
 	if err != nil {

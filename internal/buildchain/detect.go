@@ -236,3 +236,9 @@ func (lt *Libtorch) Describe() string {
 	}
 	return fmt.Sprintf("libtorch %s, %s, at %s, _GLIBCXX_USE_CXX11_ABI=%d, BLAS: %s, distributed: %s", lt.Version, dev, where, abi, lt.BLAS, dist)
 }
+
+// IsDebianLibtorch tells whether lt is the one Debian's libtorch-dev
+// installs (under /usr/lib/<multiarch>).
+func IsDebianLibtorch(lt *Libtorch) bool {
+	return lt.Root == "" && lt.LibDir == "/usr/lib/"+multiarch()
+}

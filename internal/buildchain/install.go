@@ -14,11 +14,16 @@ import (
 // reference BLAS, about 13 times slower on a training step).
 var DebianPackages = []string{"libtorch-dev", "libopenblas0-pthread"}
 
-// missingDebianPackages returns the DebianPackages dpkg does not report as
-// installed.
-func missingDebianPackages(ctx context.Context) []string {
+// OptionalDebianPackages add features: gloo's headers, without which the
+// data-parallel layer (train/dist) has no CPU backend. Their absence is
+// reported, not an error, when they cannot be installed.
+var OptionalDebianPackages = []string{"libgloo-dev"}
+
+// missingDebianPackages returns the packages of list dpkg does not report
+// as installed.
+func missingDebianPackages(ctx context.Context, list []string) []string {
 	var missing []string
-	for _, p := range DebianPackages {
+	for _, p := range list {
 		out, err := exec.CommandContext(ctx, "dpkg-query", "-W", "-f=${Status}", p).Output()
 		if err != nil || !strings.Contains(string(out), "install ok installed") {
 			missing = append(missing, p)
@@ -27,18 +32,24 @@ func missingDebianPackages(ctx context.Context) []string {
 	return missing
 }
 
-// InstallDebian installs whichever of DebianPackages are missing with apt.
-// It explains what to do instead when apt is missing or the process is not
-// root.
+// InstallDebian installs whichever of DebianPackages and
+// OptionalDebianPackages are missing with apt. It explains what to do
+// instead when apt is missing or the process is not root; missing optional
+// packages alone are only reported then.
 func InstallDebian(ctx context.Context, log io.Writer) error {
 	if _, err := exec.LookPath("apt-get"); err != nil {
 		return fmt.Errorf("no libtorch found and apt-get is not available: install libtorch (C++ headers and libraries) and set LIBTORCH to its folder (holding lib/ and include/)")
 	}
-	missing := missingDebianPackages(ctx)
+	required := missingDebianPackages(ctx, DebianPackages)
+	missing := append(required, missingDebianPackages(ctx, OptionalDebianPackages)...)
 	if len(missing) == 0 {
 		return nil
 	}
 	if os.Geteuid() != 0 {
+		if len(required) == 0 {
+			fmt.Fprintf(log, "note: %s not installed (not root): data-parallel training will lack its CPU backend; `sudo apt-get install -y %s` adds it\n", strings.Join(missing, ", "), strings.Join(missing, " "))
+			return nil
+		}
 		return fmt.Errorf("missing Debian packages %s and not running as root: run `sudo apt-get install -y %s`, or set LIBTORCH to a libtorch folder", strings.Join(missing, ", "), strings.Join(missing, " "))
 	}
 	fmt.Fprintf(log, "installing %s with apt-get (once per machine)\n", strings.Join(missing, " "))
