@@ -143,11 +143,11 @@ func llama(args []string) error {
 	r := rand.New(rand.NewPCG(1, 2))
 	rows := make([]tokenize.PackedRow, (*steps+1)**batch)
 	for i := range rows {
-		ids := make([]int, *seq)
+		ids, pos, seg := make([]int, *seq), make([]int, *seq), make([]int, *seq)
 		for j := range ids {
-			ids[j] = r.IntN(32000)
+			ids[j], pos[j], seg[j] = r.IntN(32000), j, 1
 		}
-		rows[i] = tokenize.PackedRow{IDs: ids, Labels: slices.Clone(ids)}
+		rows[i] = tokenize.PackedRow{IDs: ids, Labels: slices.Clone(ids), PositionIDs: pos, SegmentIDs: seg}
 	}
 	tc := train.DefaultTrainerConfig()
 	tc.OutDir, err = os.MkdirTemp("", "pltune-bench-dist")
