@@ -40,6 +40,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -222,14 +223,14 @@ func InitEnv(ctx context.Context, env Env, opts Options) (*Group, error) {
 	be := opts.Backend
 	if be == "" {
 		be = "gloo"
-		if contains(have, "nccl") && gotch.CUDA.IsAvailable() {
+		if slices.Contains(have, "nccl") && gotch.CUDA.IsAvailable() {
 			be = "nccl"
 		}
 	}
 	if be != "gloo" && be != "nccl" {
 		return nil, fmt.Errorf("dist: unknown backend %q; want gloo, nccl or empty (automatic)", be)
 	}
-	if !contains(have, be) {
+	if !slices.Contains(have, be) {
 		return nil, fmt.Errorf("dist: this build has no %s backend (it has: %s); pltune's setup enables a backend when the linked libtorch exports it and its headers are installed (Gloo on Debian: apt-get install libgloo-dev, then run the setup again)", be, listOrNone(have))
 	}
 	prefix := ""
@@ -285,15 +286,6 @@ func InitEnv(ctx context.Context, env Env, opts Options) (*Group, error) {
 		}
 		return &Group{env: env, backend: be, timeout: opts.Timeout, bucket: opts.BucketBytes, g: r.g}, nil
 	}
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 func listOrNone(xs []string) string {
