@@ -262,16 +262,21 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		if t.world() > 1 {
 			// Only rank 0 writes checkpoints: a rank that cannot see them
 			// (no shared file system) would start elsewhere and desync.
-			got, err := t.allReduce([]float64{float64(st.Step), 1})
+			// The steps are all equal when their sum and sum of squares
+			// are those of equal steps.
+			s := float64(st.Step)
+			got, err := t.allReduce([]float64{s, s * s})
 			if err != nil {
 				return nil, err
 			}
-			if got[0] != float64(st.Step)*got[1] {
-				return nil, fmt.Errorf("resume: rank %d resumes at step %d but the ranks' steps add up to %v: every rank must see OutDir's checkpoints (%s), e.g. on a shared file system", t.rank(), st.Step, got[0], cfg.OutDir)
+			if w := float64(t.world()); got[0] != w*s || got[1] != w*s*s {
+				return nil, fmt.Errorf("resume: rank %d resumes at step %d but other ranks do not: every rank must see OutDir's checkpoints (%s), e.g. on a shared file system", t.rank(), st.Step, cfg.OutDir)
 			}
 		}
-	} else if t.world() > 1 {
-		// Every rank starts from rank 0's weights.
+	}
+	if t.world() > 1 && st.Step == 0 {
+		// A fresh run (also a Resume with no checkpoint yet): every rank
+		// starts from rank 0's weights.
 		tensors := make([]*ts.Tensor, 0, len(opt.Params()))
 		for _, p := range opt.Params() {
 			tensors = append(tensors, p.T)

@@ -78,6 +78,7 @@ func worker(spec string) error {
 		cfg.LR = 1e-3
 		cfg.Epochs = 3
 		cfg.Comm = g
+		cfg.Resume = j.Resume
 		tr, err := train.NewTrainer(cfg, m.NamedParameters(), obj, nil)
 		if err != nil {
 			return err
@@ -390,7 +391,7 @@ func TestDataParallelEqualsOneProcess(t *testing.T) {
 // TestDataParallelLlama: the same equivalence on a real model (a tiny
 // Llama: many parameters of several shapes, masked labels), with the ranks
 // starting from different random weights that the initial broadcast must
-// replace by rank 0's.
+// replace by rank 0's, also when Resume finds no checkpoint.
 func TestDataParallelLlama(t *testing.T) {
 	requireGloo(t)
 	m, obj, err := tinyLlama(1)
@@ -412,7 +413,8 @@ func TestDataParallelLlama(t *testing.T) {
 	if maxAbsDiff(ref, start) < 1e-3 {
 		t.Fatal("training did not move the weights; the comparison would prove nothing")
 	}
-	got := runGroup(t, job{Mode: "llama", Batch: 2, Accum: 2, Out: t.TempDir()})
+	// Resume with no checkpoint yet must still broadcast rank 0's weights.
+	got := runGroup(t, job{Mode: "llama", Batch: 2, Accum: 2, Out: t.TempDir(), Resume: true})
 	for r, w := range got {
 		d := maxAbsDiff(w, ref)
 		if d > 1e-5 {
