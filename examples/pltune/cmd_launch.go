@@ -34,7 +34,8 @@ data-parallel group (train/dist) without Python. For several machines run it on
 each with the same --nnodes, --master-addr and --master-port and that machine's
 --node-rank; node 0's rank 0 hosts the rendezvous store on --master-port.
 
-Each output line is prefixed with its rank. Signals (interrupt, terminate,
+Each output line is prefixed with its rank. OMP_NUM_THREADS, unless set, is the
+number of cores divided by --nproc-per-node. Signals (interrupt, terminate,
 hang-up) are forwarded to every process. When one process exits non-zero the
 others are terminated (killed after --grace) and launch exits with status 1.`
 
@@ -140,25 +141,27 @@ func runLaunch(ctx context.Context, env *cliEnv, args []string) error {
 		// output being drained, which a rank's children can hold open.
 		outR, outW, err := os.Pipe()
 		if err != nil {
+			signalAll(workers, syscall.SIGKILL)
 			return err
 		}
+		readers = append(readers, outR)
 		errR, errW, err := os.Pipe()
 		if err != nil {
+			outW.Close()
+			signalAll(workers, syscall.SIGKILL)
 			return err
 		}
+		readers = append(readers, errR)
 		cmd.Stdout, cmd.Stderr = outW, errW
 		err = cmd.Start()
 		outW.Close()
 		errW.Close()
 		if err != nil {
-			outR.Close()
-			errR.Close()
 			signalAll(workers, syscall.SIGKILL)
 			return fmt.Errorf("starting rank %d (%s): %w", rank, s.argv[0], err)
 		}
 		w := &worker{rank: rank, cmd: cmd}
 		workers = append(workers, w)
-		readers = append(readers, outR, errR)
 		pipes.Add(2)
 		go copyLines(&pipes, &outMu, env.stdout, outR, pfx)
 		go copyLines(&pipes, &outMu, env.stderr, errR, pfx)
@@ -182,6 +185,11 @@ func runLaunch(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}
 	ctxDone := ctx.Done()
+	// main's context ends on the same SIGINT/SIGTERM that sigs receives;
+	// forwarding both would give the ranks two signals, which many
+	// programs take as "quit now". So a cancelled context stops the ranks
+	// only when no signal was forwarded meanwhile.
+	var ctxStop <-chan time.Time
 	for running := len(workers); running > 0; {
 		select {
 		case w := <-exited:
@@ -195,7 +203,12 @@ func runLaunch(ctx context.Context, env *cliEnv, args []string) error {
 			stop(sig.(syscall.Signal))
 		case <-ctxDone:
 			ctxDone = nil
-			stop(syscall.SIGTERM)
+			ctxStop = time.After(200 * time.Millisecond)
+		case <-ctxStop:
+			ctxStop = nil
+			if !stopping {
+				stop(syscall.SIGTERM)
+			}
 		case <-killTimer:
 			fmt.Fprintf(env.stderr, "pltune launch: ranks still running %v after being stopped; killing them\n", s.grace)
 			signalAll(workers, syscall.SIGKILL)
