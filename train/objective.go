@@ -53,6 +53,25 @@ func trainedTarget(r *tokenize.PackedRow, t int) bool {
 	return len(r.SegmentIDs) == 0 || (r.SegmentIDs[t+1] == r.SegmentIDs[t] && r.SegmentIDs[t] != 0)
 }
 
+// withSegments gives a row without segment or position ids (one sequence)
+// segment 1 and positions 0…n-1, so Collate's zero segments mark padding
+// only.
+func withSegments(r tokenize.PackedRow) tokenize.PackedRow {
+	if len(r.SegmentIDs) == 0 {
+		r.SegmentIDs = make([]int, len(r.IDs))
+		for i := range r.SegmentIDs {
+			r.SegmentIDs[i] = 1
+		}
+	}
+	if len(r.PositionIDs) == 0 {
+		r.PositionIDs = make([]int, len(r.IDs))
+		for i := range r.PositionIDs {
+			r.PositionIDs[i] = i
+		}
+	}
+	return r
+}
+
 // batchTensors turns collated rows into [B, T] int64 tensors: ids,
 // positions, segments, attention mask, and next-token targets (IgnoreIndex
 // where nothing is trained).
@@ -75,7 +94,7 @@ func (o *LMObjective) batch(idx []int) (*batchTensors, error) {
 		if j < 0 || j >= len(o.Rows) {
 			return nil, fmt.Errorf("train: row %d out of range [0, %d)", j, len(o.Rows))
 		}
-		rows[i] = o.Rows[j]
+		rows[i] = withSegments(o.Rows[j])
 	}
 	c := tokenize.Collate(rows, o.PadID)
 	B, T := len(rows), len(c.IDs[0])

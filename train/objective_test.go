@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/pltune/pltune/internal/torchx"
+
 	"github.com/pltune/pltune/tokenize"
 )
 
@@ -61,6 +63,25 @@ func countingRows(n, vocab int, pack bool) []tokenize.PackedRow {
 		rows[i] = s.Row()
 	}
 	return rows
+}
+
+// TestLMObjectiveBareRows: rows with only ids and labels (no segment or
+// position ids) are one sequence each and train.
+func TestLMObjectiveBareRows(t *testing.T) {
+	m := tinyLlama(t, 16)
+	rows := []tokenize.PackedRow{{IDs: []int{1, 2, 3, 4}, Labels: []int{1, 2, 3, 4}}, {IDs: []int{5, 6}, Labels: []int{5, 6}}}
+	o := NewLMObjective(m, rows, 0)
+	if u := o.Units([]int{0, 1}); u != 4 {
+		t.Fatalf("Units = %d, want 4", u)
+	}
+	l, err := o.Loss([]int{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Sum.MustDrop()
+	if v := torchx.Float64s(l.Sum, false)[0]; !(v > 0) {
+		t.Fatalf("loss %v: nothing trained", v)
+	}
 }
 
 func TestLMObjectiveUnitsSkipSegmentBoundaries(t *testing.T) {
