@@ -4,7 +4,7 @@
 // fine-tunes it on the instruction mix (SFT), evaluates it, aligns it with
 // ORPO on the preference pairs, evaluates it again and writes a report.
 //
-//	go run ./examples/quickstart                 # about 10 minutes on 2 CPU cores
+//	go run ./examples/quickstart                 # 4–7 minutes on 2 shared CPU cores (BENCHMARKS.md)
 //	go run ./examples/quickstart --fast          # a one-minute smoke version
 //	go run ./examples/quickstart --model DIR     # a real HF model folder, with LoRA
 //
