@@ -147,3 +147,44 @@ func mean(xs []float64) float64 {
 	}
 	return s / float64(len(xs))
 }
+
+// cancelOn cancels when a line containing marker is written.
+type cancelOn struct {
+	marker string
+	cancel context.CancelFunc
+	buf    bytes.Buffer
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	c.buf.Write(p)
+	if strings.Contains(c.buf.String(), c.marker) {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+// TestInterruptKeepsFinishedStages cancels the run as SFT starts, as Ctrl-C
+// does: the exit code is 1, the message says so, and the CPT model is
+// complete.
+func TestInterruptKeepsFinishedStages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a stage")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &cancelOn{marker: "[4/8] sft", cancel: cancel}
+	var errb bytes.Buffer
+	if code := run(ctx, []string{"--fast", "--out", dir}, log, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr %q", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "interrupted; finished stages are in "+dir) {
+		t.Errorf("stderr %q does not say the run was interrupted", errb.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cpt", "final", "model.safetensors")); err != nil {
+		t.Errorf("the finished CPT stage lost its model: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "report.md")); err == nil {
+		t.Error("an interrupted run wrote a report")
+	}
+}
