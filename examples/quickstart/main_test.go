@@ -115,6 +115,37 @@ func TestFastPipeline(t *testing.T) {
 			t.Errorf("%s loss did not go down: first third %.4f, last third %.4f (%v)", stage, first, last, losses)
 		}
 	}
+	t.Run("model", func(t *testing.T) { testOnModel(t, filepath.Join(dir, "sft", "final")) })
+}
+
+// testOnModel runs the --model path (LoRA through every stage, the model's
+// own tokenizer) on the Hugging Face folder model.
+func testOnModel(t *testing.T, model string) {
+	var out, errb bytes.Buffer
+	dir := t.TempDir()
+	if code := run(context.Background(), []string{"--fast", "--model", model, "--lora-rank", "4", "--out", dir}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "tokenizer: the model's own") {
+		t.Errorf("the run trained a tokenizer instead of using the model's:\n%s", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer")); err == nil {
+		t.Error("a tokenizer folder was written for --model")
+	}
+	for _, stage := range []string{"cpt", "sft", "orpo"} {
+		for _, f := range []string{"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} {
+			if _, err := os.Stat(filepath.Join(dir, stage, "final", f)); err != nil {
+				t.Errorf("%s adapter: %v", stage, err)
+			}
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(md, []byte("LoRA (rank 4) on `"+model+"`")) {
+		t.Errorf("report.md does not name the LoRA run:\n%s", md[:min(len(md), 400)])
+	}
 }
 
 func readLosses(t *testing.T, path string) []float64 {
