@@ -412,6 +412,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			return sum, err
 		}
 		opt.ZeroGrad()
+		torchx.ReleaseFreeMemory()
 		st.Step++
 		st.Cursor++
 		if st.Cursor == stepsPerEpoch {

@@ -152,3 +152,22 @@ func TestCgoFlags(t *testing.T) {
 		t.Error("CPU and CUDA copies share a folder")
 	}
 }
+
+func TestFreeReplacedHandles(t *testing.T) {
+	src := []byte("func(ts *Tensor) Abs_()(err error) { \n  ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(0)))\n  \n    lib.AtgAbs_(ptr, ts.ctensor)\n  if err = TorchErr(); err != nil {\n    return err\n  }\n  ts.ctensor = *ptr\n  \n  return err\n} \n")
+	out, n := FreeReplacedHandles(src)
+	if n != 1 || !strings.Contains(string(out), "\n  lib.AtFree(ts.ctensor)\n  ts.ctensor = *ptr\n") {
+		t.Fatalf("patched %d ops:\n%s", n, out)
+	}
+	dir, err := gotchSource(t.Context())
+	if err != nil {
+		t.Skip("gotch not downloadable here:", err)
+	}
+	real, err := os.ReadFile(filepath.Join(dir, "ts", "tensor-generated.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, n := FreeReplacedHandles(real); n < 200 {
+		t.Fatalf("patched %d in-place ops of gotch %s, want > 200", n, GotchVersion)
+	}
+}

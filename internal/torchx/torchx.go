@@ -9,6 +9,7 @@ void at_manual_seed(int64_t);
 void at_set_num_threads(int);
 int at_get_num_threads();
 int at_grad_set_enabled(int);
+#include <malloc.h>
 */
 import "C"
 
@@ -64,3 +65,11 @@ func Float64s(t *ts.Tensor, drop bool) []float64 {
 	}
 	return out
 }
+
+// ReleaseFreeMemory returns the C heap's free pages to the system
+// (glibc's malloc_trim). libtorch frees a training step's activations
+// through malloc, and glibc keeps large freed blocks in its arenas once its
+// dynamic mmap threshold has risen: measured on the tiny Llama, resident
+// memory grew by 100–200 MB a step while the bytes in use stayed constant.
+// Trimming once per optimizer step keeps resident memory at what is used.
+func ReleaseFreeMemory() { C.malloc_trim(0) }
