@@ -94,7 +94,7 @@ func runORPO(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := f.openModel()
+	m, err := f.openModel(ctx)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := f.openModel()
+	m, err := f.openModel(ctx)
 	if err != nil {
 		return err
 	}

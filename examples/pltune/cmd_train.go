@@ -16,6 +16,7 @@ import (
 	"github.com/pltune/pltune/corpus"
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
+	"github.com/pltune/pltune/train/dist"
 	"github.com/sugarme/gotch"
 )
 
@@ -52,6 +53,9 @@ type trainFlags struct {
 	device                   string
 	saveEvery, evalEvery     int
 	quiet                    bool
+	// comm is the data-parallel group joined when the command runs under
+	// pltune launch or torchrun; nil otherwise.
+	comm train.Communicator
 }
 
 func (f *trainFlags) register(fs *flag.FlagSet, defaultLR float64) {
@@ -116,13 +120,26 @@ func (f *trainFlags) modelOptions() (train.ModelOptions, error) {
 		if !gotch.CUDA.IsAvailable() {
 			return opts, errors.New("--device cuda: no CUDA device in the linked libtorch (set LIBTORCH to a CUDA build and rerun make setup)")
 		}
-		opts.Device, opts.DType = gotch.CudaBuilder(0), gotch.BFloat16
+		gpu := 0
+		if g, ok := f.comm.(*dist.Group); ok {
+			gpu = g.LocalRank()
+		}
+		opts.Device, opts.DType = gotch.CudaBuilder(uint(gpu)), gotch.BFloat16
 	}
 	return opts, nil
 }
 
-// openModel loads --model or builds --model-config, and applies LoRA.
-func (f *trainFlags) openModel() (*train.Model, error) {
+// openModel joins the data-parallel group when the command was started by
+// pltune launch or torchrun, then loads --model or builds --model-config,
+// and applies LoRA.
+func (f *trainFlags) openModel(ctx context.Context) (*train.Model, error) {
+	if dist.Launched() && f.comm == nil {
+		g, err := dist.Init(ctx, dist.Options{})
+		if err != nil {
+			return nil, err
+		}
+		f.comm = g
+	}
 	opts, err := f.modelOptions()
 	if err != nil {
 		return nil, err
@@ -159,6 +176,7 @@ func (f *trainFlags) trainerConfig(env *cliEnv) train.TrainerConfig {
 	cfg.OutDir, cfg.Epochs, cfg.MaxSteps, cfg.LR, cfg.WarmupRatio = f.out, f.epochs, f.maxSteps, f.lr, f.warmup
 	cfg.BatchSize, cfg.GradAccum, cfg.Seed, cfg.Resume = f.batch, f.accum, f.seed, f.resume
 	cfg.SaveEvery, cfg.EvalEvery = f.saveEvery, f.evalEvery
+	cfg.Comm = f.comm
 	if f.quiet {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	} else {
@@ -273,7 +291,7 @@ func runPretrain(ctx context.Context, env *cliEnv, args []string) error {
 	if len(rows) == 0 {
 		return errors.New("no text in the data files")
 	}
-	m, err := f.openModel()
+	m, err := f.openModel(ctx)
 	if err != nil {
 		return err
 	}
@@ -414,7 +432,7 @@ func runSFT(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := f.openModel()
+	m, err := f.openModel(ctx)
 	if err != nil {
 		return err
 	}

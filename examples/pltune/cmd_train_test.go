@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -125,4 +127,43 @@ func TestTrainCommandsUsage(t *testing.T) {
 	if code, out, _ := runTrainCLI(t, "sft", "--help"); code != 0 || !strings.Contains(out, "-lora-rank") {
 		t.Errorf("sft --help: exit %d, %q", code, out)
 	}
+}
+
+// TestSFTUnderLaunch: `pltune launch --nproc-per-node 2 -- pltune sft ...`
+// trains one model with two ranks: rank 0 alone writes metrics and the
+// final model, and the steps are those of the global batch (2 ranks × 1).
+func TestSFTUnderLaunch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two processes")
+	}
+	tok := trainedTokenizerDir(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.json")
+	data := filepath.Join(dir, "chat.jsonl")
+	os.WriteFile(cfg, []byte(tinyConfig), 0o644)
+	os.WriteFile(data, []byte(chatFile), 0o644)
+	out := filepath.Join(dir, "out")
+	t.Setenv(cliEnvVar, "1")
+	code, stdout, stderr := runTrainCLI(t, "launch", "--nproc-per-node", "2", "--master-port", strconv.Itoa(freeTCPPort(t)), "--",
+		os.Args[0], "sft", "--model-config", cfg, "--tokenizer", tok, "--data", data, "--out", out,
+		"--epochs", "2", "--batch-size", "1", "--max-len", "128", "--lr", "3e-3", "--quiet")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	recs := metricsLines(t, filepath.Join(out, "metrics.jsonl"))
+	if len(recs) != 4 { // 4 samples / (1 per rank × 2 ranks) × 2 epochs
+		t.Fatalf("%d metrics lines, want 4 (one writer, global batch 2)", len(recs))
+	}
+	if _, err := os.Stat(filepath.Join(out, "final", "model.safetensors")); err != nil {
+		t.Fatalf("no final model: %v", err)
+	}
+}
+
+func freeTCPPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
