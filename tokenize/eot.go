@@ -38,3 +38,16 @@ func (t *Tokenizer) PadID() int {
 	}
 	return 0
 }
+
+// DocumentEndToken is the token that ends a pre-training document: the
+// end-of-text token where the vocabulary has one (an instruct tokenizer's
+// eos_token often ends a chat turn instead: Llama-3's <|eot_id|>, Qwen's
+// <|im_end|>), else the EOS token.
+func (t *Tokenizer) DocumentEndToken() string {
+	for _, tok := range []string{"<|end_of_text|>", "<|endoftext|>"} {
+		if _, ok := t.TokenToID(tok); ok {
+			return tok
+		}
+	}
+	return t.Config().EOSToken
+}

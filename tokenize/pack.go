@@ -133,10 +133,9 @@ func (f *freeIndex) take(n int) (int, bool) {
 type PretrainOptions struct {
 	// RowLen is the number of tokens of a row; required.
 	RowLen int
-	// EOSToken separates documents; "" means the tokenizer's eos_token. For
-	// an instruct tokenizer whose eos_token ends a turn (Llama-3's
-	// <|eot_id|>, Qwen's <|im_end|>) name the document end instead
-	// (<|end_of_text|>, <|endoftext|>).
+	// EOSToken separates documents; "" means Tokenizer.DocumentEndToken
+	// (the end-of-text token of Llama-3 and Qwen vocabularies, whose
+	// eos_token ends a chat turn; else eos_token).
 	EOSToken string
 	// KeepLast emits the final, shorter row instead of dropping it.
 	KeepLast bool
@@ -153,7 +152,7 @@ type PretrainOptions struct {
 func PretrainRows(ctx context.Context, tok *Tokenizer, docs iter.Seq[string], opts PretrainOptions) iter.Seq2[PackedRow, error] {
 	name := opts.EOSToken
 	if name == "" {
-		name = tok.Config().EOSToken
+		name = tok.DocumentEndToken()
 	}
 	eos, ok := tok.TokenToID(name)
 	return func(yield func(PackedRow, error) bool) {

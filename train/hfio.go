@@ -235,20 +235,29 @@ func (m *Model) Save(dir string, opts SaveOptions) error {
 		return err
 	}
 	if opts.TokenizerDir != "" {
-		copied := 0
-		for _, f := range tokenizerFiles {
-			err := copyFile(filepath.Join(opts.TokenizerDir, f), filepath.Join(dir, f))
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("train: copying the tokenizer: %w", err)
-			}
-			copied++
+		return CopyTokenizerFiles(opts.TokenizerDir, dir)
+	}
+	return nil
+}
+
+// CopyTokenizerFiles copies the tokenizer files of srcDir (tokenizer.json,
+// tokenizer_config.json, special_tokens_map.json, tokenizer.model,
+// chat_template.jinja; those present) into dstDir, so a saved model or
+// adapter folder serves on its own. A srcDir with none of them is an error.
+func CopyTokenizerFiles(srcDir, dstDir string) error {
+	copied := 0
+	for _, f := range tokenizerFiles {
+		err := copyFile(filepath.Join(srcDir, f), filepath.Join(dstDir, f))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
 		}
-		if copied == 0 {
-			return fmt.Errorf("train: SaveOptions.TokenizerDir %s holds none of %s", opts.TokenizerDir, strings.Join(tokenizerFiles, ", "))
+		if err != nil {
+			return fmt.Errorf("train: copying the tokenizer: %w", err)
 		}
+		copied++
+	}
+	if copied == 0 {
+		return fmt.Errorf("train: tokenizer folder %s holds none of %s", srcDir, strings.Join(tokenizerFiles, ", "))
 	}
 	return nil
 }

@@ -201,26 +201,10 @@ func (f *trainFlags) export(m *train.Model, tok *tokenize.Tokenizer) func(string
 			if err := m.SaveAdapter(dir, f.model); err != nil {
 				return err
 			}
-			return copyTokenizerFiles(tokDir, dir)
+			return train.CopyTokenizerFiles(tokDir, dir)
 		}
 		return m.Save(dir, train.SaveOptions{TokenizerDir: tokDir, EOSTokenIDs: tok.StopIDs()})
 	}
-}
-
-func copyTokenizerFiles(src, dst string) error {
-	for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} {
-		b, err := os.ReadFile(filepath.Join(src, name))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dst, name), b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // heldOut splits off the last 5% of rows (at least one) when evaluation is
@@ -279,7 +263,7 @@ func runPretrain(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	var rows []tokenize.PackedRow
 	var docErr error
-	for row, err := range tokenize.PretrainRows(ctx, tok, readDocuments(f.data, &docErr), tokenize.PretrainOptions{RowLen: f.maxLen, EOSToken: documentEnd(tok), KeepLast: true}) {
+	for row, err := range tokenize.PretrainRows(ctx, tok, readDocuments(f.data, &docErr), tokenize.PretrainOptions{RowLen: f.maxLen, KeepLast: true}) {
 		if err != nil {
 			return err
 		}
@@ -297,17 +281,6 @@ func runPretrain(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	defer m.Drop()
 	return f.runTraining(ctx, env, m, tok, rows)
-}
-
-// documentEnd is the token between pre-training documents: the
-// end-of-text token where the EOS of an instruct tokenizer ends a turn.
-func documentEnd(tok *tokenize.Tokenizer) string {
-	for _, t := range []string{"<|end_of_text|>", "<|endoftext|>"} {
-		if _, ok := tok.TokenToID(t); ok {
-			return t
-		}
-	}
-	return ""
 }
 
 // readDocuments yields the documents of files; a read error is stored in

@@ -428,7 +428,7 @@ func pretrainRows(ctx context.Context, tok *tokenize.Tokenizer, texts []string, 
 		}
 	}
 	var rows []tokenize.PackedRow
-	for row, err := range tokenize.PretrainRows(ctx, tok, docs, tokenize.PretrainOptions{RowLen: rowLen, EOSToken: documentEnd(tok)}) {
+	for row, err := range tokenize.PretrainRows(ctx, tok, docs, tokenize.PretrainOptions{RowLen: rowLen}) {
 		if err != nil {
 			return nil, err
 		}
@@ -438,17 +438,6 @@ func pretrainRows(ctx context.Context, tok *tokenize.Tokenizer, texts []string, 
 		return nil, errors.New("cpt: the pre-training text fills no row")
 	}
 	return rows, nil
-}
-
-// documentEnd is the token between pre-training documents: the
-// end-of-text token where an instruct tokenizer's EOS ends a turn.
-func documentEnd(tok *tokenize.Tokenizer) string {
-	for _, t := range []string{tokenize.TrainedEOS, "<|endoftext|>"} {
-		if _, ok := tok.TokenToID(t); ok {
-			return t
-		}
-	}
-	return ""
 }
 
 // sftRows builds the assistant-only sequences of ss and packs them; it
@@ -526,19 +515,7 @@ func (e exporter) export(dir string) error {
 	if err := e.m.SaveAdapter(dir, e.base); err != nil {
 		return err
 	}
-	for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} {
-		b, err := os.ReadFile(filepath.Join(e.tokDir, name))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return train.CopyTokenizerFiles(e.tokDir, dir)
 }
 
 // runStage trains obj for steps optimizer steps into out/name and prints a

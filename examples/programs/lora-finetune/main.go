@@ -20,7 +20,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 
 	"github.com/sugarme/gotch"
@@ -164,7 +163,7 @@ func finetune(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		if err := m.SaveAdapter(dir, c.model); err != nil {
 			return err
 		}
-		return copyTokenizer(c.model, dir)
+		return train.CopyTokenizerFiles(c.model, dir)
 	}
 	tr, err := train.NewTrainer(cfg, m.NamedParameters(), train.NewLMObjective(m, rows, tok.PadID()), nil)
 	if err != nil {
@@ -175,23 +174,5 @@ func finetune(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%d steps, final loss %.4f\n%s: %s\n", sum.Steps, sum.FinalLoss, map[bool]string{true: "merged model", false: "adapter"}[c.merge], sum.Final)
-	return nil
-}
-
-// copyTokenizer puts the tokenizer files next to the adapter, so the folder
-// serves on its own with PEFT's AutoPeftModelForCausalLM.
-func copyTokenizer(src, dst string) error {
-	for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} {
-		b, err := os.ReadFile(filepath.Join(src, name))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dst, name), b, 0o644); err != nil {
-			return err
-		}
-	}
 	return nil
 }
