@@ -3,6 +3,8 @@ package eval
 import (
 	"slices"
 	"strings"
+
+	stylelint "github.com/pltune/pltune/eval/style"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -37,7 +39,8 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 		it.StyleFindings = ptr(n)
 		style.Responses++
 		style.Findings += n
-		style.Words += CountWords(text)
+		// Words as the style linter counts them: its per-1,000-words unit.
+		style.Words += stylelint.CountWords(text)
 		if style.Words > 0 {
 			style.Per1000Words = 1000 * float64(style.Findings) / float64(style.Words)
 		}
