@@ -81,20 +81,7 @@ func runORPO(ctx context.Context, env *cliEnv, args []string) error {
 	f.register(fs, "λ, the weight of the odds-ratio term")
 	var nllOnPrompt bool
 	fs.BoolVar(&nllOnPrompt, "nll-on-prompt", false, "NLL term over the chosen prompt too (TRL); default: response only")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := f.check(fs.Args()); err != nil {
-		return err
-	}
-	if f.beta <= 0 {
-		return usagef("--beta %v: want > 0 (λ 0 would be plain SFT)", f.beta)
-	}
-	tok, pairs, err := f.loadPairs(ctx, env)
-	if err != nil {
-		return err
-	}
-	m, err := f.openModel(ctx)
+	tok, pairs, m, err := f.start(ctx, env, fs, args, " (λ 0 would be plain SFT)")
 	if err != nil {
 		return err
 	}
@@ -120,20 +107,7 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 	f.register(fs, "β, the scale of the implicit reward")
 	var refDir string
 	fs.StringVar(&refDir, "ref-model", "", "reference model folder (default: the starting model; its base under LoRA)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := f.check(fs.Args()); err != nil {
-		return err
-	}
-	if f.beta <= 0 {
-		return usagef("--beta %v: want > 0", f.beta)
-	}
-	tok, pairs, err := f.loadPairs(ctx, env)
-	if err != nil {
-		return err
-	}
-	m, err := f.openModel(ctx)
+	tok, pairs, m, err := f.start(ctx, env, fs, args, "")
 	if err != nil {
 		return err
 	}
@@ -198,6 +172,30 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 // loadPairs reads, filters and tokenizes the preference data.
+// start is what orpo and dpo do first: parse and check the flags (betaNote
+// follows the error for a β that is not positive), read the pairs, open
+// the model.
+func (f *alignFlags) start(ctx context.Context, env *cliEnv, fs *flag.FlagSet, args []string, betaNote string) (*tokenize.Tokenizer, []tokenize.PreferenceExample, *train.Model, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := f.check(fs.Args()); err != nil {
+		return nil, nil, nil, err
+	}
+	if f.beta <= 0 {
+		return nil, nil, nil, usagef("--beta %v: want > 0%s", f.beta, betaNote)
+	}
+	tok, pairs, err := f.loadPairs(ctx, env)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m, err := f.openModel(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return tok, pairs, m, nil
+}
+
 func (f *alignFlags) loadPairs(ctx context.Context, env *cliEnv) (*tokenize.Tokenizer, []tokenize.PreferenceExample, error) {
 	if f.minMargin < 0 {
 		return nil, nil, usagef("--min-margin %v: want ≥ 0", f.minMargin)
