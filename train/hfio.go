@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/pltune/pltune/train/hfconfig"
 	"github.com/pltune/pltune/train/safetensors"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -70,7 +71,7 @@ func (m *Model) readGenerationConfig(path string) error {
 		return fmt.Errorf("train: %s: %v", path, err)
 	}
 	var ids []int
-	if err := parseEOS(raw["eos_token_id"], &ids); err != nil {
+	if err := hfconfig.ParseEOS(raw["eos_token_id"], &ids); err != nil {
 		return fmt.Errorf("train: %s: %v", path, err)
 	}
 	for _, id := range ids {

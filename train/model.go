@@ -200,9 +200,9 @@ func structure(cfg *Config) *Model {
 	return m
 }
 
-// NumParameters is the number of weights a model of this config holds
+// numParameters is the number of weights a model of this config holds
 // (LoRA adapters aside), counted from the same tensor list checkpoints use.
-func (c *Config) NumParameters() int64 {
+func numParameters(c *Config) int64 {
 	var n int64
 	for _, b := range structure(c).bindings() {
 		k := int64(1)

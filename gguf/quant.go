@@ -1,0 +1,93 @@
+package gguf
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/pltune/pltune/train/safetensors"
+)
+
+// EncodeRow appends the values of src, converted to type t, to dst.
+// F16 and BF16 round to nearest even as PyTorch and numpy do; Q8_0 follows
+// ggml's quantize_row_q8_0_ref: per block of 32, d = max|x| / 127, each
+// value round(x / d) (half away from zero), d stored as fp16.
+func EncodeRow(dst []byte, t TensorType, src []float32) ([]byte, error) {
+	switch t {
+	case F32:
+		for _, v := range src {
+			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
+		}
+	case F16:
+		for _, v := range src {
+			dst = binary.LittleEndian.AppendUint16(dst, safetensors.Float32ToF16(v))
+		}
+	case BF16:
+		for _, v := range src {
+			dst = binary.LittleEndian.AppendUint16(dst, safetensors.Float32ToBF16(v))
+		}
+	case Q8_0:
+		if len(src)%Q8Block != 0 {
+			return dst, fmt.Errorf("gguf: a Q8_0 row needs a multiple of %d values, got %d", Q8Block, len(src))
+		}
+		for b := 0; b < len(src); b += Q8Block {
+			block := src[b : b+Q8Block]
+			var amax float32
+			for _, v := range block {
+				amax = max(amax, float32(math.Abs(float64(v))))
+			}
+			d := amax / 127
+			var id float32
+			if d != 0 {
+				id = 1 / d
+			}
+			dst = binary.LittleEndian.AppendUint16(dst, safetensors.Float32ToF16(d))
+			for _, v := range block {
+				dst = append(dst, byte(int8(roundAway(v*id))))
+			}
+		}
+	default:
+		return dst, fmt.Errorf("gguf: cannot write %v", t)
+	}
+	return dst, nil
+}
+
+// roundAway is C's roundf: halves go away from zero.
+func roundAway(x float32) float32 {
+	return float32(math.Round(float64(x)))
+}
+
+// DecodeRow converts data of type t into dst (len(dst) values).
+func DecodeRow(dst []float32, t TensorType, data []byte) error {
+	n := int64(len(dst))
+	want, err := t.RowBytes(n)
+	if err != nil {
+		return err
+	}
+	if int64(len(data)) != want {
+		return fmt.Errorf("gguf: %d values of %v need %d bytes, got %d", n, t, want, len(data))
+	}
+	switch t {
+	case F32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = safetensors.F16ToFloat32(binary.LittleEndian.Uint16(data[2*i:]))
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = safetensors.BF16ToFloat32(binary.LittleEndian.Uint16(data[2*i:]))
+		}
+	case Q8_0:
+		for b := range len(dst) / Q8Block {
+			blk := data[b*(2+Q8Block):]
+			d := safetensors.F16ToFloat32(binary.LittleEndian.Uint16(blk))
+			for j := range Q8Block {
+				dst[b*Q8Block+j] = d * float32(int8(blk[2+j]))
+			}
+		}
+	}
+	return nil
+}
