@@ -90,6 +90,8 @@ type Task struct {
 	MC        []MCItem
 	Refusal   []RefusalItem
 	Verbosity []VerbosityItem
+	// Harness holds an lm-evaluation-harness task (KindHarness).
+	Harness *HarnessItems
 }
 
 // Len returns the number of items.
@@ -103,6 +105,10 @@ func (t *Task) Len() int {
 		return len(t.Refusal)
 	case KindVerbosity:
 		return len(t.Verbosity)
+	case KindHarness:
+		if t.Harness != nil {
+			return len(t.Harness.Docs)
+		}
 	}
 	return 0
 }
