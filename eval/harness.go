@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -46,8 +47,14 @@ type HarnessTask struct {
 	Name    string        // the harness's task name
 	Dataset string        // the dataset_path the YAML reads
 	Output  HarnessOutput // output_type
-	// Text is doc_to_text.
-	Text func(Doc) (string, error)
+	// TextTemplate is doc_to_text as the YAML writes it; the {{field}}
+	// substitutions are all pltune renders (Text, when set, renders
+	// instead).
+	TextTemplate string
+	Text         func(Doc) (string, error)
+	// TargetTemplate is the YAML's doc_to_target, kept for the agreement
+	// test that has the harness render it; Gold and Target implement it.
+	TargetTemplate string
 	// Choices is doc_to_choice (multiple choice).
 	Choices []string
 	// Gold is doc_to_target of a multiple-choice task: an index into Choices.
@@ -68,6 +75,10 @@ type HarnessTask struct {
 	F1Labels []string
 	// Required are the fields every document must have.
 	Required []string
+	// FewshotFromTest: the YAML's fewshot_split is its test split with the
+	// first_n sampler (Belebele): a document's examples are the first
+	// NumFewshot+1 documents without itself.
+	FewshotFromTest bool
 	// Process is process_docs, when the task has one.
 	Process func([]Doc) ([]Doc, error)
 
@@ -255,7 +266,9 @@ type HarnessOptions struct {
 	NumFewshot int
 	// Fewshot are the documents examples are drawn from (the task's
 	// fewshot_split, or training_split), in file order; the first
-	// NumFewshot are used (the harness's first_n sampler).
+	// NumFewshot are used (the harness's first_n sampler; its default
+	// random sampler is not reproduced, see the package README). Tasks
+	// with FewshotFromTest draw from the evaluated documents instead.
 	Fewshot []Doc
 }
 
@@ -270,25 +283,40 @@ func BuildHarness(spec *HarnessTask, docs []Doc, name, file string, opt HarnessO
 	if err != nil {
 		return nil, err
 	}
-	var shots []string
-	if opt.NumFewshot > 0 {
-		if len(opt.Fewshot) < opt.NumFewshot {
-			return nil, fmt.Errorf("eval: %s: %d few-shot examples asked for, %d given", spec.Name, opt.NumFewshot, len(opt.Fewshot))
+	shot := func(d Doc) (string, error) {
+		text, err := spec.Text(d)
+		if err != nil {
+			return "", err
 		}
-		pool, err := spec.prepare(opt.Fewshot, "few-shot file")
+		target, err := spec.targetText(d)
+		return text + TargetDelimiter + target, err
+	}
+	var shots []string // shared examples (a separate few-shot split)
+	var pool []Doc     // FewshotFromTest: candidates, the doc itself excluded later
+	switch {
+	case opt.NumFewshot <= 0:
+	case spec.FewshotFromTest:
+		if len(docs) < opt.NumFewshot+1 {
+			return nil, fmt.Errorf("eval: %s: %d-shot needs at least %d documents; the file has %d", spec.Name, opt.NumFewshot, opt.NumFewshot+1, len(docs))
+		}
+		pool = docs[:opt.NumFewshot+1]
+	default:
+		if len(opt.Fewshot) == 0 {
+			return nil, fmt.Errorf("eval: %s: %d-shot needs a few-shot file (the task's training split)", spec.Name, opt.NumFewshot)
+		}
+		fs, err := spec.prepare(opt.Fewshot, "few-shot file")
 		if err != nil {
 			return nil, err
 		}
-		if len(pool) < opt.NumFewshot {
-			return nil, fmt.Errorf("eval: %s: %d few-shot examples asked for, %d left after process_docs", spec.Name, opt.NumFewshot, len(pool))
+		if len(fs) < opt.NumFewshot {
+			return nil, fmt.Errorf("eval: %s: %d few-shot examples asked for, %d given", spec.Name, opt.NumFewshot, len(fs))
 		}
-		for _, d := range pool[:opt.NumFewshot] {
-			text, _ := spec.Text(d)
-			target, err := spec.targetText(d)
+		for _, d := range fs[:opt.NumFewshot] {
+			s, err := shot(d)
 			if err != nil {
 				return nil, err
 			}
-			shots = append(shots, text+TargetDelimiter+target)
+			shots = append(shots, s)
 		}
 	}
 	if name == "" {
@@ -300,7 +328,16 @@ func BuildHarness(spec *HarnessTask, docs []Doc, name, file string, opt HarnessO
 		if err != nil {
 			return nil, &ParseError{File: file, Err: fmt.Errorf("document %d: %v", i, err)}
 		}
-		hd := HarnessDoc{ID: strconv.Itoa(i), Context: strings.Join(append(slices.Clone(shots), text), FewshotDelimiter)}
+		ex := slices.Clone(shots)
+		if pool != nil {
+			for _, p := range pool {
+				if len(ex) < opt.NumFewshot && !maps.Equal(p, d) {
+					s, _ := shot(p)
+					ex = append(ex, s)
+				}
+			}
+		}
+		hd := HarnessDoc{ID: strconv.Itoa(i), Context: strings.Join(append(ex, text), FewshotDelimiter)}
 		if spec.Output == HarnessMultipleChoice {
 			hd.Gold, _ = spec.Gold(d)
 		} else {
@@ -367,6 +404,10 @@ func (s *HarnessTask) targetText(d Doc) (string, error) {
 }
 
 func (s *HarnessTask) compile() error {
+	if s.Text == nil {
+		tmpl := s.TextTemplate
+		s.Text = func(d Doc) (string, error) { return fill(tmpl, d) }
+	}
 	if s.Filter != "" && s.filter == nil {
 		re, err := regexp.Compile(s.Filter)
 		if err != nil {

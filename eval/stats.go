@@ -91,9 +91,9 @@ func logChoose(n, k int) float64 {
 // PairedBootstrap tests whether stat differs between two runs on the same n
 // items: it resamples item indices with replacement iters times, applying
 // the same resample to both runs, and returns the two-sided p-value
-// 2·min(P[Δ* ≤ 0], P[Δ* ≥ 0]) (capped at 1) of the resampled differences
-// Δ* = statB − statA (Koehn 2004; Berg-Kirkpatrick et al. 2012 use the
-// shifted variant, which agrees to first order).
+// 2·(k+1)/(iters+1), k = min(#[Δ* ≤ 0], #[Δ* ≥ 0]), capped at 1, of the
+// resampled differences Δ* = statB − statA (Koehn 2004's percentile test;
+// the +1 keeps a finite number of resamples from claiming p = 0).
 func PairedBootstrap(n, iters int, statA, statB func(idx []int) float64) float64 {
 	if n == 0 || iters < 1 {
 		return 1
@@ -113,7 +113,7 @@ func PairedBootstrap(n, iters int, statA, statB func(idx []int) float64) float64
 			ge++
 		}
 	}
-	p := 2 * float64(min(le, ge)) / float64(iters)
+	p := 2 * float64(min(le, ge)+1) / float64(iters+1)
 	return math.Min(1, p)
 }
 

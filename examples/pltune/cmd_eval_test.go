@@ -180,10 +180,10 @@ func TestEvalEndToEnd(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("compare: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if !regexp.MustCompile(`refusal\s+false_refusal_rate\s+[0-9.]+ → \s*[0-9.]+\s+worse`).MatchString(out) {
+	if !regexp.MustCompile(`refusal\s+false_refusal_rate\s+[0-9.]+ ± [0-9.]+ → \s*[0-9.]+ ± [0-9.]+\s+worse \(mcnemar-chi2 p=`).MatchString(out) {
 		t.Errorf("compare output lacks a worse false refusal rate:\n%s", out)
 	}
-	if !regexp.MustCompile(`verbosity\s+style_per_1000_words\s+0.0000 → \s*[1-9][0-9.]*\s+worse`).MatchString(out) {
+	if !regexp.MustCompile(`verbosity\s+style_per_1000_words\s+0.0000 ± [0-9.]+ → \s*[1-9][0-9.]* ± [0-9.]+\s+worse \(paired-bootstrap p=`).MatchString(out) {
 		t.Errorf("compare output lacks a worse style score:\n%s", out)
 	}
 	checkPNG(t, filepath.Join(cmpDir, "comparison.png"))
