@@ -239,13 +239,12 @@ func readDelimited(r io.Reader, file string, tab bool) ([]Doc, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				return nil, &ParseError{File: file, Line: pe.Line, Err: pe.Err}
 			}
-			return nil, &ParseError{File: file, Line: line, Err: err}
+			return nil, &ParseError{File: file, Err: err}
 		}
 		d := make(Doc, len(header))
 		for i, h := range header {
