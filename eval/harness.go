@@ -663,3 +663,44 @@ func scoreHarness(t *Task, tr *TaskResult, recs map[string]Record) {
 	}
 	tr.Harness = hs
 }
+
+// LMEvalConfig returns the task as an lm-evaluation-harness task config
+// (the YAML's fields as a map, dataset left to the caller): what the
+// agreement test hands the harness, and a way to run pltune's transcription
+// in the harness itself. process_docs is named, not included, since it is
+// Python code.
+func (s *HarnessTask) LMEvalConfig() map[string]any {
+	cfg := map[string]any{
+		"task":          s.Name,
+		"output_type":   string(s.Output),
+		"test_split":    "test",
+		"doc_to_text":   s.TextTemplate,
+		"doc_to_target": s.TargetTemplate,
+	}
+	if s.Output == HarnessMultipleChoice {
+		cfg["doc_to_choice"] = s.Choices
+	} else {
+		cfg["generation_kwargs"] = map[string]any{"until": s.Until, "do_sample": false, "temperature": 0.0, "max_gen_toks": s.MaxGenToks}
+		if s.Filter != "" {
+			cfg["filter_list"] = []any{map[string]any{"name": "score-first", "filter": []any{
+				map[string]any{"function": "regex", "regex_pattern": s.Filter},
+				map[string]any{"function": "take_first"},
+			}}}
+		}
+	}
+	var metrics []any
+	for _, m := range s.Metrics {
+		if m == "acc" || m == "acc_norm" || m == "exact_match" {
+			metrics = append(metrics, map[string]any{"metric": m, "aggregation": "mean", "higher_is_better": true})
+		}
+	}
+	cfg["metric_list"] = metrics
+	if s.FewshotFromTest {
+		cfg["fewshot_split"] = "test"
+		cfg["fewshot_config"] = map[string]any{"sampler": "first_n"}
+	}
+	if s.Process != nil {
+		cfg["process_docs"] = s.Name
+	}
+	return cfg
+}
