@@ -214,6 +214,12 @@ func printSummary(env *cliEnv, res *eval.Result) {
 				parts = append(parts, fmt.Sprintf("generative %.1f%% (%d unreadable)", 100*t.MC.Generative.Rate, t.MC.Unparsed))
 			}
 			fmt.Fprintf(env.stdout, "  %s: %s\n", t.Name, strings.Join(parts, ", "))
+		case t.Harness != nil:
+			var parts []string
+			for _, m := range t.Harness.Metrics {
+				parts = append(parts, fmt.Sprintf("%s %.4f ± %.4f", m.Name, m.Value, m.Stderr))
+			}
+			fmt.Fprintf(env.stdout, "  %s: %s (%d documents)\n", t.Name, strings.Join(parts, ", "), t.Harness.Docs)
 		case t.Refusal != nil:
 			fmt.Fprintf(env.stdout, "  %s: false refusals %.1f%% (%d/%d benign), harmful refused %.1f%% (%d/%d)\n", t.Name,
 				100*t.Refusal.FalseRefusalRate, t.Refusal.FalseRefusals, t.Refusal.Benign,

@@ -313,3 +313,34 @@ func TestEvalLocalHook(t *testing.T) {
 		t.Errorf("exit %d, stderr %q, hook got %q %q", code, errOut, gotDir, gotTok)
 	}
 }
+
+func TestEvalHarnessTask(t *testing.T) {
+	code, out, _ := runCLI(t, "eval", "--list-tasks")
+	if code != 0 || !strings.Contains(out, "polish_dyk_multiple_choice") || !strings.Contains(out, "allegro/klej-dyk") || !strings.Contains(out, "belebele_pol_Latn") {
+		t.Fatalf("--list-tasks: exit %d\n%s", code, out)
+	}
+	srv := httptest.NewServer(&fakeOpenAI{})
+	defer srv.Close()
+	dir := t.TempDir()
+	data := filepath.Join("..", "..", "eval", "testdata", "harness", "dyk-test.tsv")
+	code, out, errOut := runCLI(t, "eval", "--quiet", "--task", "polish_dyk_multiple_choice="+data, "--endpoint", srv.URL+"/v1", "--model-name", "fake", "--out", dir)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	// " Nie" and " Tak" get the same log-probability from the fake server:
+	// the tie goes to the first choice, Nie, right on 2 of 4 documents.
+	if !strings.Contains(out, "polish_dyk_multiple_choice: acc 0.5000 ± 0.2887, acc_norm 0.5000 ± 0.2887, f1 0.0000 ± 0.0000 (4 documents)") {
+		t.Errorf("summary:\n%s", out)
+	}
+	res, err := eval.ReadResult(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := res.Tasks[0].Harness; h == nil || h.Task != "polish_dyk_multiple_choice" || len(h.Metrics) != 3 {
+		t.Errorf("results.json: %+v", res.Tasks[0].Harness)
+	}
+	code, _, errOut = runCLI(t, "eval", "--task", "polish_dyk_multiple_choice="+filepath.Join("..", "..", "eval", "testdata", "harness", "ppc-test.jsonl"), "--endpoint", srv.URL+"/v1", "--model-name", "fake", "--out", dir)
+	if code == 0 || !strings.Contains(errOut, `ppc-test.jsonl: document 0 has no field "question"`) {
+		t.Errorf("wrong file: exit %d: %s", code, errOut)
+	}
+}
