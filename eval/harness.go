@@ -264,11 +264,15 @@ type HarnessOptions struct {
 	// --num_fewshot); 0 is zero-shot, as the leaderboard's 0-shot column.
 	NumFewshot int
 	// Fewshot are the documents examples are drawn from (the task's
-	// fewshot_split, or training_split), in file order; the first
-	// NumFewshot are used (the harness's first_n sampler; its default
-	// random sampler is not reproduced, see the package README). Tasks
-	// with FewshotFromTest draw from the evaluated documents instead.
+	// fewshot_split, or training_split), in file order. As the harness's
+	// default sampler does, each document in turn gets NumFewshot of them
+	// drawn by Python's random.Random(FewshotSeed).sample, one generator
+	// for the whole task. Tasks with FewshotFromTest take the first of the
+	// evaluated documents instead (first_n).
 	Fewshot []Doc
+	// FewshotSeed is the harness's --fewshot_random_seed (0: its default,
+	// 1234).
+	FewshotSeed int64
 }
 
 // BuildHarness turns a dataset's documents into a task: process_docs, then
@@ -290,8 +294,8 @@ func BuildHarness(spec *HarnessTask, docs []Doc, name, file string, opt HarnessO
 		target, err := spec.targetText(d)
 		return text + TargetDelimiter + target, err
 	}
-	var shots []string // shared examples (a separate few-shot split)
-	var pool []Doc     // FewshotFromTest: candidates, the doc itself excluded later
+	var fewshot []Doc // a separate few-shot split, sampled per document
+	var pool []Doc    // FewshotFromTest: candidates, the doc itself excluded later
 	switch {
 	case opt.NumFewshot <= 0:
 	case spec.FewshotFromTest:
@@ -310,14 +314,13 @@ func BuildHarness(spec *HarnessTask, docs []Doc, name, file string, opt HarnessO
 		if len(fs) < opt.NumFewshot {
 			return nil, fmt.Errorf("eval: %s: %d few-shot examples asked for, %d given", spec.Name, opt.NumFewshot, len(fs))
 		}
-		for _, d := range fs[:opt.NumFewshot] {
-			s, err := shot(d)
-			if err != nil {
-				return nil, err
-			}
-			shots = append(shots, s)
-		}
+		fewshot = fs
 	}
+	seed := opt.FewshotSeed
+	if seed == 0 {
+		seed = 1234
+	}
+	rnd := newPyRandom(uint64(max(seed, -seed)))
 	if name == "" {
 		name = spec.Name
 	}
@@ -327,7 +330,13 @@ func BuildHarness(spec *HarnessTask, docs []Doc, name, file string, opt HarnessO
 		if err != nil {
 			return nil, &ParseError{File: file, Err: fmt.Errorf("document %d: %v", i, err)}
 		}
-		ex := slices.Clone(shots)
+		var ex []string
+		if fewshot != nil {
+			for _, k := range rnd.sample(len(fewshot), opt.NumFewshot) {
+				s, _ := shot(fewshot[k])
+				ex = append(ex, s)
+			}
+		}
 		if pool != nil {
 			for _, p := range pool {
 				if len(ex) < opt.NumFewshot && !maps.Equal(p, d) {

@@ -102,15 +102,23 @@ func TestHarnessFewshot(t *testing.T) {
 	if !strings.HasPrefix(c1, "P: Wisła") || !strings.Contains(c1, "Answer: A\n\nP: Pierwsza") {
 		t.Errorf("doc 1's examples are not docs 0 and 2:\n%s", c1)
 	}
-	// A task with a training split takes the first N of the few-shot file.
+	// A task with a training split draws its examples as the harness's
+	// default sampler: random.Random(1234).sample(range(3), 1) for each
+	// document in turn gives [1], [0], [0], [0], [2] (CPython 3.11).
 	docs, err := ReadDocs(filepath.Join("testdata", "harness", "polemo2-out-test.tsv"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	task = harnessTask(t, "polemo2_in_multiple_choice", "polemo2-in-test.tsv", HarnessOptions{NumFewshot: 1, Fewshot: docs})
-	want := "Opinia: \"Wykładowca mówi monotonnie i nie odpowiada na maile, a egzamin nie ma nic wspólnego z wykładem.\"\nOkreśl sentyment podanej opinii: Neutralny, Negatywny, Pozytywny, Niejednoznaczny.\nSentyment: Negatywny\n\nOpinia: \"Lekarz"
+	want := "Opinia: \"Świetna książka, przeczytałam ją w dwa wieczory i od razu kupiłam kolejny tom.\"\nOkreśl sentyment podanej opinii: Neutralny, Negatywny, Pozytywny, Niejednoznaczny.\nSentyment: Pozytywny\n\nOpinia: \"Lekarz"
 	if !strings.HasPrefix(task.Harness.Docs[0].Context, want) {
 		t.Errorf("few-shot context:\n%s", task.Harness.Docs[0].Context)
+	}
+	for i, k := range []int{1, 0, 0, 0, 2} {
+		first := strings.SplitN(docs[k]["sentence"], " ", 2)[0]
+		if !strings.HasPrefix(task.Harness.Docs[i].Context, "Opinia: \""+first) {
+			t.Errorf("doc %d: example is not training doc %d:\n%s", i, k, task.Harness.Docs[i].Context)
+		}
 	}
 	spec, _ := HarnessTaskByName("polemo2_in_multiple_choice")
 	if _, err := ReadHarnessFile(spec, filepath.Join("testdata", "harness", "polemo2-in-test.tsv"), HarnessOptions{NumFewshot: 1}); err == nil || !strings.Contains(err.Error(), "few-shot file") {

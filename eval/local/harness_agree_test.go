@@ -40,29 +40,33 @@ func referencePython(t *testing.T) string {
 type agreeTask struct {
 	as, task, file string
 	shots          int
-	upstream       bool // lm-eval's own definition, not pltune's transcription
+	upstream       bool   // lm-eval's own definition, not pltune's transcription
+	fewshotFile    string // the training split few-shot examples are drawn from
 }
 
 var agreeTasks = []agreeTask{
-	{"belebele_pol_Latn", "belebele_pol_Latn", "belebele-pol_Latn.jsonl", 0, true},
-	{"belebele_pol_Latn_2shot", "belebele_pol_Latn", "belebele-pol_Latn.jsonl", 2, true},
-	{"polemo2_in_multiple_choice", "polemo2_in_multiple_choice", "polemo2-in-test.tsv", 0, false},
-	{"polemo2_out_multiple_choice", "polemo2_out_multiple_choice", "polemo2-out-test.tsv", 0, false},
-	{"polish_8tags_multiple_choice", "polish_8tags_multiple_choice", "8tags-test.jsonl", 0, false},
-	{"polish_belebele_mc", "polish_belebele_mc", "belebele-pol_Latn.jsonl", 0, false},
-	{"polish_dyk_multiple_choice", "polish_dyk_multiple_choice", "dyk-test.tsv", 0, false},
-	{"polish_ppc_multiple_choice", "polish_ppc_multiple_choice", "ppc-test.jsonl", 0, false},
-	{"polish_psc_multiple_choice", "polish_psc_multiple_choice", "psc-test.tsv", 0, false},
-	{"polish_cbd_multiple_choice", "polish_cbd_multiple_choice", "cbd-test.jsonl", 0, false},
-	{"polish_klej_ner_multiple_choice", "polish_klej_ner_multiple_choice", "nkjp-ner-test.tsv", 0, false},
-	{"polish_polqa_reranking_multiple_choice", "polish_polqa_reranking_multiple_choice", "polqa-test.csv", 0, false},
-	{"polish_psc_regex", "polish_psc_regex", "psc-test.tsv", 0, false},
+	{"belebele_pol_Latn", "belebele_pol_Latn", "belebele-pol_Latn.jsonl", 0, true, ""},
+	{"belebele_pol_Latn_2shot", "belebele_pol_Latn", "belebele-pol_Latn.jsonl", 2, true, ""},
+	{"polemo2_in_multiple_choice", "polemo2_in_multiple_choice", "polemo2-in-test.tsv", 0, false, ""},
+	{"polemo2_out_multiple_choice", "polemo2_out_multiple_choice", "polemo2-out-test.tsv", 0, false, ""},
+	{"polish_8tags_multiple_choice", "polish_8tags_multiple_choice", "8tags-test.jsonl", 0, false, ""},
+	// The harness's default sampler: random.Random(1234) over the training
+	// split, one generator across the documents.
+	{"polish_8tags_multiple_choice_3shot", "polish_8tags_multiple_choice", "8tags-test.jsonl", 3, false, "8tags-train.jsonl"},
+	{"polish_belebele_mc", "polish_belebele_mc", "belebele-pol_Latn.jsonl", 0, false, ""},
+	{"polish_dyk_multiple_choice", "polish_dyk_multiple_choice", "dyk-test.tsv", 0, false, ""},
+	{"polish_ppc_multiple_choice", "polish_ppc_multiple_choice", "ppc-test.jsonl", 0, false, ""},
+	{"polish_psc_multiple_choice", "polish_psc_multiple_choice", "psc-test.tsv", 0, false, ""},
+	{"polish_cbd_multiple_choice", "polish_cbd_multiple_choice", "cbd-test.jsonl", 0, false, ""},
+	{"polish_klej_ner_multiple_choice", "polish_klej_ner_multiple_choice", "nkjp-ner-test.tsv", 0, false, ""},
+	{"polish_polqa_reranking_multiple_choice", "polish_polqa_reranking_multiple_choice", "polqa-test.csv", 0, false, ""},
+	{"polish_psc_regex", "polish_psc_regex", "psc-test.tsv", 0, false, ""},
 }
 
 // llama3Tasks run with Llama-3.1's tokenizer too (its 128k vocabulary makes
 // every call four times dearer, so a subset: BPE on bytes splits context
 // and continuation differently from Llama-2's SentencePiece).
-var llama3Tasks = []string{"belebele_pol_Latn", "belebele_pol_Latn_2shot", "polemo2_in_multiple_choice", "polish_dyk_multiple_choice", "polish_psc_regex"}
+var llama3Tasks = []string{"belebele_pol_Latn", "belebele_pol_Latn_2shot", "polish_8tags_multiple_choice_3shot", "polemo2_in_multiple_choice", "polish_dyk_multiple_choice", "polish_psc_regex"}
 
 type harnessOut struct {
 	Version string `json:"lm_eval"`
@@ -122,6 +126,10 @@ func agree(t *testing.T, py, root, tokDir string, agreeTasks []agreeTask) {
 	for _, a := range agreeTasks {
 		abs, _ := filepath.Abs(filepath.Join(data, a.file))
 		st := map[string]any{"file": abs, "num_fewshot": a.shots, "as": a.as}
+		if a.fewshotFile != "" {
+			fs, _ := filepath.Abs(filepath.Join(data, a.fewshotFile))
+			st["fewshot_file"] = fs
+		}
 		if a.upstream {
 			st["upstream"] = a.task
 		} else {
@@ -167,7 +175,13 @@ func agree(t *testing.T, py, root, tokDir string, agreeTasks []agreeTask) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		task, err := eval.BuildHarness(spec, docs, a.as, a.file, eval.HarnessOptions{NumFewshot: a.shots})
+		opt := eval.HarnessOptions{NumFewshot: a.shots}
+		if a.fewshotFile != "" {
+			if opt.Fewshot, err = eval.ReadDocs(filepath.Join(data, a.fewshotFile)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		task, err := eval.BuildHarness(spec, docs, a.as, a.file, opt)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -96,6 +96,14 @@ def task_configs(spec):
             cfg = dict(t["config"])
             name = cfg["task"]
         cfg["dataset_path"], cfg["dataset_kwargs"] = local_dataset(t["file"])
+        for k in ("training_split", "validation_split"):
+            cfg.pop(k, None)
+        if "fewshot_file" in t:
+            # The task's training split, which its default (random) sampler
+            # draws few-shot examples from.
+            cfg["dataset_kwargs"]["data_files"]["train"] = t["fewshot_file"]
+            cfg["training_split"] = "train"
+            cfg["fewshot_split"] = "train"
         cfg["task"] = t.get("as", name)
         if isinstance(cfg.get("process_docs"), str):
             cfg["process_docs"] = PROCESS_DOCS[cfg["process_docs"]]
