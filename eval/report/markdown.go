@@ -24,6 +24,12 @@ func Markdown(w io.Writer, r *eval.Result, charts map[string]string) error {
 	p("Run %s – %s. Temperature %g, seed %d, multiple choice by %s, diacritics folded: %v, exact match: %v.",
 		r.Started.Format("2006-01-02 15:04:05Z"), r.Finished.Format("15:04:05Z"), s.Temperature, s.Seed, s.MCMode, yes(s.FoldDiacritics), yes(s.ExactMatch))
 	p(" %d model requests in this run, %d answers from the cache.\n", r.Requests, r.Cached)
+	stderrs := map[string][]string{} // task → "metric ± se" for the headline metrics
+	for _, m := range r.Metrics() {
+		if m.StderrMethod != "" && !strings.Contains(m.Key, "/") && m.Kind != eval.KindHarness {
+			stderrs[m.Task] = append(stderrs[m.Task], fmt.Sprintf("%s %s ± %s", m.Key, format(m.Key, m.Value, false), seFormat(m.Key, m.Stderr)))
+		}
+	}
 	for _, t := range r.Tasks {
 		p("\n## %s (%s)\n\n", cell(t.Name), kindName(t.Kind))
 		switch {
@@ -96,6 +102,9 @@ func Markdown(w io.Writer, r *eval.Result, charts map[string]string) error {
 			}
 			p("\n%d of %d responses hit the token limit.\n", v.Truncated, v.Words.Response.N)
 		}
+		if se := stderrs[t.Name]; len(se) > 0 {
+			p("\nWith standard errors (n−1 sample deviation over √n; bootstrap for ratios): %s.\n", strings.Join(se, "; "))
+		}
 		if st := t.Style; st != nil {
 			p("\nStyle: %d findings in %d words of %d responses: %.2f per 1,000 words.\n", st.Findings, st.Words, st.Responses, st.Per1000Words)
 		}
@@ -167,6 +176,14 @@ func format(key string, v float64, signed bool) string {
 		return pct(v)
 	}
 	return fmt.Sprintf("%s%.2f", sign, v)
+}
+
+// seFormat prints a standard error in the unit format prints its metric.
+func seFormat(key string, se float64) string {
+	if isRate(key) {
+		return fmt.Sprintf("%.1f pp", 100*se)
+	}
+	return fmt.Sprintf("%.2f", se)
 }
 
 func pct(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }

@@ -78,7 +78,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	quiet := fset.Bool("quiet", false, "no progress on stderr")
 	numFewshot := fset.Int("num-fewshot", 0, "harness tasks: few-shot examples before each question (0: zero-shot)")
 	var fewshot taskList
-	fset.Var(&fewshot, "fewshot", "harness tasks: TASK=FILE, the training split the few-shot examples come from (the first N; repeatable)")
+	fset.Var(&fewshot, "fewshot", "harness tasks: TASK=FILE, the training split few-shot examples are drawn from (as the harness draws them, seed 1234; repeatable)")
 	listTasks := fset.Bool("list-tasks", false, "list the lm-evaluation-harness tasks --task TASK=FILE knows and exit")
 	rest, err := parseInterleaved(fset, args)
 	if err != nil {

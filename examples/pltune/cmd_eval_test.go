@@ -339,6 +339,10 @@ func TestEvalHarnessTask(t *testing.T) {
 	if h := res.Tasks[0].Harness; h == nil || h.Task != "polish_dyk_multiple_choice" || len(h.Metrics) != 3 {
 		t.Errorf("results.json: %+v", res.Tasks[0].Harness)
 	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	if !strings.Contains(string(md), "| acc | 0.5000 | 0.2887 | mean |") || !strings.Contains(string(md), "| f1 | 0.0000 | 0.0000 | bootstrap |") {
+		t.Errorf("report.md lacks the metrics with their standard errors:\n%s", md)
+	}
 	code, _, errOut = runCLI(t, "eval", "--task", "polish_dyk_multiple_choice="+filepath.Join("..", "..", "eval", "testdata", "harness", "ppc-test.jsonl"), "--endpoint", srv.URL+"/v1", "--model-name", "fake", "--out", dir)
 	if code == 0 || !strings.Contains(errOut, `ppc-test.jsonl: document 0 has no field "question"`) {
 		t.Errorf("wrong file: exit %d: %s", code, errOut)
