@@ -39,12 +39,22 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.calls.Add(1)
 	var body struct {
 		Messages []struct{ Role, Content string }
-		Prompt   []string
+		Prompt   json.RawMessage
 		Echo     bool
+		Stop     []string
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
+	}
+	var prompts []string
+	if len(body.Prompt) > 0 && json.Unmarshal(body.Prompt, &prompts) != nil {
+		var one string
+		if err := json.Unmarshal(body.Prompt, &one); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		prompts = []string{one}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	switch r.URL.Path {
@@ -62,19 +72,31 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"stop"}],"usage":{"completion_tokens":12}}`, a)
 	case "/v1/completions":
 		if !body.Echo {
-			http.Error(w, "only echo here", http.StatusBadRequest)
+			// A raw completion (lm-evaluation-harness's generative tasks):
+			// "C" for the budget summary, "B" otherwise, cut at the stop
+			// strings as a server does.
+			text := " B, bo tak."
+			if strings.Contains(prompts[0], "Radni uchwalili") {
+				text = " C"
+			}
+			for _, st := range body.Stop {
+				if i := strings.Index(text, st); i >= 0 {
+					text = text[:i]
+				}
+			}
+			fmt.Fprintf(w, `{"choices":[{"index":0,"text":%q,"finish_reason":"stop"}]}`, text)
 			return
 		}
 		if f.noEcho {
 			var choices []map[string]any
-			for i := range body.Prompt {
+			for i := range prompts {
 				choices = append(choices, map[string]any{"index": i, "text": "x", "finish_reason": "length"})
 			}
 			json.NewEncoder(w).Encode(map[string]any{"choices": choices})
 			return
 		}
 		var choices []map[string]any
-		for i, p := range body.Prompt {
+		for i, p := range prompts {
 			toks := fakeTokens.FindAllString(p, -1)
 			toks = append(toks, " x")
 			var lps []any
@@ -342,6 +364,13 @@ func TestEvalHarnessTask(t *testing.T) {
 	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
 	if !strings.Contains(string(md), "| acc | 0.5000 | 0.2887 | mean |") || !strings.Contains(string(md), "| f1 | 0.0000 | 0.0000 | bootstrap |") {
 		t.Errorf("report.md lacks the metrics with their standard errors:\n%s", md)
+	}
+	// A generative task over /v1/completions: psc_regex's targets are C, B, C
+	// (label 1, 0, 1); the fake answers C only for the budget summary.
+	dir2 := t.TempDir()
+	code, out, errOut = runCLI(t, "eval", "--quiet", "--task", "polish_psc_regex="+filepath.Join("..", "..", "eval", "testdata", "harness", "psc-test.tsv"), "--endpoint", srv.URL+"/v1", "--model-name", "fake", "--out", dir2)
+	if code != 0 || !strings.Contains(out, "polish_psc_regex: exact_match 0.6667 ± 0.3333, f1 0.6667 ± ") {
+		t.Errorf("generative harness task: exit %d\n%s\n%s", code, out, errOut)
 	}
 	code, _, errOut = runCLI(t, "eval", "--task", "polish_dyk_multiple_choice="+filepath.Join("..", "..", "eval", "testdata", "harness", "ppc-test.jsonl"), "--endpoint", srv.URL+"/v1", "--model-name", "fake", "--out", dir)
 	if code == 0 || !strings.Contains(errOut, `ppc-test.jsonl: document 0 has no field "question"`) {
