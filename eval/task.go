@@ -36,7 +36,7 @@ func ParseKind(s string) (Kind, error) {
 	case "multiple-choice", "multiple_choice", "llmzszl":
 		return KindMultipleChoice, nil
 	}
-	return "", fmt.Errorf("eval: unknown task kind %q; want openqa, mc, refusal or verbosity", s)
+	return "", fmt.Errorf("eval: unknown task kind %q; want openqa (plcc), mc (llmzszl), refusal, verbosity or an lm-evaluation-harness task (%s, …; pltune eval --list-tasks)", s, strings.Join(HarnessTaskNames()[:3], ", "))
 }
 
 // PLCCCategories are the six PLCC categories, in the order reports use.
