@@ -66,7 +66,7 @@ var agreeTasks = []agreeTask{
 // llama3Tasks run with Llama-3.1's tokenizer too (its 128k vocabulary makes
 // every call four times dearer, so a subset: BPE on bytes splits context
 // and continuation differently from Llama-2's SentencePiece).
-var llama3Tasks = []string{"belebele_pol_Latn_2shot", "polish_8tags_multiple_choice_3shot", "polish_dyk_multiple_choice", "polish_psc_regex"}
+var llama3Tasks = []string{"belebele_pol_Latn_2shot", "polish_dyk_multiple_choice", "polish_psc_regex"}
 
 type harnessOut struct {
 	Version string `json:"lm_eval"`
