@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,8 +35,46 @@ const (
 
 // Doc is one document of a harness dataset: its fields as text. JSON numbers
 // keep their text ("1", "1.0"), booleans become "True"/"False" (as Jinja
-// prints Python's), lists and objects their JSON.
+// prints Python's), lists and objects their JSON. ReadDocs also notes the
+// line a document starts on, for error messages (Line).
 type Doc map[string]string
+
+// docLine is the key ReadDocs keeps a document's line under; no JSON or
+// CSV field name can hold a NUL and reach it from a file.
+const docLine = "\x00line"
+
+// Line is the line of its file the document starts on, 0 when unknown.
+func (d Doc) Line() int {
+	n, _ := strconv.Atoi(d[docLine])
+	return n
+}
+
+// where names a document in an error: its line, or its index.
+func where(i int, d Doc) string {
+	if n := d.Line(); n > 0 {
+		return fmt.Sprintf("line %d", n)
+	}
+	return fmt.Sprintf("document %d", i)
+}
+
+// sameDoc compares two documents' fields as the harness compares dicts
+// (the line they were read from aside).
+func sameDoc(a, b Doc) bool {
+	for k, v := range a {
+		if k == docLine {
+			continue
+		}
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok && k != docLine {
+			return false
+		}
+	}
+	return true
+}
 
 // HarnessTask is one lm-evaluation-harness task, field for field as its YAML
 // defines it: doc_to_text, doc_to_choice and doc_to_target become Go
@@ -152,6 +189,8 @@ func ReadDocsFrom(r io.Reader, file, ext string) ([]Doc, error) {
 		if err != nil {
 			return nil, &ParseError{File: file, Line: line, Err: err}
 		}
+		delete(d, docLine)
+		d[docLine] = strconv.Itoa(line)
 		docs = append(docs, d)
 	}
 	if err := sc.Err(); err != nil {
@@ -174,6 +213,7 @@ func readJSONArray(r io.Reader, file string) ([]Doc, error) {
 		if err != nil {
 			return nil, &ParseError{File: file, Err: fmt.Errorf("element %d: %v", i, err)}
 		}
+		delete(d, docLine)
 		docs = append(docs, d)
 	}
 	if len(docs) == 0 {
@@ -246,10 +286,12 @@ func readDelimited(r io.Reader, file string, tab bool) ([]Doc, error) {
 			}
 			return nil, &ParseError{File: file, Err: err}
 		}
-		d := make(Doc, len(header))
+		d := make(Doc, len(header)+1)
 		for i, h := range header {
 			d[h] = rec[i]
 		}
+		line, _ := cr.FieldPos(0)
+		d[docLine] = strconv.Itoa(line)
 		docs = append(docs, d)
 	}
 	if len(docs) == 0 {
@@ -328,7 +370,7 @@ func BuildHarness(spec *HarnessTask, docs []Doc, name, file string, opt HarnessO
 	for i, d := range docs {
 		text, err := spec.Text(d)
 		if err != nil {
-			return nil, &ParseError{File: file, Err: fmt.Errorf("document %d: %v", i, err)}
+			return nil, &ParseError{File: file, Err: fmt.Errorf("%s: %v", where(i, d), err)}
 		}
 		var ex []string
 		if fewshot != nil {
@@ -339,7 +381,7 @@ func BuildHarness(spec *HarnessTask, docs []Doc, name, file string, opt HarnessO
 		}
 		if pool != nil {
 			for _, p := range pool {
-				if len(ex) < opt.NumFewshot && !maps.Equal(p, d) {
+				if len(ex) < opt.NumFewshot && !sameDoc(p, d) {
 					s, _ := shot(p)
 					ex = append(ex, s)
 				}
@@ -371,7 +413,7 @@ func (s *HarnessTask) prepare(docs []Doc, file string) ([]Doc, error) {
 	for i, d := range docs {
 		for _, f := range s.Required {
 			if _, ok := d[f]; !ok {
-				return nil, &ParseError{File: file, Err: fmt.Errorf("document %d has no field %q; %s wants %s (the %s dataset's columns)", i, f, s.Name, strings.Join(s.Required, ", "), s.Dataset)}
+				return nil, &ParseError{File: file, Err: fmt.Errorf("%s has no field %q; %s wants %s (the %s dataset's columns)", where(i, d), f, s.Name, strings.Join(s.Required, ", "), s.Dataset)}
 			}
 		}
 	}
@@ -386,10 +428,10 @@ func (s *HarnessTask) prepare(docs []Doc, file string) ([]Doc, error) {
 	}
 	for i, d := range docs {
 		if _, err := s.Text(d); err != nil {
-			return nil, &ParseError{File: file, Err: fmt.Errorf("document %d: %v", i, err)}
+			return nil, &ParseError{File: file, Err: fmt.Errorf("%s: %v", where(i, d), err)}
 		}
 		if _, err := s.targetText(d); err != nil {
-			return nil, &ParseError{File: file, Err: fmt.Errorf("document %d: %v", i, err)}
+			return nil, &ParseError{File: file, Err: fmt.Errorf("%s: %v", where(i, d), err)}
 		}
 	}
 	return docs, nil

@@ -292,6 +292,16 @@ func TestHarnessErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "target 6 is out of range 0..2") {
 		t.Errorf("label out of range: %v", err)
 	}
+	// A bad label in a KLEJ TSV names the line: header on 1, records from 2.
+	docs, err := ReadDocsFrom(strings.NewReader("sentence\ttarget\nDobre.\t__label__meta_zero\n\"Złe,\nbardzo\"\t__label__meta_minus_m\nŚrednie.\tśrednie\n"), "test.tsv", ".tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, _ = HarnessTaskByName("polemo2_in_multiple_choice")
+	_, err = BuildHarness(spec, docs, "", "test.tsv", HarnessOptions{})
+	if err == nil || !strings.Contains(err.Error(), `test.tsv: line 5: field "target" is "średnie"`) {
+		t.Errorf("bad label in a TSV: %v", err)
+	}
 	_, err = ReadDocsFrom(strings.NewReader("{\"a\": 1}\n{\"a\": \n"), "d.jsonl", ".jsonl")
 	var pe *ParseError
 	if !errors.As(err, &pe) || pe.Line != 2 || !strings.Contains(err.Error(), "d.jsonl: line 2") {

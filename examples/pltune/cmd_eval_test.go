@@ -373,7 +373,7 @@ func TestEvalHarnessTask(t *testing.T) {
 		t.Errorf("generative harness task: exit %d\n%s\n%s", code, out, errOut)
 	}
 	code, _, errOut = runCLI(t, "eval", "--task", "polish_dyk_multiple_choice="+filepath.Join("..", "..", "eval", "testdata", "harness", "ppc-test.jsonl"), "--endpoint", srv.URL+"/v1", "--model-name", "fake", "--out", dir)
-	if code == 0 || !strings.Contains(errOut, `ppc-test.jsonl: document 0 has no field "question"`) {
+	if code == 0 || !strings.Contains(errOut, `ppc-test.jsonl: line 1 has no field "question"`) {
 		t.Errorf("wrong file: exit %d: %s", code, errOut)
 	}
 }
