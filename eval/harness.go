@@ -526,8 +526,6 @@ func (s *HarnessTask) f1Class(ans string) int {
 	return 0
 }
 
-func (s *HarnessTask) hasMetric(m string) bool { return slices.Contains(s.Metrics, m) }
-
 // pyInt is Jinja's int filter on a field: "1", "1.0", "True".
 func pyInt(d Doc, field string) (int, error) {
 	v, ok := d[field]
@@ -573,64 +571,6 @@ func fill(tmpl string, d Doc) (string, error) {
 		b.WriteString(v)
 		tmpl = tmpl[i+j+2:]
 	}
-}
-
-// pyStringList parses a Python list literal of strings, as ast.literal_eval
-// reads PolQA's answers ("['Wisła', 'rzeka Wisła']"); a JSON array is
-// accepted too.
-func pyStringList(s string) ([]string, error) {
-	s = strings.TrimSpace(s)
-	var js []string
-	if json.Unmarshal([]byte(s), &js) == nil {
-		return js, nil
-	}
-	if !strings.HasPrefix(s, "[") || !strings.HasSuffix(s, "]") {
-		return nil, fmt.Errorf("%q is not a list literal", s)
-	}
-	s = strings.TrimSpace(s[1 : len(s)-1])
-	var out []string
-	for len(s) > 0 {
-		q := s[0]
-		if q != '\'' && q != '"' {
-			return nil, fmt.Errorf("list element at %q is not a quoted string", s)
-		}
-		var b strings.Builder
-		i := 1
-		closed := false
-		for i < len(s) {
-			c := s[i]
-			if c == '\\' && i+1 < len(s) {
-				switch s[i+1] {
-				case 'n':
-					b.WriteByte('\n')
-				case 't':
-					b.WriteByte('\t')
-				default:
-					b.WriteByte(s[i+1])
-				}
-				i += 2
-				continue
-			}
-			if c == q {
-				closed = true
-				i++
-				break
-			}
-			b.WriteByte(c)
-			i++
-		}
-		if !closed {
-			return nil, errors.New("unterminated string in list literal")
-		}
-		out = append(out, b.String())
-		s = strings.TrimSpace(s[i:])
-		if strings.HasPrefix(s, ",") {
-			s = strings.TrimSpace(s[1:])
-		} else if s != "" {
-			return nil, fmt.Errorf("want , between list elements at %q", s)
-		}
-	}
-	return out, nil
 }
 
 // harnessJobs asks, as lm-evaluation-harness does, for one log-likelihood
