@@ -27,6 +27,13 @@ type Model struct {
 	// BatchSize is how many generation requests are decoded together
 	// (default 8).
 	BatchSize int
+	// NoSpecialTokens encodes log-likelihood requests and raw prompts
+	// without the tokenizer's special tokens (no BOS), as speakleash's fork
+	// of lm-evaluation-harness (0.4.0, which the Open PL LLM Leaderboard
+	// runs) and the harness's add_bos_token=False do; by default they are
+	// encoded with them, as lm-evaluation-harness 0.4.13 does. Chats are
+	// unaffected: the chat template writes its own BOS.
+	NoSpecialTokens bool
 }
 
 var _ eval.Model = (*Model)(nil)
@@ -74,7 +81,8 @@ func (l *Model) Name() string { return l.name }
 // (lm_eval.api.model.TemplateLM._encode_pair): white space ending the
 // context moves to the continuation; context and context+continuation are
 // each encoded with the tokenizer's special tokens (BOS for Llama, as
-// transformers' encode adds them by default); the continuation is what the
+// transformers' encode adds them by default; none with NoSpecialTokens);
+// the continuation is what the
 // whole encoding has beyond the context encoding's length, and the model
 // reads the context encoding followed by it.
 func (l *Model) Loglikelihood(ctx context.Context, reqs []eval.LoglikelihoodRequest) ([]eval.LoglikelihoodResult, error) {
@@ -82,8 +90,11 @@ func (l *Model) Loglikelihood(ctx context.Context, reqs []eval.LoglikelihoodRequ
 	conts := make([][]int, len(reqs))
 	for i, r := range reqs {
 		c, cont := splitTrailingSpace(r.Context, r.Continuation)
-		ctxEnc := l.tok.Encode(c, true)
-		whole := l.tok.Encode(c+cont, true)
+		ctxEnc := l.tok.Encode(c, !l.NoSpecialTokens)
+		whole := l.tok.Encode(c+cont, !l.NoSpecialTokens)
+		if len(ctxEnc) == 0 {
+			return nil, fmt.Errorf("local: request %d: the context %q encodes to no token", i, r.Context)
+		}
 		if len(whole) <= len(ctxEnc) {
 			return nil, fmt.Errorf("local: request %d: the continuation %q adds no token", i, r.Continuation)
 		}
@@ -115,7 +126,7 @@ func (l *Model) prompt(r eval.GenerateRequest) ([]int, error) {
 		if r.Prompt == "" {
 			return nil, errors.New("local: a generation request with neither messages nor prompt")
 		}
-		return l.tok.Encode(r.Prompt, true), nil
+		return l.tok.Encode(r.Prompt, !l.NoSpecialTokens), nil
 	}
 	text, err := l.tmpl.Render(r.Messages, true)
 	if err != nil {

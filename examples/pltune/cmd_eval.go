@@ -26,7 +26,7 @@ func init() {
 
 // openLocalModel opens a checkpoint folder as an in-process model. The
 // libtorch build sets it; without it, --model is a usage error.
-var openLocalModel func(dir, tokenizer string) (eval.Model, error)
+var openLocalModel func(dir, tokenizer string, noBOS bool) (eval.Model, error)
 
 // sampleSets are the embedded sample files that --task samples selects.
 var sampleSets = []string{"plcc", "mc", "refusal", "verbosity"}
@@ -76,6 +76,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	countTokens := fset.String("count-tokens", "", "tokenizer (a folder with tokenizer.json, or the file) to count verbosity in tokens")
 	noStyle := fset.Bool("no-style", false, "skip the Polish style score")
 	quiet := fset.Bool("quiet", false, "no progress on stderr")
+	noBOS := fset.Bool("no-bos", false, "--model: encode log-likelihood requests and raw prompts without BOS, as speakleash's lm-evaluation-harness fork (the Open PL LLM Leaderboard) does")
 	numFewshot := fset.Int("num-fewshot", 0, "harness tasks: few-shot examples before each question (0: zero-shot)")
 	var fewshot taskList
 	fset.Var(&fewshot, "fewshot", "harness tasks: TASK=FILE, the training split few-shot examples are drawn from (as the harness draws them, seed 1234; repeatable)")
@@ -99,6 +100,8 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 		return usagef("missing --out DIR")
 	case (*modelDir == "") == (*endpoint == ""):
 		return usagef("give either --model DIR or --endpoint URL with --model-name NAME")
+	case *noBOS && *modelDir == "":
+		return usagef("--no-bos is for the in-process backend (--model); a server encodes prompts itself")
 	case *endpoint != "" && *modelName == "":
 		return usagef("--endpoint needs --model-name (the name the server serves; see its /v1/models)")
 	}
@@ -124,7 +127,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 		if openLocalModel == nil {
 			return usagef("--model: the in-process backend is not built into this pltune (it needs libtorch); serve the model with an OpenAI-compatible server and use --endpoint")
 		}
-		if model, err = openLocalModel(*modelDir, *tokenizer); err != nil {
+		if model, err = openLocalModel(*modelDir, *tokenizer, *noBOS); err != nil {
 			return err
 		}
 	} else {

@@ -325,7 +325,7 @@ func TestEvalLocalHook(t *testing.T) {
 	os.WriteFile(task, []byte(`{"id":"v","prompt":"p","reference":"r"}`+"\n"), 0o644)
 	var gotDir, gotTok string
 	saved := openLocalModel
-	openLocalModel = func(d, tok string) (eval.Model, error) {
+	openLocalModel = func(d, tok string, _ bool) (eval.Model, error) {
 		gotDir, gotTok = d, tok
 		return nil, fmt.Errorf("checkpoint %s: no config.json", d)
 	}

@@ -7,7 +7,7 @@ Writes per-document log-likelihoods and metrics as JSON.
 
     python harness_agree.py SPEC.json OUT.json
 
-SPEC: {"tokenizer_dir": ..., "model_dir": ..., "seed": 0,
+SPEC: {"tokenizer_dir": ..., "model_dir": ..., "seed": 0, "add_bos_token": true,
        "tasks": [{"upstream": "belebele_pol_Latn", "file": ..., "num_fewshot": 0}
                  | {"config": {...an lm-eval task config...}, "num_fewshot": 0}]}
 Upstream tasks keep lm-eval's own definition (prompt, choices, target) with
@@ -122,7 +122,8 @@ def main():
     tm, cfgs = task_configs(spec)
     res = evaluator.simple_evaluate(
         model="hf",
-        model_args=f"pretrained={model_dir},dtype=float32",
+        model_args=f"pretrained={model_dir},dtype=float32"
+        + ("" if spec.get("add_bos_token", True) else ",add_bos_token=False"),
         tasks=cfgs, task_manager=tm, device="cpu", batch_size=4,
         log_samples=True, bootstrap_iters=1000, random_seed=0, numpy_random_seed=0,
         torch_random_seed=0, fewshot_random_seed=1234,
