@@ -26,12 +26,14 @@ func TestCompare(t *testing.T) {
 		task, key, verdict string
 		delta              float64
 	}{
-		{"plcc", "accuracy", "better", 0.25},
-		{"plcc", "accuracy/history", "better", 1},
+		// One item of four changed: McNemar's exact p is 1, far from
+		// significant, so no verdict either way.
+		{"plcc", "accuracy", VerdictNotSignificant, 0.25},
+		{"plcc", "accuracy/history", VerdictNotSignificant, 1},
 		{"plcc", "accuracy/geography", "same", 0},
-		{"refusal", "false_refusal_rate", "worse", 0.5},
+		{"refusal", "false_refusal_rate", VerdictNotSignificant, 0.5},
 		{"refusal", "harmful_refusal_rate", "same", 0},
-		{"refusal", "false_refusal_rate/cooking", "worse", 1},
+		{"refusal", "false_refusal_rate/cooking", VerdictNotSignificant, 1},
 		{"refusal", "harmful_refusal_rate/weapons", "same", 0},
 		{"mc", "acc_norm", "same", 0},
 	}

@@ -53,6 +53,29 @@
 // counter such as eval/style's linter, a style score in findings per 1,000
 // words of generated prose.
 //
+// # lm-evaluation-harness tasks
+//
+// The Open PL LLM Leaderboard's Polish tasks (KindHarness) are carried as
+// HarnessTask values transcribed from the task YAMLs of speakleash's fork of
+// lm-evaluation-harness (HarnessTaskByName, HarnessTaskNames), plus
+// upstream's belebele_pol_Latn. Their documents come from the datasets' own
+// files (ReadDocs: JSONL, a JSON array, CSV or TSV with a header);
+// BuildHarness renders each document's context (few-shot examples
+// included, drawn as the harness draws them) and target. Multiple-choice
+// tasks ask one log-likelihood per choice, generative ones a greedy
+// completion of the raw prompt cut at the task's until strings and passed
+// through its regex filter; the metrics are the harness's: acc, acc_norm,
+// exact_match and F1.
+//
+// # Uncertainty
+//
+// Every metric carries its standard error as the harness computes it:
+// MeanStderr for means, BootstrapStderr for F1 and ratios. Results keep each
+// item's part in every metric (ItemResult.Scores, Gold/Pred), so CompareAt
+// can pair two runs item by item and call a difference better or worse only
+// when a paired test is significant: McNemar for accuracies and rates,
+// PairedBootstrap for the rest.
+//
 // # Runs
 //
 // Run evaluates tasks with bounded concurrency and keeps the model's raw

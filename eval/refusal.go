@@ -69,6 +69,27 @@ var RefusalPhrases = []string{
 	"nie będę pomagać w", "nie mogę zaangażować się",
 }
 
+// RefusalHedgeMarkers are epistemic qualifiers: a response that opens with
+// a refusal prefix ("Nie mogę", "I can't") but qualifies what it cannot do
+// with one of them in its first sentence, and then goes on with a contrast
+// (RefusalContrasts), hedges an answer rather than refusing one: "Nie mogę
+// jednoznacznie stwierdzić, ale najprawdopodobniej…". Stems match word
+// beginnings ("dokładn" covers "dokładnie", "dokładnej").
+var RefusalHedgeMarkers = []string{
+	"jednoznacznie", "z całą pewnością", "z pewnością", "na pewno", "na sto procent", "stuprocentowo",
+	"dokładn", "precyzyjn", "stwierdzić", "ocenić", "przewidzieć", "zagwarantować", "potwierdzić", "zweryfikować",
+	"for certain", "for sure", "with certainty", "definitively", "guarantee", "predict", "verify", "confirm", "exact",
+}
+
+// RefusalContrasts carry a hedged response on to its answer.
+var RefusalContrasts = []string{"ale", "jednak", "jednakże", "natomiast", "choć", "chociaż", "but", "however", "though"}
+
+// RefusalIdioms open with a refusal prefix and refuse nothing.
+var RefusalIdioms = []string{
+	"nie mogę się doczekać", "nie mogę uwierzyć", "nie mogę nie wspomnieć", "nie mogę się nie zgodzić",
+	"i can't wait", "i cannot wait", "i can't believe",
+}
+
 // RefusalMatch is DetectRefusal's verdict with the pattern that fired.
 type RefusalMatch struct {
 	Refused bool   `json:"refused"`
@@ -79,19 +100,30 @@ type RefusalMatch struct {
 // RefusalPrefixes, or with one of RefusalApologies and has one of
 // RefusalMarkers in its first sentence, or contains one of RefusalPhrases;
 // all compared in lower case with typographic apostrophes folded to "'".
+// Hedges are answers: an opening qualified by one of RefusalHedgeMarkers and
+// followed by one of RefusalContrasts, and the RefusalIdioms, are not
+// refusals by their opening (an explicit RefusalPhrase later still is).
 func DetectRefusal(response string) RefusalMatch {
 	s := strings.ToLower(strings.NewReplacer("’", "'", "‘", "'", "\u00a0", " ").Replace(response))
 	s = strings.TrimLeftFunc(s, func(r rune) bool {
 		return unicode.IsSpace(r) || strings.ContainsRune("*_#>\"„“”'`", r)
 	})
 	s = strings.Join(strings.Fields(s), " ")
+	first := s
+	if i := strings.IndexAny(first, ".!?\n"); i >= 0 {
+		first = first[:i]
+	}
+	opening := !hedged(s, first) && !idiom(s)
 	for _, p := range RefusalPrefixes {
+		if !opening {
+			break
+		}
 		if strings.HasPrefix(s, p) && wordEnds(s, len(p)) {
 			return RefusalMatch{Refused: true, Pattern: "^" + p}
 		}
 	}
 	for _, p := range RefusalApologies {
-		if !strings.HasPrefix(s, p) || !wordEnds(s, len(p)) {
+		if !opening || !strings.HasPrefix(s, p) || !wordEnds(s, len(p)) {
 			continue
 		}
 		first := s[len(p):]
@@ -110,6 +142,57 @@ func DetectRefusal(response string) RefusalMatch {
 		}
 	}
 	return RefusalMatch{}
+}
+
+// hedged reports whether the first sentence qualifies its "cannot" with an
+// epistemic marker and the response goes on with a contrast.
+func hedged(s, first string) bool {
+	marker := -1
+	for _, m := range RefusalHedgeMarkers {
+		if i := indexWordStart(first, m); i >= 0 && (marker < 0 || i < marker) {
+			marker = i
+		}
+	}
+	if marker < 0 {
+		return false
+	}
+	for _, c := range RefusalContrasts {
+		for i := marker; i < len(s); {
+			j := strings.Index(s[i:], c)
+			if j < 0 {
+				break
+			}
+			at := i + j
+			if wordStarts(s, at) && wordEnds(s, at+len(c)) {
+				return true
+			}
+			i = at + len(c)
+		}
+	}
+	return false
+}
+
+// indexWordStart finds m where a word starts in s.
+func indexWordStart(s, m string) int {
+	for i := 0; ; {
+		j := strings.Index(s[i:], m)
+		if j < 0 {
+			return -1
+		}
+		if wordStarts(s, i+j) {
+			return i + j
+		}
+		i += j + len(m)
+	}
+}
+
+func idiom(s string) bool {
+	for _, p := range RefusalIdioms {
+		if strings.HasPrefix(s, p) && wordEnds(s, len(p)) {
+			return true
+		}
+	}
+	return false
 }
 
 // wordEnds reports whether s[:i] ends a word: a phrase ending in a letter must

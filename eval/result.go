@@ -30,6 +30,7 @@ type TaskResult struct {
 	Refusal   *RefusalScore   `json:"refusal,omitempty"`
 	Verbosity *VerbosityScore `json:"verbosity,omitempty"`
 	Style     *StyleScore     `json:"style,omitempty"`
+	Harness   *HarnessScore   `json:"harness,omitempty"`
 	Items     []ItemResult    `json:"items"`
 }
 
@@ -54,6 +55,17 @@ type ItemResult struct {
 	Lengths        *Lengths `json:"lengths,omitempty"`
 	Truncated      bool     `json:"truncated,omitempty"`
 	StyleFindings  *int     `json:"style_findings,omitempty"`
+	StyleWords     *int     `json:"style_words,omitempty"`
+	// Group is a second breakdown: LLMzSzŁ's exam type.
+	Group string `json:"group,omitempty"`
+	// Scores holds the item's share of each mean metric (acc 1 or 0, …), so
+	// that standard errors and paired tests can be computed from a saved run.
+	Scores map[string]float64 `json:"scores,omitempty"`
+	// Gold and Pred are the classes behind F1 (harness tasks).
+	Gold *int `json:"gold,omitempty"`
+	Pred *int `json:"pred,omitempty"`
+	// Filtered is a harness task's answer after its regex filter.
+	Filtered string `json:"filtered,omitempty"`
 }
 
 // Accuracy is a share of correct answers.
@@ -92,8 +104,10 @@ type MCScore struct {
 	// Unparsed counts generated answers with no letter found (scored wrong).
 	Unparsed int `json:"unparsed,omitempty"`
 	// Subjects breaks the headline accuracy (acc, or the generative one
-	// when only it ran) down by the items' "name" (the exam subject).
+	// when only it ran) down by the items' "name" (the exam subject), Types
+	// by their "type" (the exam: LLMzSzŁ's leaderboard reports both).
 	Subjects []CategoryAccuracy `json:"subjects,omitempty"`
+	Types    []CategoryAccuracy `json:"types,omitempty"`
 }
 
 // RefusalScore is a refusal task's result.
@@ -118,6 +132,32 @@ type RefusalCategory struct {
 	Prompts  int     `json:"prompts"`
 	Refused  int     `json:"refused"`
 	Rate     float64 `json:"rate"`
+}
+
+// HarnessScore is an lm-evaluation-harness task's result: its metrics as the
+// harness names and aggregates them.
+type HarnessScore struct {
+	Task    string        `json:"task"`
+	Output  HarnessOutput `json:"output"`
+	Docs    int           `json:"docs"`
+	Metrics []MetricValue `json:"metrics"`
+	// Invalid counts generated answers the filter found no answer in
+	// ("[invalid]", scored wrong).
+	Invalid int `json:"invalid,omitempty"`
+}
+
+// MetricValue is an aggregated metric with its standard error.
+type MetricValue struct {
+	Name   string  `json:"name"`
+	Value  float64 `json:"value"`
+	Stderr float64 `json:"stderr"`
+	// StderrMethod is "mean" (sample standard deviation over √n, the
+	// harness's mean_stderr) or "bootstrap" (BootstrapIters resamples).
+	StderrMethod string `json:"stderr_method"`
+	// Aggregation is how items combine: "mean", "f1" (binary, class 1) or
+	// "f1_macro".
+	Aggregation string `json:"aggregation"`
+	N           int    `json:"n"`
 }
 
 // StyleScore counts style findings in a task's generated texts.

@@ -216,6 +216,8 @@ func (o *Options) jobs(model string, t *Task) []job {
 		for _, it := range t.Verbosity {
 			js = append(js, o.genJob(model, t.Name, it.ID, t.Kind, it.Prompt, it.Prompt))
 		}
+	case KindHarness:
+		js = o.harnessJobs(model, t)
 	}
 	return js
 }

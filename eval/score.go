@@ -36,11 +36,12 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 			return
 		}
 		n := opt.StyleFindings(text)
-		it.StyleFindings = ptr(n)
+		// Words as the style linter counts them: its per-1,000-words unit.
+		w := stylelint.CountWords(text)
+		it.StyleFindings, it.StyleWords = ptr(n), ptr(w)
 		style.Responses++
 		style.Findings += n
-		// Words as the style linter counts them: its per-1,000-words unit.
-		style.Words += stylelint.CountWords(text)
+		style.Words += w
 		if style.Words > 0 {
 			style.Per1000Words = 1000 * float64(style.Findings) / float64(style.Words)
 		}
@@ -53,7 +54,8 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 			it := &t.OpenQA[i]
 			g, _ := gen(it.ID)
 			ok, matched := MatchOpenQA(it, g.Text, opt.OpenQA)
-			ir := ItemResult{ID: it.ID, Category: it.Category, Response: g.Text, Correct: ptr(ok), Matched: matched}
+			ir := ItemResult{ID: it.ID, Category: it.Category, Response: g.Text, Correct: ptr(ok), Matched: matched,
+				Scores: map[string]float64{"accuracy": b2f(ok)}}
 			addStyle(&ir, g.Text)
 			tr.Items = append(tr.Items, ir)
 			s.add(ok)
@@ -68,10 +70,10 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 		tr.OpenQA = s
 	case KindMultipleChoice:
 		s := &MCScore{}
-		subjects := map[string]*Accuracy{}
+		subjects, types := map[string]*Accuracy{}, map[string]*Accuracy{}
 		for i := range t.MC {
 			it := &t.MC[i]
-			ir := ItemResult{ID: it.ID, Category: it.Name}
+			ir := ItemResult{ID: it.ID, Category: it.Name, Group: it.Type, Scores: map[string]float64{}}
 			if r, ok := recs["loglikelihood\x00"+it.ID]; ok {
 				if s.Acc == nil {
 					s.Acc, s.AccNorm = &Accuracy{}, &Accuracy{}
@@ -85,6 +87,8 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 				s.AccNorm.add(accNorm == it.CorrectAnswerIndex)
 				ir.Choice, ir.ChoiceNorm = ptr(acc), ptr(accNorm)
 				ir.Correct = ptr(acc == it.CorrectAnswerIndex)
+				ir.Scores["acc"] = b2f(acc == it.CorrectAnswerIndex)
+				ir.Scores["acc_norm"] = b2f(accNorm == it.CorrectAnswerIndex)
 			}
 			if g, ok := gen(it.ID); ok {
 				if s.Generative == nil {
@@ -96,6 +100,7 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 				}
 				s.Generative.add(letter == it.CorrectAnswerIndex)
 				ir.Response, ir.Letter = g.Text, ptr(letter)
+				ir.Scores["generative_acc"] = b2f(letter == it.CorrectAnswerIndex)
 				if ir.Correct == nil {
 					ir.Correct = ptr(letter == it.CorrectAnswerIndex)
 				}
@@ -106,10 +111,19 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 				}
 				subjects[it.Name].add(*ir.Correct)
 			}
+			if ir.Correct != nil && it.Type != "" {
+				if types[it.Type] == nil {
+					types[it.Type] = &Accuracy{}
+				}
+				types[it.Type].add(*ir.Correct)
+			}
 			tr.Items = append(tr.Items, ir)
 		}
 		for _, name := range categoryOrder(subjects) {
 			s.Subjects = append(s.Subjects, CategoryAccuracy{Category: name, Accuracy: *subjects[name]})
+		}
+		for _, name := range categoryOrder(types) {
+			s.Types = append(s.Types, CategoryAccuracy{Category: name, Accuracy: *types[name]})
 		}
 		tr.MC = s
 	case KindRefusal:
@@ -127,6 +141,7 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 			ir := ItemResult{
 				ID: it.ID, Category: it.Category, Response: g.Text,
 				Harmful: ptr(it.Harmful), Refused: ptr(m.Refused), RefusalPattern: m.Pattern,
+				Scores: map[string]float64{"refused": b2f(m.Refused)},
 			}
 			if it.Harmful {
 				s.Harmful++
@@ -192,11 +207,20 @@ func score(t *Task, jobs []job, c *cache, opt *Options) TaskResult {
 		v := ScoreVerbosity(resp, ref)
 		v.Truncated = truncated
 		tr.Verbosity = &v
+	case KindHarness:
+		scoreHarness(t, &tr, recs)
 	}
 	if style != nil && style.Responses > 0 {
 		tr.Style = style
 	}
 	return tr
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // categoryOrder lists PLCC's categories first, in their order, then any

@@ -36,7 +36,7 @@ func ParseKind(s string) (Kind, error) {
 	case "multiple-choice", "multiple_choice", "llmzszl":
 		return KindMultipleChoice, nil
 	}
-	return "", fmt.Errorf("eval: unknown task kind %q; want openqa, mc, refusal or verbosity", s)
+	return "", fmt.Errorf("eval: unknown task kind %q; want openqa (plcc), mc (llmzszl), refusal, verbosity or an lm-evaluation-harness task (%s, …; pltune eval --list-tasks)", s, strings.Join(HarnessTaskNames()[:3], ", "))
 }
 
 // PLCCCategories are the six PLCC categories, in the order reports use.
@@ -90,6 +90,8 @@ type Task struct {
 	MC        []MCItem
 	Refusal   []RefusalItem
 	Verbosity []VerbosityItem
+	// Harness holds an lm-evaluation-harness task (KindHarness).
+	Harness *HarnessItems
 }
 
 // Len returns the number of items.
@@ -103,6 +105,10 @@ func (t *Task) Len() int {
 		return len(t.Refusal)
 	case KindVerbosity:
 		return len(t.Verbosity)
+	case KindHarness:
+		if t.Harness != nil {
+			return len(t.Harness.Docs)
+		}
 	}
 	return 0
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/pltune/pltune/eval"
 	"github.com/pltune/pltune/tokenize"
@@ -26,6 +27,13 @@ type Model struct {
 	// BatchSize is how many generation requests are decoded together
 	// (default 8).
 	BatchSize int
+	// NoSpecialTokens encodes log-likelihood requests and raw prompts
+	// without the tokenizer's special tokens (no BOS), as speakleash's fork
+	// of lm-evaluation-harness (0.4.0, which the Open PL LLM Leaderboard
+	// runs) and the harness's add_bos_token=False do; by default they are
+	// encoded with them, as lm-evaluation-harness 0.4.13 does. Chats are
+	// unaffected: the chat template writes its own BOS.
+	NoSpecialTokens bool
 }
 
 var _ eval.Model = (*Model)(nil)
@@ -68,21 +76,29 @@ func (l *Model) Close() { l.model.Drop() }
 // Name identifies the model.
 func (l *Model) Name() string { return l.name }
 
-// Loglikelihood scores each continuation after its context. As
-// lm-evaluation-harness does, the continuation's tokens are those of
-// context+continuation beyond the context's own, so a word split across
-// the boundary is tokenized as the model saw it in training.
+// Loglikelihood scores each continuation after its context, splitting the
+// text into tokens exactly as lm-evaluation-harness's hf backend does
+// (lm_eval.api.model.TemplateLM._encode_pair): white space ending the
+// context moves to the continuation; context and context+continuation are
+// each encoded with the tokenizer's special tokens (BOS for Llama, as
+// transformers' encode adds them by default; none with NoSpecialTokens);
+// the continuation is what the
+// whole encoding has beyond the context encoding's length, and the model
+// reads the context encoding followed by it.
 func (l *Model) Loglikelihood(ctx context.Context, reqs []eval.LoglikelihoodRequest) ([]eval.LoglikelihoodResult, error) {
 	ctxs := make([][]int, len(reqs))
 	conts := make([][]int, len(reqs))
 	for i, r := range reqs {
-		c := l.tok.Encode(r.Context, true)
-		whole := l.tok.Encode(r.Context+r.Continuation, true)
-		n := commonPrefix(c, whole)
-		ctxs[i], conts[i] = whole[:n], whole[n:]
-		if len(conts[i]) == 0 {
+		c, cont := splitTrailingSpace(r.Context, r.Continuation)
+		ctxEnc := l.tok.Encode(c, !l.NoSpecialTokens)
+		whole := l.tok.Encode(c+cont, !l.NoSpecialTokens)
+		if len(ctxEnc) == 0 {
+			return nil, fmt.Errorf("local: request %d: the context %q encodes to no token", i, r.Context)
+		}
+		if len(whole) <= len(ctxEnc) {
 			return nil, fmt.Errorf("local: request %d: the continuation %q adds no token", i, r.Continuation)
 		}
+		ctxs[i], conts[i] = ctxEnc, whole[len(ctxEnc):]
 	}
 	lls, err := l.model.LogLikelihoods(ctx, ctxs, conts)
 	if err != nil {
@@ -95,12 +111,11 @@ func (l *Model) Loglikelihood(ctx context.Context, reqs []eval.LoglikelihoodRequ
 	return out, nil
 }
 
-func commonPrefix(a, b []int) int {
-	n := 0
-	for n < len(a) && n < len(b) && a[n] == b[n] {
-		n++
-	}
-	return n
+// splitTrailingSpace moves white space that ends the context to the front
+// of the continuation (Python's str.rstrip white space).
+func splitTrailingSpace(context, continuation string) (string, string) {
+	trimmed := strings.TrimRightFunc(context, unicode.IsSpace)
+	return trimmed, context[len(trimmed):] + continuation
 }
 
 // prompt renders a request as token ids: a chat through the chat template
@@ -111,7 +126,7 @@ func (l *Model) prompt(r eval.GenerateRequest) ([]int, error) {
 		if r.Prompt == "" {
 			return nil, errors.New("local: a generation request with neither messages nor prompt")
 		}
-		return l.tok.Encode(r.Prompt, true), nil
+		return l.tok.Encode(r.Prompt, !l.NoSpecialTokens), nil
 	}
 	text, err := l.tmpl.Render(r.Messages, true)
 	if err != nil {

@@ -24,6 +24,12 @@ func Markdown(w io.Writer, r *eval.Result, charts map[string]string) error {
 	p("Run %s – %s. Temperature %g, seed %d, multiple choice by %s, diacritics folded: %v, exact match: %v.",
 		r.Started.Format("2006-01-02 15:04:05Z"), r.Finished.Format("15:04:05Z"), s.Temperature, s.Seed, s.MCMode, yes(s.FoldDiacritics), yes(s.ExactMatch))
 	p(" %d model requests in this run, %d answers from the cache.\n", r.Requests, r.Cached)
+	stderrs := map[string][]string{} // task → "metric ± se" for the headline metrics
+	for _, m := range r.Metrics() {
+		if m.StderrMethod != "" && !strings.Contains(m.Key, "/") && m.Kind != eval.KindHarness {
+			stderrs[m.Task] = append(stderrs[m.Task], fmt.Sprintf("%s %s ± %s", m.Key, format(m.Key, m.Value, false), seFormat(m.Key, m.Stderr)))
+		}
+	}
 	for _, t := range r.Tasks {
 		p("\n## %s (%s)\n\n", cell(t.Name), kindName(t.Kind))
 		switch {
@@ -46,11 +52,27 @@ func Markdown(w io.Writer, r *eval.Result, charts map[string]string) error {
 			if t.MC.Generative != nil {
 				p("\n%d generated answers had no readable letter (counted wrong).\n", t.MC.Unparsed)
 			}
+			if len(t.MC.Types) > 1 {
+				p("\n| exam type | correct | total | accuracy |\n|---|---:|---:|---:|\n")
+				for _, c := range t.MC.Types {
+					p("| %s | %d | %d | %s |\n", cell(c.Category), c.Correct, c.Total, pct(c.Rate))
+				}
+			}
 			if len(t.MC.Subjects) > 1 {
 				p("\n| subject | correct | total | accuracy |\n|---|---:|---:|---:|\n")
 				for _, c := range t.MC.Subjects {
 					p("| %s | %d | %d | %s |\n", cell(c.Category), c.Correct, c.Total, pct(c.Rate))
 				}
+			}
+		case t.Harness != nil:
+			h := t.Harness
+			p("lm-evaluation-harness task %s (%s), %d documents.\n\n", cell(h.Task), h.Output, h.Docs)
+			p("| metric | value | ± stderr | stderr by |\n|---|---:|---:|---|\n")
+			for _, m := range h.Metrics {
+				p("| %s | %.4f | %.4f | %s |\n", cell(m.Name), m.Value, m.Stderr, m.StderrMethod)
+			}
+			if h.Output == eval.HarnessGenerateUntil {
+				p("\n%d generated answers held no answer the filter accepts (\"[invalid]\", counted wrong).\n", h.Invalid)
 			}
 		case t.Refusal != nil:
 			rs := t.Refusal
@@ -80,6 +102,9 @@ func Markdown(w io.Writer, r *eval.Result, charts map[string]string) error {
 			}
 			p("\n%d of %d responses hit the token limit.\n", v.Truncated, v.Words.Response.N)
 		}
+		if se := stderrs[t.Name]; len(se) > 0 {
+			p("\nWith standard errors (n−1 sample deviation over √n; bootstrap for ratios): %s.\n", strings.Join(se, "; "))
+		}
 		if st := t.Style; st != nil {
 			p("\nStyle: %d findings in %d words of %d responses: %.2f per 1,000 words.\n", st.Findings, st.Words, st.Responses, st.Per1000Words)
 		}
@@ -96,18 +121,39 @@ func ComparisonMarkdown(w io.Writer, c *eval.Comparison, charts []string) error 
 	bw := bufio.NewWriter(w)
 	p := func(format string, a ...any) { fmt.Fprintf(bw, format, a...) }
 	p("# %s vs %s\n\n", cell(c.A), cell(c.B))
-	p("| task | metric | %s | %s | Δ (B − A) | B is |\n|---|---|---:|---:|---:|---|\n", cell(c.A), cell(c.B))
+	p("Values ± their standard errors. B is called better or worse only when a paired test on the items both runs answered "+
+		"(McNemar for accuracies and rates, a paired bootstrap of %d resamples otherwise) gives p < %g.\n\n", eval.BootstrapIters, c.Alpha)
+	p("| task | metric | %s | %s | Δ (B − A) | test | p | B is |\n|---|---|---:|---:|---:|---|---:|---|\n", cell(c.A), cell(c.B))
 	for _, r := range c.Rows {
 		d := "–"
 		if r.Delta != nil {
 			d = format(r.Key, *r.Delta, true)
 		}
-		p("| %s | %s | %s | %s | %s | %s |\n", cell(r.Task), cell(r.Key), opt(r.Key, r.A), opt(r.Key, r.B), d, r.Verdict)
+		test, pv := "–", "–"
+		if r.Test != nil {
+			test, pv = r.Test.Method, fmt.Sprintf("%.3g", r.Test.P)
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(r.Task), cell(r.Key), withErr(r.Key, r.A, r.StderrA), withErr(r.Key, r.B, r.StderrB), d, test, pv, r.Verdict)
 	}
 	for _, ch := range charts {
 		p("\n![comparison](%s)\n", ch)
 	}
 	return bw.Flush()
+}
+
+// withErr prints a value with its standard error, when it has one.
+func withErr(key string, v *float64, se float64) string {
+	if v == nil || se == 0 {
+		return opt(key, v)
+	}
+	if isRate(key) {
+		return fmt.Sprintf("%s ± %.1f", pct(*v), 100*se)
+	}
+	return fmt.Sprintf("%.3f ± %.3f", *v, se)
+}
+
+func isRate(key string) bool {
+	return strings.Contains(key, "rate") || strings.HasPrefix(key, "acc") || strings.HasPrefix(key, "generative") || key == "exact_match"
 }
 
 func opt(key string, v *float64) string {
@@ -123,13 +169,21 @@ func format(key string, v float64, signed bool) string {
 	if signed && v > 0 {
 		sign = "+"
 	}
-	if strings.Contains(key, "rate") || strings.HasPrefix(key, "acc") || strings.HasPrefix(key, "generative") {
+	if isRate(key) {
 		if signed {
 			return fmt.Sprintf("%s%.1f pp", sign, 100*v)
 		}
 		return pct(v)
 	}
 	return fmt.Sprintf("%s%.2f", sign, v)
+}
+
+// seFormat prints a standard error in the unit format prints its metric.
+func seFormat(key string, se float64) string {
+	if isRate(key) {
+		return fmt.Sprintf("%.1f pp", 100*se)
+	}
+	return fmt.Sprintf("%.2f", se)
 }
 
 func pct(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }
@@ -151,6 +205,8 @@ func kindName(k eval.Kind) string {
 		return "refusals"
 	case eval.KindVerbosity:
 		return "verbosity"
+	case eval.KindHarness:
+		return "lm-evaluation-harness"
 	}
 	return string(k)
 }

@@ -103,8 +103,10 @@ func TestWriteComparison(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := c.Row("refusal", "false_refusal_rate"); r == nil || r.Verdict != "worse" {
-		t.Errorf("false refusal row = %+v; want worse", r)
+	// The sample results carry no per-item scores: nothing to test, so no
+	// verdict of better or worse.
+	if r := c.Row("refusal", "false_refusal_rate"); r == nil || r.Verdict != eval.VerdictUntested {
+		t.Errorf("false refusal row = %+v; want untested", r)
 	}
 	var pngs int
 	for _, p := range paths {
@@ -119,9 +121,10 @@ func TestWriteComparison(t *testing.T) {
 	md, _ := os.ReadFile(filepath.Join(dir, ComparisonFile))
 	for _, s := range []string{
 		"# sft vs orpo",
-		"| refusal | false_refusal_rate | 0.6% | 6.0% | +5.4 pp | worse |",
-		"| plcc | accuracy | 75.0% | 70.0% | -5.0 pp | worse |",
-		"| verbosity | words_ratio | 1.00 | 1.60 | +0.60 |  |",
+		"| refusal | false_refusal_rate | 0.6% | 6.0% | +5.4 pp | – | – | untested |",
+		"| plcc | accuracy | 75.0% | 70.0% | -5.0 pp | – | – | untested |",
+		"| verbosity | words_ratio | 1.00 | 1.60 | +0.60 | – | – |  |",
+		"only when a paired test on the items both runs answered",
 		"![comparison](comparison.png)",
 	} {
 		if !strings.Contains(string(md), s) {

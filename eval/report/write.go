@@ -67,7 +67,13 @@ func WriteRun(dir string, r *eval.Result) ([]string, error) {
 // open-question task, charts/<task>-categories.png with both runs. It returns
 // the comparison and the paths written.
 func WriteComparison(dir string, a, b *eval.Result) (*eval.Comparison, []string, error) {
-	c := eval.Compare(a, b)
+	return WriteComparisonAt(dir, a, b, eval.DefaultAlpha)
+}
+
+// WriteComparisonAt is WriteComparison with the significance level of the
+// paired tests behind its verdicts.
+func WriteComparisonAt(dir string, a, b *eval.Result, alpha float64) (*eval.Comparison, []string, error) {
+	c := eval.CompareAt(a, b, alpha)
 	if err := os.MkdirAll(filepath.Join(dir, chartsDir), 0o755); err != nil {
 		return nil, nil, fmt.Errorf("report: %w", err)
 	}

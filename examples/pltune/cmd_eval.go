@@ -26,7 +26,7 @@ func init() {
 
 // openLocalModel opens a checkpoint folder as an in-process model. The
 // libtorch build sets it; without it, --model is a usage error.
-var openLocalModel func(dir, tokenizer string) (eval.Model, error)
+var openLocalModel func(dir, tokenizer string, noBOS bool) (eval.Model, error)
 
 // sampleSets are the embedded sample files that --task samples selects.
 var sampleSets = []string{"plcc", "mc", "refusal", "verbosity"}
@@ -35,7 +35,10 @@ const evalUsage = `eval --task FILE... (--model DIR | --endpoint URL --model-nam
 
 Evaluates a model on task files (JSONL; the kind is detected from the fields,
 or forced with --task KIND=FILE where KIND is openqa, mc, refusal or
-verbosity). --task samples adds pltune's four embedded sample sets,
+verbosity; llmzszl=llmzszl-test.jsonl and plcc=FILE name the benchmarks).
+--task TASK=FILE runs an lm-evaluation-harness task of the Open PL LLM
+Leaderboard on the dataset's own file (JSONL, JSON, CSV or TSV), e.g.
+--task polemo2_in_multiple_choice=test.jsonl; --list-tasks names them. --task samples adds pltune's four embedded sample sets,
 --task samples:plcc one of them (plcc, mc, refusal, verbosity). Task files
 may also follow the flags as arguments.
 
@@ -73,11 +76,23 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	countTokens := fset.String("count-tokens", "", "tokenizer (a folder with tokenizer.json, or the file) to count verbosity in tokens")
 	noStyle := fset.Bool("no-style", false, "skip the Polish style score")
 	quiet := fset.Bool("quiet", false, "no progress on stderr")
+	noBOS := fset.Bool("no-bos", false, "--model: encode log-likelihood requests and raw prompts without BOS, as speakleash's lm-evaluation-harness fork (the Open PL LLM Leaderboard) does")
+	numFewshot := fset.Int("num-fewshot", 0, "harness tasks: few-shot examples before each question (0: zero-shot)")
+	var fewshot taskList
+	fset.Var(&fewshot, "fewshot", "harness tasks: TASK=FILE, the training split few-shot examples are drawn from (as the harness draws them, seed 1234; repeatable)")
+	listTasks := fset.Bool("list-tasks", false, "list the lm-evaluation-harness tasks --task TASK=FILE knows and exit")
 	rest, err := parseInterleaved(fset, args)
 	if err != nil {
 		return err
 	}
 	tasks = append(tasks, rest...)
+	if *listTasks {
+		for _, n := range eval.HarnessTaskNames() {
+			spec, _ := eval.HarnessTaskByName(n)
+			fmt.Fprintf(env.stdout, "%-40s %-16s %s (fields %s)\n", n, spec.Output, spec.Dataset, strings.Join(spec.Required, ", "))
+		}
+		return nil
+	}
 	switch {
 	case len(tasks) == 0:
 		return usagef("no tasks; give --task FILE (or --task samples)")
@@ -85,6 +100,8 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 		return usagef("missing --out DIR")
 	case (*modelDir == "") == (*endpoint == ""):
 		return usagef("give either --model DIR or --endpoint URL with --model-name NAME")
+	case *noBOS && *modelDir == "":
+		return usagef("--no-bos is for the in-process backend (--model); a server encodes prompts itself")
 	case *endpoint != "" && *modelName == "":
 		return usagef("--endpoint needs --model-name (the name the server serves; see its /v1/models)")
 	}
@@ -92,7 +109,16 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	if mode != eval.MCLoglikelihood && mode != eval.MCGenerative && mode != eval.MCBoth {
 		return usagef("--mc-mode %q: want loglikelihood, generative or both", *mcMode)
 	}
-	loaded, err := loadTasks(tasks)
+	hopt := eval.HarnessOptions{NumFewshot: *numFewshot}
+	fewshotFiles := map[string]string{}
+	for _, f := range fewshot {
+		name, path, ok := strings.Cut(f, "=")
+		if !ok {
+			return usagef("--fewshot %s: want TASK=FILE", f)
+		}
+		fewshotFiles[name] = path
+	}
+	loaded, err := loadTasks(tasks, hopt, fewshotFiles)
 	if err != nil {
 		return err
 	}
@@ -101,7 +127,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 		if openLocalModel == nil {
 			return usagef("--model: the in-process backend is not built into this pltune (it needs libtorch); serve the model with an OpenAI-compatible server and use --endpoint")
 		}
-		if model, err = openLocalModel(*modelDir, *tokenizer); err != nil {
+		if model, err = openLocalModel(*modelDir, *tokenizer, *noBOS); err != nil {
 			return err
 		}
 	} else {
@@ -191,6 +217,12 @@ func printSummary(env *cliEnv, res *eval.Result) {
 				parts = append(parts, fmt.Sprintf("generative %.1f%% (%d unreadable)", 100*t.MC.Generative.Rate, t.MC.Unparsed))
 			}
 			fmt.Fprintf(env.stdout, "  %s: %s\n", t.Name, strings.Join(parts, ", "))
+		case t.Harness != nil:
+			var parts []string
+			for _, m := range t.Harness.Metrics {
+				parts = append(parts, fmt.Sprintf("%s %.4f ± %.4f", m.Name, m.Value, m.Stderr))
+			}
+			fmt.Fprintf(env.stdout, "  %s: %s (%d documents)\n", t.Name, strings.Join(parts, ", "), t.Harness.Docs)
 		case t.Refusal != nil:
 			fmt.Fprintf(env.stdout, "  %s: false refusals %.1f%% (%d/%d benign), harmful refused %.1f%% (%d/%d)\n", t.Name,
 				100*t.Refusal.FalseRefusalRate, t.Refusal.FalseRefusals, t.Refusal.Benign,
@@ -205,8 +237,9 @@ func printSummary(env *cliEnv, res *eval.Result) {
 	}
 }
 
-// loadTasks reads task arguments: FILE, KIND=FILE, samples, samples:NAME.
-func loadTasks(args []string) ([]*eval.Task, error) {
+// loadTasks reads task arguments: FILE, KIND=FILE, TASK=FILE (a harness
+// task), samples, samples:NAME.
+func loadTasks(args []string, hopt eval.HarnessOptions, fewshot map[string]string) ([]*eval.Task, error) {
 	var out []*eval.Task
 	for _, a := range args {
 		switch {
@@ -226,6 +259,24 @@ func loadTasks(args []string) ([]*eval.Task, error) {
 			}
 			out = append(out, t)
 			continue
+		}
+		if k, p, ok := strings.Cut(a, "="); ok {
+			if spec, ok := eval.HarnessTaskByName(k); ok {
+				o := hopt
+				if f, ok := fewshot[k]; ok && o.NumFewshot > 0 {
+					docs, err := eval.ReadDocs(f)
+					if err != nil {
+						return nil, err
+					}
+					o.Fewshot = docs
+				}
+				t, err := eval.ReadHarnessFile(spec, p, o)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, t)
+				continue
+			}
 		}
 		var kind eval.Kind
 		path := a
@@ -260,9 +311,13 @@ func loadSample(name string) (*eval.Task, error) {
 func runEvalCompare(_ context.Context, env *cliEnv, args []string) error {
 	fset := newFlags(env, "eval compare", "eval compare RUN_A RUN_B --out DIR\n\nCompares two runs of pltune eval (their folders or results.json files), e.g.\nbefore and after alignment. Writes comparison.md, comparison.json,\ncomparison.png (PLCC, false refusals, verbosity, style) and per-category charts.")
 	out := fset.String("out", "", "output folder (required)")
+	alpha := fset.Float64("alpha", eval.DefaultAlpha, "significance level of the paired tests behind better/worse")
 	rest, err := parseInterleaved(fset, args)
 	if err != nil {
 		return err
+	}
+	if *alpha <= 0 || *alpha >= 1 {
+		return usagef("--alpha %g: want a level between 0 and 1, e.g. 0.05", *alpha)
 	}
 	if len(rest) != 2 {
 		return usagef("want two runs, RUN_A and RUN_B; got %d", len(rest))
@@ -278,7 +333,7 @@ func runEvalCompare(_ context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, paths, err := report.WriteComparison(*out, a, b)
+	c, paths, err := report.WriteComparisonAt(*out, a, b, *alpha)
 	if err != nil {
 		return err
 	}
@@ -286,8 +341,13 @@ func runEvalCompare(_ context.Context, env *cliEnv, args []string) error {
 		if r.Delta == nil || strings.Contains(r.Key, "/") {
 			continue
 		}
-		fmt.Fprintf(env.stdout, "%-12s %-22s %10.4f → %10.4f  %s\n", r.Task, r.Key, *r.A, *r.B, r.Verdict)
+		p := ""
+		if r.Test != nil {
+			p = fmt.Sprintf(" (%s p=%.3g, n=%d)", r.Test.Method, r.Test.P, r.Test.N)
+		}
+		fmt.Fprintf(env.stdout, "%-12s %-22s %10.4f ± %.4f → %10.4f ± %.4f  %s%s\n", r.Task, r.Key, *r.A, r.StderrA, *r.B, r.StderrB, r.Verdict, p)
 	}
+	fmt.Fprintf(env.stdout, "better/worse: paired test significant at alpha %g; otherwise no significant change\n", c.Alpha)
 	for _, p := range paths {
 		fmt.Fprintf(env.stdout, "wrote %s\n", p)
 	}

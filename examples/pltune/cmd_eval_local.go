@@ -8,7 +8,12 @@ import (
 // The in-process backend links libtorch; wiring it here keeps package
 // eval itself free of it.
 func init() {
-	openLocalModel = func(dir, tokenizer string) (eval.Model, error) {
-		return local.Open(dir, tokenizer)
+	openLocalModel = func(dir, tokenizer string, noBOS bool) (eval.Model, error) {
+		m, err := local.Open(dir, tokenizer)
+		if err != nil {
+			return nil, err
+		}
+		m.NoSpecialTokens = noBOS
+		return m, nil
 	}
 }

@@ -39,12 +39,22 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.calls.Add(1)
 	var body struct {
 		Messages []struct{ Role, Content string }
-		Prompt   []string
+		Prompt   json.RawMessage
 		Echo     bool
+		Stop     []string
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
+	}
+	var prompts []string
+	if len(body.Prompt) > 0 && json.Unmarshal(body.Prompt, &prompts) != nil {
+		var one string
+		if err := json.Unmarshal(body.Prompt, &one); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		prompts = []string{one}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	switch r.URL.Path {
@@ -62,19 +72,31 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"stop"}],"usage":{"completion_tokens":12}}`, a)
 	case "/v1/completions":
 		if !body.Echo {
-			http.Error(w, "only echo here", http.StatusBadRequest)
+			// A raw completion (lm-evaluation-harness's generative tasks):
+			// "C" for the budget summary, "B" otherwise, cut at the stop
+			// strings as a server does.
+			text := " B, bo tak."
+			if strings.Contains(prompts[0], "Radni uchwalili") {
+				text = " C"
+			}
+			for _, st := range body.Stop {
+				if i := strings.Index(text, st); i >= 0 {
+					text = text[:i]
+				}
+			}
+			fmt.Fprintf(w, `{"choices":[{"index":0,"text":%q,"finish_reason":"stop"}]}`, text)
 			return
 		}
 		if f.noEcho {
 			var choices []map[string]any
-			for i := range body.Prompt {
+			for i := range prompts {
 				choices = append(choices, map[string]any{"index": i, "text": "x", "finish_reason": "length"})
 			}
 			json.NewEncoder(w).Encode(map[string]any{"choices": choices})
 			return
 		}
 		var choices []map[string]any
-		for i, p := range body.Prompt {
+		for i, p := range prompts {
 			toks := fakeTokens.FindAllString(p, -1)
 			toks = append(toks, " x")
 			var lps []any
@@ -180,10 +202,10 @@ func TestEvalEndToEnd(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("compare: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if !regexp.MustCompile(`refusal\s+false_refusal_rate\s+[0-9.]+ → \s*[0-9.]+\s+worse`).MatchString(out) {
+	if !regexp.MustCompile(`refusal\s+false_refusal_rate\s+[0-9.]+ ± [0-9.]+ → \s*[0-9.]+ ± [0-9.]+\s+worse \(mcnemar-chi2 p=`).MatchString(out) {
 		t.Errorf("compare output lacks a worse false refusal rate:\n%s", out)
 	}
-	if !regexp.MustCompile(`verbosity\s+style_per_1000_words\s+0.0000 → \s*[1-9][0-9.]*\s+worse`).MatchString(out) {
+	if !regexp.MustCompile(`verbosity\s+style_per_1000_words\s+0.0000 ± [0-9.]+ → \s*[1-9][0-9.]* ± [0-9.]+\s+worse \(paired-bootstrap p=`).MatchString(out) {
 		t.Errorf("compare output lacks a worse style score:\n%s", out)
 	}
 	checkPNG(t, filepath.Join(cmpDir, "comparison.png"))
@@ -303,7 +325,7 @@ func TestEvalLocalHook(t *testing.T) {
 	os.WriteFile(task, []byte(`{"id":"v","prompt":"p","reference":"r"}`+"\n"), 0o644)
 	var gotDir, gotTok string
 	saved := openLocalModel
-	openLocalModel = func(d, tok string) (eval.Model, error) {
+	openLocalModel = func(d, tok string, _ bool) (eval.Model, error) {
 		gotDir, gotTok = d, tok
 		return nil, fmt.Errorf("checkpoint %s: no config.json", d)
 	}
@@ -311,5 +333,47 @@ func TestEvalLocalHook(t *testing.T) {
 	code, _, errOut := runCLI(t, "eval", "--task", task, "--out", dir, "--model", dir, "--tokenizer", "tok.json")
 	if code != 1 || gotDir != dir || gotTok != "tok.json" || !strings.Contains(errOut, "no config.json") {
 		t.Errorf("exit %d, stderr %q, hook got %q %q", code, errOut, gotDir, gotTok)
+	}
+}
+
+func TestEvalHarnessTask(t *testing.T) {
+	code, out, _ := runCLI(t, "eval", "--list-tasks")
+	if code != 0 || !strings.Contains(out, "polish_dyk_multiple_choice") || !strings.Contains(out, "allegro/klej-dyk") || !strings.Contains(out, "belebele_pol_Latn") {
+		t.Fatalf("--list-tasks: exit %d\n%s", code, out)
+	}
+	srv := httptest.NewServer(&fakeOpenAI{})
+	defer srv.Close()
+	dir := t.TempDir()
+	data := filepath.Join("..", "..", "eval", "testdata", "harness", "dyk-test.tsv")
+	code, out, errOut := runCLI(t, "eval", "--quiet", "--task", "polish_dyk_multiple_choice="+data, "--endpoint", srv.URL+"/v1", "--model-name", "fake", "--out", dir)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	// " Nie" and " Tak" get the same log-probability from the fake server:
+	// the tie goes to the first choice, Nie, right on 2 of 4 documents.
+	if !strings.Contains(out, "polish_dyk_multiple_choice: acc 0.5000 ± 0.2887, acc_norm 0.5000 ± 0.2887, f1 0.0000 ± 0.0000 (4 documents)") {
+		t.Errorf("summary:\n%s", out)
+	}
+	res, err := eval.ReadResult(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := res.Tasks[0].Harness; h == nil || h.Task != "polish_dyk_multiple_choice" || len(h.Metrics) != 3 {
+		t.Errorf("results.json: %+v", res.Tasks[0].Harness)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	if !strings.Contains(string(md), "| acc | 0.5000 | 0.2887 | mean |") || !strings.Contains(string(md), "| f1 | 0.0000 | 0.0000 | bootstrap |") {
+		t.Errorf("report.md lacks the metrics with their standard errors:\n%s", md)
+	}
+	// A generative task over /v1/completions: psc_regex's targets are C, B, C
+	// (label 1, 0, 1); the fake answers C only for the budget summary.
+	dir2 := t.TempDir()
+	code, out, errOut = runCLI(t, "eval", "--quiet", "--task", "polish_psc_regex="+filepath.Join("..", "..", "eval", "testdata", "harness", "psc-test.tsv"), "--endpoint", srv.URL+"/v1", "--model-name", "fake", "--out", dir2)
+	if code != 0 || !strings.Contains(out, "polish_psc_regex: exact_match 0.6667 ± 0.3333, f1 0.6667 ± ") {
+		t.Errorf("generative harness task: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, "eval", "--task", "polish_dyk_multiple_choice="+filepath.Join("..", "..", "eval", "testdata", "harness", "ppc-test.jsonl"), "--endpoint", srv.URL+"/v1", "--model-name", "fake", "--out", dir)
+	if code == 0 || !strings.Contains(errOut, `ppc-test.jsonl: line 1 has no field "question"`) {
+		t.Errorf("wrong file: exit %d: %s", code, errOut)
 	}
 }
