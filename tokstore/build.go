@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -771,6 +772,7 @@ func eachTextDoc(r io.Reader, jsonl bool, path string, base int64, yield func(st
 
 // shardWriter writes one shard under temporary names; close renames them.
 type shardWriter struct {
+	hash  hash.Hash // of the ids
 	base  string
 	dtype DType
 	files []*os.File
@@ -784,7 +786,7 @@ type shardWriter struct {
 var tmpSeq atomic.Int64
 
 func newShardWriter(base string, dtype DType, withMask bool) (*shardWriter, error) {
-	w := &shardWriter{base: base, dtype: dtype}
+	w := &shardWriter{base: base, dtype: dtype, hash: sha256.New()}
 	exts := []string{".ids", ".idx"}
 	if withMask {
 		exts = append(exts, ".mask")
@@ -798,7 +800,7 @@ func newShardWriter(base string, dtype DType, withMask bool) (*shardWriter, erro
 		}
 		w.files = append(w.files, f)
 	}
-	w.ids = bufio.NewWriterSize(w.files[0], 1<<20)
+	w.ids = bufio.NewWriterSize(io.MultiWriter(w.files[0], w.hash), 1<<20)
 	w.idx = bufio.NewWriterSize(w.files[1], 1<<16)
 	if withMask {
 		w.mask = bufio.NewWriterSize(w.files[2], 1<<18)
@@ -856,6 +858,7 @@ func (w *shardWriter) close() (Shard, error) {
 		}
 	}
 	w.files = nil
+	w.sh.IDsSHA256 = hex.EncodeToString(w.hash.Sum(nil))
 	return w.sh, nil
 }
 

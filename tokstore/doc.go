@@ -27,14 +27,15 @@
 //	  "docs": 1234, "tokens": 567890, "trained": 123456,
 //	  "sources": [{"path": "a.jsonl", "size": 1048576}],
 //	  "shards": [{"name": "00000", "source": 0, "offset": 0,
-//	              "length": 1048576, "sha256": "…",
+//	              "length": 1048576, "sha256": "…", "ids_sha256": "…",
 //	              "docs": 12, "tokens": 5678, "trained": 1234}],
 //	  "skipped": {"too_long": 0, "no_trainable": 0}
 //	}
 //
 // A shard holds the documents of one byte range (a chunk) of one source
 // file, in file order; sha256 is that of the chunk's bytes, so together the
-// shards fingerprint every source byte. The tokenizer's sha256 is that of
+// shards fingerprint every source byte; ids_sha256 is that of the shard's
+// .ids file (a store written by Writer has no source bytes). The tokenizer's sha256 is that of
 // its tokenizer.json (and tokenizer_config.json, whose chat template shapes
 // a chat store), so a run can refuse a store made with another tokenizer.
 //

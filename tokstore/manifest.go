@@ -63,14 +63,16 @@ type Source struct {
 
 // Shard is the tokens of one chunk of a source file.
 type Shard struct {
-	Name    string `json:"name"`
-	Source  int    `json:"source"`
-	Offset  int64  `json:"offset"`
-	Length  int64  `json:"length"`
-	SHA256  string `json:"sha256"`
-	Docs    int64  `json:"docs"`
-	Tokens  int64  `json:"tokens"`
-	Trained int64  `json:"trained,omitempty"`
+	Name   string `json:"name"`
+	Source int    `json:"source"`
+	Offset int64  `json:"offset"`
+	Length int64  `json:"length"`
+	SHA256 string `json:"sha256"`
+	// IDsSHA256 is the SHA-256 of the shard's .ids file.
+	IDsSHA256 string `json:"ids_sha256"`
+	Docs      int64  `json:"docs"`
+	Tokens    int64  `json:"tokens"`
+	Trained   int64  `json:"trained,omitempty"`
 }
 
 // Skipped counts the chat samples a build left out.

@@ -165,8 +165,8 @@ func (m *Mixture) Source(i int) string {
 	return m.sources[s].Name
 }
 
-// Fingerprint identifies the mixture: its sources' fingerprints (where
-// they have one), weights, caps and seed.
+// Fingerprint identifies the mixture: its sources' fingerprints,
+// weights, caps and seed.
 func (m *Mixture) Fingerprint() string {
 	type src struct {
 		Name   string
@@ -180,11 +180,7 @@ func (m *Mixture) Fingerprint() string {
 	}
 	v.Seed = m.seed
 	for _, s := range m.sources {
-		fp := ""
-		if f, ok := s.Rows.(interface{ Fingerprint() string }); ok {
-			fp = f.Fingerprint()
-		}
-		v.Sources = append(v.Sources, src{s.Name, fp, s.Weight, s.CapTokens})
+		v.Sources = append(v.Sources, src{s.Name, s.Rows.Fingerprint(), s.Weight, s.CapTokens})
 	}
 	b, _ := json.Marshal(v)
 	h := sha256.Sum256(b)

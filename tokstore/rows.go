@@ -16,6 +16,9 @@ type Rows interface {
 	Row(i int) (tokenize.PackedRow, error)
 	// Tokens is the number of tokens of row i, without reading it.
 	Tokens(i int) int
+	// Fingerprint identifies the rows: the stores' content and how rows
+	// are cut, so a resumed run can tell it trains on the same rows.
+	Fingerprint() string
 }
 
 // TextRows cuts a text store's token stream into rows of rowLen tokens, the

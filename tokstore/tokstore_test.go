@@ -532,3 +532,37 @@ func TestMixWeightsCapsAndReport(t *testing.T) {
 		t.Fatal("the same mix twice differs")
 	}
 }
+
+// A Writer's store reads back what was added, across shards.
+func TestWriterRoundTrip(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "w")
+	w, err := NewWriter(dir, TypeChat, TokenizerInfo{VocabSize: 70000, EOSID: 1}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := [][]int{{1, 69999, 3}, {5, 6, 7, 8, 9, 10, 11}, {4}, {65536, 2}}
+	for i, d := range docs {
+		tr := make([]bool, len(d))
+		tr[len(d)-1] = i%2 == 0
+		if err := w.Add(d, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Add([]int{70000}, []bool{true}); err == nil {
+		t.Fatal("an id outside the vocabulary was written")
+	}
+	m, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.DType != Uint32 || len(m.Shards) != 2 || m.Tokens != 13 || m.Trained != 2 {
+		t.Fatalf("manifest %+v", m)
+	}
+	s := mustOpen(t, dir)
+	for i, d := range docs {
+		ids, tr, err := s.Doc(int64(i))
+		if err != nil || !slices.Equal(ids, d) || tr[len(d)-1] != (i%2 == 0) {
+			t.Fatalf("doc %d: %v %v %v", i, ids, tr, err)
+		}
+	}
+}
