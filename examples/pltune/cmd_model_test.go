@@ -16,7 +16,6 @@ import (
 	"github.com/pltune/pltune/train"
 )
 
-
 // tinyModel trains a small byte-level BPE tokenizer and saves a random
 // Llama with its vocabulary next to it.
 func tinyModel(t *testing.T) (modelDir, tokDir string, m *train.Model, tok *tokenize.Tokenizer) {

@@ -19,7 +19,6 @@ const tinyConfig = `{"architectures":["LlamaForCausalLM"],"model_type":"llama","
 "intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,
 "max_position_embeddings":256,"rms_norm_eps":1e-5,"torch_dtype":"float32"}`
 
-
 func runTrainCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
