@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -23,6 +24,7 @@ type Store struct {
 	// docBase[i] is the global number of shard i's first document.
 	docBase []int64
 	sum     [32]byte // SHA-256 of manifest.json
+	reads   atomic.Int64
 }
 
 type mappedShard struct {
@@ -224,9 +226,9 @@ func (s *Store) appendTokens(ids []int, mask []bool, start, end int64) ([]int, [
 				mask = append(mask, b != 0)
 			}
 		}
-		release(raw, local*int64(s.Manifest.DType.Size()), n*int64(s.Manifest.DType.Size()))
 		start += n
 	}
+	s.release()
 	return ids, mask, nil
 }
 
@@ -250,15 +252,29 @@ func (s *Store) DocLen(d int64) (int, error) {
 	return int(b - a), err
 }
 
-// release tells the kernel that the process no longer needs the pages of
-// b[off:off+n], so the mapped pages a long run has read do not pile up in
-// its resident set (they stay in the page cache).
-func release(b []byte, off, n int64) {
-	const page = 4096
-	lo := off / page * page
-	hi := (off + n) / page * page // whole pages only: a neighbour may be reading the rest
-	if hi > lo {
-		_ = madvise(b[lo:hi], syscall.MADV_DONTNEED)
+// releaseEvery is how many reads of mapped tokens may pass between two
+// releases of the mappings.
+const releaseEvery = 16
+
+// release tells the kernel, every releaseEvery reads, that the process no
+// longer needs the mapped pages of the ids, so the pages a long run has read
+// do not pile up in its resident set (they stay in the page cache). A fault
+// maps more than the page asked for (fault-around, large page-cache
+// folios), so dropping the pages of each read would not be enough; the
+// whole mappings are dropped instead, which costs a walk of page tables
+// that are mostly empty. A read running at the same time only faults its
+// pages in again.
+func (s *Store) release() {
+	if s.reads.Add(1)%releaseEvery != 0 {
+		return
+	}
+	for _, ms := range s.shards {
+		if len(ms.ids) > 0 {
+			_ = madvise(ms.ids, syscall.MADV_DONTNEED)
+		}
+		if len(ms.mask) > 0 {
+			_ = madvise(ms.mask, syscall.MADV_DONTNEED)
+		}
 	}
 }
 
