@@ -93,6 +93,8 @@ type triplesRecord struct {
 type decoded struct {
 	sample Sample
 	base   int
+	// utf8Checked: the decoder saw that the whole record is UTF-8.
+	utf8Checked bool
 }
 
 // unmarshal decodes rec into v, reporting JSON errors as ErrMalformedJSON.
@@ -160,10 +162,22 @@ func splitSystem(s *Sample, msgs []Message) int {
 }
 
 func decodeOpenAI(rec []byte, id string, origin Origin) (decoded, *RecordError) {
-	var r openAIRecord
-	if e := unmarshal(rec, &r); e != nil {
-		return decoded{}, e
+	r, ok := fastOpenAI(rec)
+	if ok {
+		d, e := decodedOpenAI(r, id, origin)
+		d.utf8Checked = true
+		return d, e
 	}
+	{
+		r = openAIRecord{}
+		if e := unmarshal(rec, &r); e != nil {
+			return decoded{}, e
+		}
+	}
+	return decodedOpenAI(r, id, origin)
+}
+
+func decodedOpenAI(r openAIRecord, id string, origin Origin) (decoded, *RecordError) {
 	if r.Messages == nil {
 		return decoded{}, &RecordError{Row: -1, Message: -1, Field: "messages", Err: ErrMissingField}
 	}

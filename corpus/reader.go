@@ -207,13 +207,13 @@ func (r *Reader) Samples(ctx context.Context) iter.Seq2[Sample, error] {
 			return
 		}
 		decode := sampleDecoder(r.format)
-		r.each(ctx, func(rec record) (any, *RecordError) {
+		r.each(ctx, func(rec record) (any, *RecordError, bool) {
 			id := positionID(r.name, rec.line, rec.row)
 			d, e := decode(rec.raw, id, r.opts.Origin)
 			if e == nil {
 				e = validateSample(&d.sample, d.base, r.opts.Limits, false)
 			}
-			return d.sample, e
+			return d.sample, e, d.utf8Checked
 		}, func(v any) bool {
 			r.acct.Accepted++
 			return yield(v.(Sample), nil)
@@ -233,12 +233,12 @@ func (r *Reader) Pairs(ctx context.Context) iter.Seq2[PreferencePair, error] {
 		if r.format.base() == Triples {
 			decode = decodeTriples
 		}
-		r.each(ctx, func(rec record) (any, *RecordError) {
+		r.each(ctx, func(rec record) (any, *RecordError, bool) {
 			p, e := decode(rec.raw, positionID(r.name, rec.line, rec.row))
 			if e == nil {
 				e = validatePair(&p, r.opts.Limits)
 			}
-			return p, e
+			return p, e, false
 		}, func(v any) bool {
 			r.acct.Accepted++
 			return yield(v.(PreferencePair), nil)
@@ -273,12 +273,13 @@ type batch struct {
 }
 
 // each reads the records, runs work on them on all cores (decoding and
-// validation, which do not depend on each other), and then, one by one in
+// validation, which do not depend on each other; work also says whether it
+// saw that the whole record is UTF-8), and then, one by one in
 // file order, applies the policy to what work rejected and hands what it
 // accepted to emit; emit returns false when the consumer stopped. fail is
 // called once with an error that ends the read. The result is that of a
 // loop over the records in order: only the decoding runs ahead.
-func (r *Reader) each(ctx context.Context, work func(record) (any, *RecordError), emit func(any) bool, fail func(error)) {
+func (r *Reader) each(ctx context.Context, work func(record) (any, *RecordError, bool), emit func(any) bool, fail func(error)) {
 	workers := runtime.GOMAXPROCS(0)
 	jobs := make(chan *batch, workers)
 	ordered := make(chan *batch, 2*workers)
@@ -295,10 +296,15 @@ func (r *Reader) each(ctx context.Context, work func(record) (any, *RecordError)
 					switch {
 					case rec.tooLong > 0:
 						b.errs[i] = &RecordError{Row: -1, Message: -1, Err: fmt.Errorf("%w: the record holds %d bytes; the limit is %d", ErrTooLong, rec.tooLong, r.opts.Limits.MaxRecordBytes)}
-					case !utf8.Valid(rec.raw):
-						b.errs[i] = &RecordError{Row: -1, Message: -1, Err: ErrInvalidUTF8}
 					default:
-						b.vals[i], b.errs[i] = work(rec)
+						// A record that is not UTF-8 is rejected as such,
+						// whatever else is wrong with it; a decoder that
+						// checked the whole record saves the second look.
+						v, e, checked := work(rec)
+						if !checked && !utf8.Valid(rec.raw) {
+							v, e = nil, &RecordError{Row: -1, Message: -1, Err: ErrInvalidUTF8}
+						}
+						b.vals[i], b.errs[i] = v, e
 					}
 				}
 				close(b.done)
