@@ -34,3 +34,19 @@ func FuzzFastOpenAI(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodeOpenAI(b *testing.B) {
+	rec := []byte(`{"messages":[{"role":"system","content":"Jesteś pomocnym asystentem."},{"role":"user","content":"Jaka jest najdłuższa rzeka w Polsce? Odpowiedz krótko, podając długość.\n\nProszę o „konkretną” odpowiedź."},{"role":"assistant","content":"Najdłuższą rzeką w Polsce jest Wisła, która ma około 1047 km długości. Płynie przez Kraków, Warszawę i Toruń, a uchodzi do Morza Bałtyckiego w Zatoce Gdańskiej.\nJej dorzecze obejmuje większą część kraju."}]}`)
+	b.SetBytes(int64(len(rec)))
+	b.Run("fast", func(b *testing.B) {
+		for b.Loop() {
+			decodeOpenAI(rec, "x", OriginOrganic)
+		}
+	})
+	b.Run("general", func(b *testing.B) {
+		for b.Loop() {
+			var r openAIRecord
+			unmarshal(rec, &r)
+		}
+	})
+}
