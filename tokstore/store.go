@@ -270,14 +270,10 @@ func (s *Store) release() {
 	}
 	for _, ms := range s.shards {
 		if len(ms.ids) > 0 {
-			_ = madvise(ms.ids, syscall.MADV_DONTNEED)
+			dontNeed(ms.ids)
 		}
 		if len(ms.mask) > 0 {
-			_ = madvise(ms.mask, syscall.MADV_DONTNEED)
+			dontNeed(ms.mask)
 		}
 	}
-}
-
-func madvise(b []byte, advice int) error {
-	return syscall.Madvise(b, advice)
 }
