@@ -1,7 +1,6 @@
 package corpus
 
 import (
-	"encoding/binary"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -216,19 +215,7 @@ func (p *fastParser) str() (string, bool) {
 // decoding (no quote, backslash or control character), false when it meets
 // bytes that are not UTF-8.
 func plainRun(b []byte, i int) (int, bool) {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	for i < len(b) {
-		// Eight plain ASCII bytes at a time: none with the high bit, none
-		// below 0x20, none a quote or a backslash (a word that may hold
-		// one goes byte by byte).
-		if i+8 <= len(b) {
-			x := binary.LittleEndian.Uint64(b[i:])
-			q, bs := x^(ones*'"'), x^(ones*'\\')
-			if (x|(x-ones*0x20)|(q-ones)&^q|(bs-ones)&^bs)&highs == 0 {
-				i += 8
-				continue
-			}
-		}
 		c := b[i]
 		if c < utf8.RuneSelf {
 			if !strPlain[c] {
