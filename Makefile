@@ -8,7 +8,7 @@ export GOTOOLCHAIN := local
 PKGS_PURE  = $(shell internal/scripts/packages.sh pure)
 PKGS_TORCH = $(shell internal/scripts/packages.sh torch)
 
-.PHONY: setup testdata test demo fmt-check vet bench-tokenize
+.PHONY: setup testdata test demo fmt-check vet bench-tokenize cli
 
 ## setup: find or install libtorch, patch gotch for it, write go.work (idempotent)
 setup:
@@ -34,11 +34,19 @@ fmt-check:
 
 vet: setup
 	$(GO) vet ./...
+	$(GO) vet -tags pltune_torch ./examples/pltune
 
 ## test: setup, gofmt check, go vet, the race detector on pure-Go packages, the rest plainly
 test: setup testdata fmt-check vet
 	$(GO) test -race $(PKGS_PURE)
 	$(GO) test $(PKGS_TORCH)
+	$(GO) test -tags pltune_torch ./examples/pltune
+
+## cli: bin/pltune (pure Go: corpus, tokenize, lint, template, token stores)
+## and bin/pltune-torch (every command; pltune starts it for the tensor ones)
+cli: setup
+	$(GO) build -o bin/pltune ./examples/pltune
+	$(GO) build -tags pltune_torch -o bin/pltune-torch ./examples/pltune
 
 ## demo: the main job
 demo: setup

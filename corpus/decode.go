@@ -93,17 +93,20 @@ type triplesRecord struct {
 type decoded struct {
 	sample Sample
 	base   int
+	// utf8Checked: the decoder saw that the whole record is UTF-8.
+	utf8Checked bool
 }
 
 // unmarshal decodes rec into v, reporting JSON errors as ErrMalformedJSON.
 // goccy/go-json decodes about twice as fast as encoding/json, which is most
 // of a reader's time, but it skips unknown fields without checking their
-// syntax; so encoding/json's scanner checks the record first, and a record
+// syntax; so validJSON (encoding/json.Valid's verdict, faster) checks the
+// record first, and a record
 // go-json refuses is decoded again by encoding/json, whose verdict and error
 // text stand. FuzzDecodeAgreement checks that the result equals
 // encoding/json's.
 func unmarshal(rec []byte, v any) *RecordError {
-	if json.Valid(rec) && gojson.Unmarshal(rec, v) == nil {
+	if validJSON(rec) && gojson.Unmarshal(rec, v) == nil {
 		return nil
 	}
 	if err := json.Unmarshal(rec, v); err != nil {
@@ -159,10 +162,22 @@ func splitSystem(s *Sample, msgs []Message) int {
 }
 
 func decodeOpenAI(rec []byte, id string, origin Origin) (decoded, *RecordError) {
-	var r openAIRecord
-	if e := unmarshal(rec, &r); e != nil {
-		return decoded{}, e
+	r, ok := fastOpenAI(rec)
+	if ok {
+		d, e := decodedOpenAI(r, id, origin)
+		d.utf8Checked = true
+		return d, e
 	}
+	{
+		r = openAIRecord{}
+		if e := unmarshal(rec, &r); e != nil {
+			return decoded{}, e
+		}
+	}
+	return decodedOpenAI(r, id, origin)
+}
+
+func decodedOpenAI(r openAIRecord, id string, origin Origin) (decoded, *RecordError) {
 	if r.Messages == nil {
 		return decoded{}, &RecordError{Row: -1, Message: -1, Field: "messages", Err: ErrMissingField}
 	}

@@ -2,6 +2,7 @@ package corpus
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -11,7 +12,9 @@ import (
 	"iter"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -204,20 +207,16 @@ func (r *Reader) Samples(ctx context.Context) iter.Seq2[Sample, error] {
 			return
 		}
 		decode := sampleDecoder(r.format)
-		r.each(ctx, func(rec record) *RecordError {
+		r.each(ctx, func(rec record) (any, *RecordError, bool) {
 			id := positionID(r.name, rec.line, rec.row)
 			d, e := decode(rec.raw, id, r.opts.Origin)
 			if e == nil {
 				e = validateSample(&d.sample, d.base, r.opts.Limits, false)
 			}
-			if e != nil {
-				return e
-			}
+			return d.sample, e, d.utf8Checked
+		}, func(v any) bool {
 			r.acct.Accepted++
-			if !yield(d.sample, nil) {
-				return errStop
-			}
-			return nil
+			return yield(v.(Sample), nil)
 		}, func(err error) { yield(Sample{}, err) })
 	}
 }
@@ -234,25 +233,18 @@ func (r *Reader) Pairs(ctx context.Context) iter.Seq2[PreferencePair, error] {
 		if r.format.base() == Triples {
 			decode = decodeTriples
 		}
-		r.each(ctx, func(rec record) *RecordError {
+		r.each(ctx, func(rec record) (any, *RecordError, bool) {
 			p, e := decode(rec.raw, positionID(r.name, rec.line, rec.row))
 			if e == nil {
 				e = validatePair(&p, r.opts.Limits)
 			}
-			if e != nil {
-				return e
-			}
+			return p, e, false
+		}, func(v any) bool {
 			r.acct.Accepted++
-			if !yield(p, nil) {
-				return errStop
-			}
-			return nil
+			return yield(v.(PreferencePair), nil)
 		}, func(err error) { yield(PreferencePair{}, err) })
 	}
 }
-
-// errStop is returned by a handler when the consumer stopped iterating.
-var errStop = &RecordError{Err: errors.New("stopped")}
 
 func sampleDecoder(f Format) func([]byte, string, Origin) (decoded, *RecordError) {
 	switch f.base() {
@@ -266,21 +258,133 @@ func sampleDecoder(f Format) func([]byte, string, Origin) (decoded, *RecordError
 	return decodeOpenAI
 }
 
-// each runs handle on every record, applying the policy to what it rejects.
-// fail is called once with an error that ends the read.
-func (r *Reader) each(ctx context.Context, handle func(record) *RecordError, fail func(error)) {
-	for n := 0; ; n++ {
-		if n&255 == 0 {
-			if err := ctx.Err(); err != nil {
-				fail(fmt.Errorf("corpus: %s: %w", r.name, err))
+// batchRecords is how many records a decoding goroutine takes at a time.
+const batchRecords = 256
+
+// batch is a run of consecutive records and, once done is closed, what
+// work made of each; err, on the last batch, is the error that ended the
+// read (io.EOF at the end of the file).
+type batch struct {
+	recs []record
+	vals []any
+	errs []*RecordError
+	err  error
+	done chan struct{}
+}
+
+// each reads the records, runs work on them on all cores (decoding and
+// validation, which do not depend on each other; work also says whether it
+// saw that the whole record is UTF-8), and then, one by one in
+// file order, applies the policy to what work rejected and hands what it
+// accepted to emit; emit returns false when the consumer stopped. fail is
+// called once with an error that ends the read. The result is that of a
+// loop over the records in order: only the decoding runs ahead.
+func (r *Reader) each(ctx context.Context, work func(record) (any, *RecordError, bool), emit func(any) bool, fail func(error)) {
+	workers := runtime.GOMAXPROCS(0)
+	jobs := make(chan *batch, workers)
+	ordered := make(chan *batch, 2*workers)
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range jobs {
+				b.vals = make([]any, len(b.recs))
+				b.errs = make([]*RecordError, len(b.recs))
+				for i, rec := range b.recs {
+					switch {
+					case rec.tooLong > 0:
+						b.errs[i] = &RecordError{Row: -1, Message: -1, Err: fmt.Errorf("%w: the record holds %d bytes; the limit is %d", ErrTooLong, rec.tooLong, r.opts.Limits.MaxRecordBytes)}
+					default:
+						// A record that is not UTF-8 is rejected as such,
+						// whatever else is wrong with it; a decoder that
+						// checked the whole record saves the second look.
+						v, e, checked := work(rec)
+						if !checked && !utf8.Valid(rec.raw) {
+							v, e = nil, &RecordError{Row: -1, Message: -1, Err: ErrInvalidUTF8}
+						}
+						b.vals[i], b.errs[i] = v, e
+					}
+				}
+				close(b.done)
+			}
+		}()
+	}
+	// The reader runs ahead of the consumer by a few batches.
+	go func() {
+		defer close(ordered)
+		defer close(jobs)
+		for {
+			b := &batch{done: make(chan struct{})}
+			var size int
+			for len(b.recs) < batchRecords && size < 1<<20 {
+				rec, err := r.src.next()
+				if err != nil {
+					b.err = err
+					break
+				}
+				rec.raw = bytes.Clone(rec.raw)
+				size += len(rec.raw)
+				b.recs = append(b.recs, rec)
+			}
+			select {
+			case ordered <- b:
+			case <-quit:
+				return
+			}
+			select {
+			case jobs <- b:
+			case <-quit:
+				b.errs = make([]*RecordError, len(b.recs))
+				close(b.done)
+				return
+			}
+			if b.err != nil {
 				return
 			}
 		}
-		rec, err := r.src.next()
-		if err == io.EOF {
+	}()
+	defer func() {
+		close(quit)
+		for b := range ordered {
+			<-b.done
+		}
+		wg.Wait()
+	}()
+	for b := range ordered {
+		if err := ctx.Err(); err != nil {
+			fail(fmt.Errorf("corpus: %s: %w", r.name, err))
 			return
 		}
-		if err != nil {
+		<-b.done
+		for i, rec := range b.recs {
+			r.acct.Read++
+			e := b.errs[i]
+			if e == nil {
+				if !emit(b.vals[i]) {
+					return
+				}
+				continue
+			}
+			e.File, e.Line, e.Row = r.name, rec.line, rec.row
+			if rec.row >= 0 {
+				e.Line = 0
+			}
+			r.reject(e.kind())
+			if r.opts.Policy == Strict {
+				fail(e)
+				return
+			}
+			if r.opts.OnReject != nil {
+				r.opts.OnReject(e)
+			}
+			if err := r.quarantine(rec, e); err != nil {
+				fail(err)
+				return
+			}
+		}
+		if err := b.err; err != nil && err != io.EOF {
 			var re *RecordError
 			if errors.As(err, &re) {
 				re.File = r.name
@@ -289,38 +393,6 @@ func (r *Reader) each(ctx context.Context, handle func(record) *RecordError, fai
 			} else {
 				err = fmt.Errorf("corpus: %s: %w", r.name, err)
 			}
-			fail(err)
-			return
-		}
-		r.acct.Read++
-		var e *RecordError
-		switch {
-		case rec.tooLong > 0:
-			e = &RecordError{Row: -1, Message: -1, Err: fmt.Errorf("%w: the record holds %d bytes; the limit is %d", ErrTooLong, rec.tooLong, r.opts.Limits.MaxRecordBytes)}
-		case !utf8.Valid(rec.raw):
-			e = &RecordError{Row: -1, Message: -1, Err: ErrInvalidUTF8}
-		default:
-			e = handle(rec)
-		}
-		if e == errStop {
-			return
-		}
-		if e == nil {
-			continue
-		}
-		e.File, e.Line, e.Row = r.name, rec.line, rec.row
-		if rec.row >= 0 {
-			e.Line = 0
-		}
-		r.reject(e.kind())
-		if r.opts.Policy == Strict {
-			fail(e)
-			return
-		}
-		if r.opts.OnReject != nil {
-			r.opts.OnReject(e)
-		}
-		if err := r.quarantine(rec, e); err != nil {
 			fail(err)
 			return
 		}

@@ -38,6 +38,11 @@ type trainerState struct {
 	ElapsedS   float64 `json:"elapsed_s"` // training time before this checkpoint
 	LR         float64 `json:"lr"`        // learning rate of the last step
 	Loss       float64 `json:"loss"`      // loss of the last step
+	// The data position is Epoch and Cursor over Rows rows in the order
+	// epochOrder draws; Data fingerprints the rows when the objective can
+	// (a token store), so a resume on other data is refused.
+	Rows int    `json:"rows,omitempty"`
+	Data string `json:"data,omitempty"`
 }
 
 // tensorF32 returns t's values as fp32 bytes and its shape.

@@ -17,8 +17,26 @@ import (
 // router_aux_loss_coef, per trained token.
 type LMObjective struct {
 	Model *Model
-	Rows  []tokenize.PackedRow
-	PadID int
+	// Rows holds the rows in memory; Source, when set, gives them on
+	// demand instead (a token store on disk).
+	Rows   []tokenize.PackedRow
+	Source RowSource
+	PadID  int
+
+	// last caches the rows Units read for the Loss calls that follow (the
+	// loop counts a whole window's units first); the first Units call
+	// after a Loss starts a new cache, so it holds one window at most.
+	last     map[int]tokenize.PackedRow
+	lastErr  error
+	consumed bool
+}
+
+// RowSource gives training rows by number, so a corpus larger than memory
+// can be trained on: tokstore's rows (a memory-mapped token store) are
+// one. Row is called from the training goroutine only.
+type RowSource interface {
+	Len() int
+	Row(i int) (tokenize.PackedRow, error)
 }
 
 // NewLMObjective returns the objective over rows (tokenize.Pack,
@@ -27,21 +45,73 @@ func NewLMObjective(m *Model, rows []tokenize.PackedRow, padID int) *LMObjective
 	return &LMObjective{Model: m, Rows: rows, PadID: padID}
 }
 
-// Len is the number of rows.
-func (o *LMObjective) Len() int { return len(o.Rows) }
+// NewLMObjectiveFrom returns the objective over the rows of src, read as
+// the training loop asks for them.
+func NewLMObjectiveFrom(m *Model, src RowSource, padID int) *LMObjective {
+	return &LMObjective{Model: m, Source: src, PadID: padID}
+}
 
-// Units counts the trained next-token predictions of rows idx.
+// Len is the number of rows.
+func (o *LMObjective) Len() int {
+	if o.Source != nil {
+		return o.Source.Len()
+	}
+	return len(o.Rows)
+}
+
+// row returns row i from memory or from the source.
+func (o *LMObjective) row(i int) (tokenize.PackedRow, error) {
+	if i < 0 || i >= o.Len() {
+		return tokenize.PackedRow{}, fmt.Errorf("train: row %d out of range [0, %d)", i, o.Len())
+	}
+	if o.Source == nil {
+		return o.Rows[i], nil
+	}
+	if r, ok := o.last[i]; ok {
+		return r, nil
+	}
+	r, err := o.Source.Row(i)
+	if err != nil {
+		return r, fmt.Errorf("train: reading row %d: %w", i, err)
+	}
+	return r, nil
+}
+
+// Units counts the trained next-token predictions of rows idx. A row the
+// source cannot read counts nothing; DataErr and Loss report it.
 func (o *LMObjective) Units(idx []int) int {
 	n := 0
+	if o.Source != nil && (o.last == nil || o.consumed) {
+		o.last, o.lastErr, o.consumed = map[int]tokenize.PackedRow{}, nil, false
+	}
 	for _, i := range idx {
-		r := &o.Rows[i]
+		r, err := o.row(i)
+		if err != nil {
+			o.lastErr = err
+			continue
+		}
+		if o.Source != nil {
+			o.last[i] = r
+		}
 		for t := 0; t+1 < len(r.IDs); t++ {
-			if trainedTarget(r, t) {
+			if trainedTarget(&r, t) {
 				n++
 			}
 		}
 	}
 	return n
+}
+
+// DataErr is the error of the last Units call's reads, if any.
+func (o *LMObjective) DataErr() error { return o.lastErr }
+
+// DataFingerprint identifies the source's rows when it can (a token
+// store's Fingerprint), so a resumed run can refuse other data.
+func (o *LMObjective) DataFingerprint() string {
+	if f, ok := o.Source.(interface{ Fingerprint() string }); ok {
+		return f.Fingerprint()
+	}
+	return ""
 }
 
 // trainedTarget tells whether position t predicts a trained token at t+1
@@ -89,12 +159,14 @@ func (b *batchTensors) drop() {
 }
 
 func (o *LMObjective) batch(idx []int) (*batchTensors, error) {
+	o.consumed = true
 	rows := make([]tokenize.PackedRow, len(idx))
 	for i, j := range idx {
-		if j < 0 || j >= len(o.Rows) {
-			return nil, fmt.Errorf("train: row %d out of range [0, %d)", j, len(o.Rows))
+		r, err := o.row(j)
+		if err != nil {
+			return nil, err
 		}
-		rows[i] = withSegments(o.Rows[j])
+		rows[i] = withSegments(r)
 	}
 	c := tokenize.Collate(rows, o.PadID)
 	B, T := len(rows), len(c.IDs[0])

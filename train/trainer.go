@@ -242,7 +242,11 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		total = cfg.Epochs * stepsPerEpoch
 	}
 	sched := Schedule{PeakLR: cfg.LR, WarmupSteps: int(math.Ceil(cfg.WarmupRatio * float64(total))), TotalSteps: total, MinLRRatio: cfg.MinLRRatio}
-	st := trainerState{TotalSteps: total, Seed: cfg.Seed, WorldSize: t.world()}
+	data := ""
+	if f, ok := t.obj.(interface{ DataFingerprint() string }); ok {
+		data = f.DataFingerprint()
+	}
+	st := trainerState{TotalSteps: total, Seed: cfg.Seed, WorldSize: t.world(), Data: data, Rows: n}
 	if cfg.Resume {
 		if dir, err := LatestCheckpoint(cfg.OutDir); err != nil {
 			return nil, err
@@ -256,6 +260,13 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			if st.WorldSize > 0 && st.WorldSize != t.world() {
 				return nil, fmt.Errorf("resume: %s was written by a run of %d processes, this run has %d: the data position counts global batches, so resume with %d", dir, st.WorldSize, t.world(), st.WorldSize)
 			}
+			if st.Data != "" && data != "" && st.Data != data {
+				return nil, fmt.Errorf("resume: %s was trained on other data (fingerprint %s, this run's %s): the saved data position means nothing here", dir, st.Data, data)
+			}
+			if st.Rows > 0 && st.Rows != n {
+				return nil, fmt.Errorf("resume: %s was trained on %d rows, this run has %d: the saved data position means nothing here", dir, st.Rows, n)
+			}
+			st.Data, st.Rows = data, n
 			st.TotalSteps = total
 			log.Info("resumed", "checkpoint", dir, "step", st.Step, "epoch", st.Epoch)
 		}
@@ -337,6 +348,9 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			off := base + j*global + t.rank()*cfg.BatchSize
 			micro[j] = order[off : off+cfg.BatchSize]
 			localUnits += t.obj.Units(micro[j])
+		}
+		if d, ok := t.obj.(interface{ DataErr() error }); ok && d.DataErr() != nil {
+			return sum, fmt.Errorf("train: step %d: %w", st.Step+1, d.DataErr())
 		}
 		units, err := t.allReduce([]float64{float64(localUnits), stop})
 		if err != nil {

@@ -28,6 +28,10 @@ func init() {
 // libtorch build sets it; without it, --model is a usage error.
 var openLocalModel func(dir, tokenizer string, noBOS bool) (eval.Model, error)
 
+// forwardEval, when set, runs an eval with an in-process model in the
+// pltune-torch binary (dispatch.go).
+var forwardEval func(ctx context.Context, env *cliEnv, args []string) error
+
 // sampleSets are the embedded sample files that --task samples selects.
 var sampleSets = []string{"plcc", "mc", "refusal", "verbosity"}
 
@@ -124,6 +128,9 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	var model eval.Model
 	if *modelDir != "" {
+		if openLocalModel == nil && forwardEval != nil {
+			return forwardEval(ctx, env, args)
+		}
 		if openLocalModel == nil {
 			return usagef("--model: the in-process backend is not built into this pltune (it needs libtorch); serve the model with an OpenAI-compatible server and use --endpoint")
 		}

@@ -300,9 +300,9 @@ func TestEvalUsage(t *testing.T) {
 	}
 	// Usage checks come before any model is opened; the missing-backend
 	// message needs the hook unset, as in a build without libtorch.
-	saved := openLocalModel
-	openLocalModel = nil
-	defer func() { openLocalModel = saved }()
+	saved, savedForward := openLocalModel, forwardEval
+	openLocalModel, forwardEval = nil, nil
+	defer func() { openLocalModel, forwardEval = saved, savedForward }()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errOut := runCLI(t, tt.args...)

@@ -1,3 +1,5 @@
+//go:build pltune_torch
+
 package main
 
 import (

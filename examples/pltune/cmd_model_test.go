@@ -1,7 +1,8 @@
+//go:build pltune_torch
+
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,13 +15,6 @@ import (
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
 )
-
-func runCLIInput(t *testing.T, stdin string, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(context.Background(), &cliEnv{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb}, args)
-	return code, out.String(), errb.String()
-}
 
 // tinyModel trains a small byte-level BPE tokenizer and saves a random
 // Llama with its vocabulary next to it.

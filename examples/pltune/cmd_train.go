@@ -1,3 +1,5 @@
+//go:build pltune_torch
+
 package main
 
 import (
@@ -15,14 +17,15 @@ import (
 
 	"github.com/pltune/pltune/corpus"
 	"github.com/pltune/pltune/tokenize"
+	"github.com/pltune/pltune/tokstore"
 	"github.com/pltune/pltune/train"
 	"github.com/pltune/pltune/train/dist"
 	"github.com/sugarme/gotch"
 )
 
 func init() {
-	register(&command{name: "pretrain", summary: "continual pre-training on raw text (CPT)", run: runPretrain})
-	register(&command{name: "sft", summary: "supervised fine-tuning on chat samples", run: runSFT})
+	register(&command{name: "pretrain", summary: "continual pre-training on raw text or token stores (CPT)", run: runPretrain})
+	register(&command{name: "sft", summary: "supervised fine-tuning on chat samples or chat token stores", run: runSFT})
 }
 
 // stringList is a flag that may be repeated and also takes several values
@@ -53,6 +56,7 @@ type trainFlags struct {
 	device                   string
 	saveEvery, evalEvery     int
 	quiet                    bool
+	stores                   storeFlags
 	// comm is the data-parallel group joined when the command runs under
 	// pltune launch or torchrun; nil otherwise.
 	comm train.Communicator
@@ -65,7 +69,7 @@ func (f *trainFlags) register(fs *flag.FlagSet, defaultLR float64) {
 	fs.StringVar(&f.init, "init", "random", "initialisation with --model-config (only: random)")
 	fs.Int64Var(&f.seed, "seed", def.Seed, "seed of initialisation, data order and dropout")
 	fs.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer folder or tokenizer.json (default: the --model folder)")
-	fs.Var(&f.data, "data", "training data file (repeatable; more files may follow as arguments)")
+	fs.Var(&f.data, "data", "training data file or token store folder (repeatable; more may follow as arguments)")
 	fs.StringVar(&f.out, "out", "", "output folder: checkpoint-STEP/, final/, metrics.jsonl (required)")
 	fs.IntVar(&f.epochs, "epochs", def.Epochs, "passes over the data")
 	fs.IntVar(&f.maxSteps, "max-steps", 0, "stop after this many optimizer steps (0: --epochs decides)")
@@ -84,6 +88,7 @@ func (f *trainFlags) register(fs *flag.FlagSet, defaultLR float64) {
 	fs.IntVar(&f.saveEvery, "save-every", 0, "write a checkpoint every N steps (0: at the end and on Ctrl-C)")
 	fs.IntVar(&f.evalEvery, "eval-every", 0, "held-out loss every N steps on 5% of the data (0: never)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar and no log lines")
+	f.stores.register(fs)
 }
 
 // check validates the flags after parsing; rest are the arguments after the
@@ -245,7 +250,9 @@ Continual pre-training: trains next-token prediction on every token of raw
 documents laid end to end with EOS between them and cut into rows of
 --max-len tokens (each document fragment its own attention segment).
 Data files: .jsonl with a "text" field per line, or plain text where a blank
-line separates documents.`
+line separates documents; or token stores (pltune corpus tokenize), read
+from disk as training goes, so memory does not grow with the corpus;
+several stores are mixed by --data-weights and --data-caps.`
 
 func runPretrain(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlags(env, "pretrain", pretrainUsage)
@@ -260,6 +267,17 @@ func runPretrain(ctx context.Context, env *cliEnv, args []string) error {
 	tok, err := tokenize.Load(f.tokenizer)
 	if err != nil {
 		return err
+	}
+	if src, closeStores, ok, err := f.openStores(env, tokstore.TypeText, f.tokenizer); err != nil {
+		return err
+	} else if ok {
+		defer closeStores()
+		m, err := f.openModel(ctx)
+		if err != nil {
+			return err
+		}
+		defer m.Drop()
+		return f.runTrainingFrom(ctx, env, m, tok, src)
 	}
 	var rows []tokenize.PackedRow
 	var docErr error
@@ -372,6 +390,20 @@ func runSFT(ctx context.Context, env *cliEnv, args []string) error {
 	tok, err := tokenize.Load(f.tokenizer)
 	if err != nil {
 		return err
+	}
+	if src, closeStores, ok, err := f.openStores(env, tokstore.TypeChat, f.tokenizer); err != nil {
+		return err
+	} else if ok {
+		defer closeStores()
+		if row, err := src.Row(0); err == nil && !f.quiet {
+			fmt.Fprintf(env.stderr, "%d rows; the first one as trained:\n%s\n", src.Len(), tokenize.Dump(tok, tokenize.Sequence{IDs: row.IDs, Labels: row.Labels}))
+		}
+		m, err := f.openModel(ctx)
+		if err != nil {
+			return err
+		}
+		defer m.Drop()
+		return f.runTrainingFrom(ctx, env, m, tok, src)
 	}
 	b, err := tokenize.NewSFTBuilder(tok, tokenize.SFTOptions{MaxLen: f.maxLen})
 	if err != nil {

@@ -1,3 +1,5 @@
+//go:build pltune_torch
+
 package main
 
 import (
@@ -16,12 +18,6 @@ import (
 const tinyConfig = `{"architectures":["LlamaForCausalLM"],"model_type":"llama","vocab_size":300,"hidden_size":32,
 "intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,
 "max_position_embeddings":256,"rms_norm_eps":1e-5,"torch_dtype":"float32"}`
-
-const chatFile = `{"messages":[{"role":"user","content":"Jaka jest stolica Polski?"},{"role":"assistant","content":"Stolicą Polski jest Warszawa."}]}
-{"messages":[{"role":"system","content":"Odpowiadaj krótko."},{"role":"user","content":"Ile nóg ma kot?"},{"role":"assistant","content":"Cztery."}]}
-{"messages":[{"role":"user","content":"Cześć!"},{"role":"assistant","content":"Cześć! W czym mogę pomóc?"},{"role":"user","content":"Jak się masz?"},{"role":"assistant","content":"Dobrze, dziękuję."}]}
-{"messages":[{"role":"user","content":"Podaj synonim słowa „szybki”."},{"role":"assistant","content":"Prędki."}]}
-`
 
 func runTrainCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()

@@ -1,0 +1,7 @@
+//go:build !pltune_torch && !linux
+
+package main
+
+import "os/exec"
+
+func dieWithParent(*exec.Cmd) {}

@@ -1,0 +1,8 @@
+//go:build pltune_torch
+
+package main
+
+// This flavour links libtorch and runs every command itself.
+func init() {
+	forwardEval = nil
+}
