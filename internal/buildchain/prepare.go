@@ -24,7 +24,7 @@ const (
 
 // patchRevision changes whenever the patching itself changes, so copies made
 // by an older setup are rebuilt rather than reused.
-const patchRevision = "3"
+const patchRevision = "4"
 
 const (
 	generatedFile = "torch_api_generated.cpp.h"
@@ -89,6 +89,9 @@ func Prepare(ctx context.Context, lt *Libtorch, opts Options) (*Patched, error) 
 		return nil, err
 	}
 	if err := patchFile(filepath.Join(tmp, "ts", "tensor-generated.go"), FreeReplacedHandles); err != nil {
+		return nil, err
+	}
+	if err := patchFile(filepath.Join(tmp, "ts", "tensor-generated.go"), KeepArgsAlive); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(opts.Log, "checking gotch's C++ against libtorch %s (a syntax-only compile, under a minute)\n", lt.Version)
