@@ -28,7 +28,7 @@ func llamaCppPaths(t *testing.T) (nodeModules, server string) {
 		t.Fatalf("internal/scripts/llamacpp.sh --paths: %v", err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != 3 {
+	if len(lines) != 4 {
 		t.Fatalf("llamacpp.sh --paths printed %q", out)
 	}
 	if _, err := os.Stat(filepath.Join(lines[0], "node-llama-cpp", "package.json")); err == nil {

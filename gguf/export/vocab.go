@@ -46,7 +46,8 @@ type tokenizerJSON struct {
 		Content string `json:"content"`
 		Special bool   `json:"special"`
 	} `json:"added_tokens"`
-	Normalizer   json.RawMessage `json:"normalizer"`
+	Normalizer    json.RawMessage `json:"normalizer"`
+	PostProcessor json.RawMessage `json:"post_processor"`
 	PreTokenizer json.RawMessage `json:"pre_tokenizer"`
 	Model        struct {
 		Type         string            `json:"type"`
@@ -252,6 +253,9 @@ func loadVocab(modelDir string, vocabSize int) (*vocab, error) {
 	kv = append(kv,
 		gguf.KV{Key: "tokenizer.ggml.add_bos_token", Value: addBOS},
 		gguf.KV{Key: "tokenizer.ggml.add_eos_token", Value: addEOS})
+	if sep, ok := pairSeparator(tj.PostProcessor, cfg.EOSToken); ok {
+		kv = append(kv, gguf.KV{Key: "tokenizer.ggml.add_sep_token", Value: sep})
+	}
 	if cfg.ChatTemplate != "" {
 		kv = append(kv, gguf.KV{Key: "tokenizer.chat_template", Value: cfg.ChatTemplate})
 	}
@@ -407,4 +411,67 @@ func spaceInfo(norm, pre json.RawMessage) (prefix bool, err error) {
 		return false, fmt.Errorf("a byte-fallback tokenizer that does not turn spaces into \"▁\" is not SentencePiece-style")
 	}
 	return prefix, nil
+}
+
+// pairSeparator reads add_sep_token from a TemplateProcessing
+// post-processor's pair template as gguf-py's SpecialVocab does: between
+// the sequences A and B, is there an EOS separator? ok is false when the
+// template says nothing about it.
+func pairSeparator(post json.RawMessage, eos string) (sep, ok bool) {
+	type piece struct {
+		SpecialToken *struct {
+			ID string `json:"id"`
+		} `json:"SpecialToken"`
+		Sequence *struct {
+			ID string `json:"id"`
+		} `json:"Sequence"`
+	}
+	type proc struct {
+		Type   string  `json:"type"`
+		Single []piece `json:"single"`
+		Pair   []piece `json:"pair"`
+	}
+	var p struct {
+		proc
+		Processors []proc `json:"processors"`
+	}
+	if len(post) == 0 || json.Unmarshal(post, &p) != nil {
+		return false, false
+	}
+	procs := p.Processors
+	if len(procs) == 0 {
+		procs = []proc{p.proc}
+	}
+	for _, pr := range procs {
+		if pr.Type != "TemplateProcessing" || len(pr.Pair) == 0 {
+			continue
+		}
+		special := func(x piece) string {
+			if x.SpecialToken != nil {
+				return x.SpecialToken.ID
+			}
+			return ""
+		}
+		pair := pr.Pair
+		var first, last string
+		if len(pr.Single) > 1 {
+			first, last = special(pr.Single[0]), special(pr.Single[len(pr.Single)-1])
+		}
+		if first != "" && special(pair[0]) == first {
+			pair = pair[1:]
+		}
+		if last != "" && len(pair) > 0 && special(pair[len(pair)-1]) == last {
+			pair = pair[:len(pair)-1]
+		}
+		if len(pair) < 3 || pair[0].Sequence == nil || pair[0].Sequence.ID != "A" || pair[len(pair)-1].Sequence == nil || pair[len(pair)-1].Sequence.ID != "B" {
+			continue
+		}
+		mid := pair[1 : len(pair)-1]
+		sep := special(mid[0]) == eos && last == ""
+		if len(mid) == 2 && special(mid[1]) == eos {
+			sep = true
+		}
+		return sep, true
+	}
+	return false, false
 }

@@ -10,7 +10,8 @@
 #   internal/scripts/llamacpp.sh            install both if needed, print paths
 #   internal/scripts/llamacpp.sh --node     node-llama-cpp only (fast)
 #   internal/scripts/llamacpp.sh --paths    print the paths only (no install):
-#       line 1 node_modules folder, line 2 llama.cpp source, line 3 llama-server
+#       line 1 node_modules folder, line 2 llama.cpp source, line 3 llama-server,
+#       line 4 the PYTHONPATH folder with sentencepiece for its converter
 set -euo pipefail
 ver=3.21.1
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/pltune"
@@ -18,7 +19,7 @@ nlc="$cache/node-llama-cpp-$ver"
 lcpp="$cache/llama.cpp-nlc$ver"
 server="$lcpp/build/bin/llama-server"
 if [[ "${1:-}" == --paths ]]; then
-  printf '%s\n%s\n%s\n' "$nlc/node_modules" "$lcpp/src" "$server"
+  printf '%s\n%s\n%s\n%s\n' "$nlc/node_modules" "$lcpp/src" "$server" "$lcpp/pylib"
   exit 0
 fi
 if [[ ! -f "$nlc/.complete" ]]; then
@@ -32,6 +33,14 @@ if [[ ! -d "$lcpp/src/.git" ]]; then
   mkdir -p "$lcpp"
   rm -rf "$lcpp/src"
   git clone -q "$nlc/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$lcpp/src" 2>/dev/null
+fi
+# llama.cpp's converter imports sentencepiece (absent from the pinned
+# reference venv) even for folders without tokenizer.model: a pinned copy
+# goes beside the source, for PYTHONPATH (the converter parity test).
+if [[ ! -f "$lcpp/pylib/.complete" ]] && venv="$("$(dirname "${BASH_SOURCE[0]}")/pyref.sh" --path)" && [[ -x "$venv/bin/python" ]]; then
+  rm -rf "$lcpp/pylib"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --target "$lcpp/pylib" sentencepiece==0.2.1 >&2 &&
+    touch "$lcpp/pylib/.complete"
 fi
 if [[ "${1:-}" == --node ]]; then
   exit 0
@@ -51,4 +60,4 @@ if [[ ! -f "$lcpp/.complete" ]]; then
   echo "llama.cpp: llama-server built in $(( $(date +%s) - start )) s" >&2
   touch "$lcpp/.complete"
 fi
-printf '%s\n%s\n%s\n' "$nlc/node_modules" "$lcpp/src" "$server"
+printf '%s\n%s\n%s\n%s\n' "$nlc/node_modules" "$lcpp/src" "$server" "$lcpp/pylib"
