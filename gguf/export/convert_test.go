@@ -368,4 +368,3 @@ func checkSPMTypes(t *testing.T, a *gguf.File, got, want any) {
 		t.Errorf("%d token types differ", diff)
 	}
 }
-

@@ -48,8 +48,8 @@ type tokenizerJSON struct {
 	} `json:"added_tokens"`
 	Normalizer    json.RawMessage `json:"normalizer"`
 	PostProcessor json.RawMessage `json:"post_processor"`
-	PreTokenizer json.RawMessage `json:"pre_tokenizer"`
-	Model        struct {
+	PreTokenizer  json.RawMessage `json:"pre_tokenizer"`
+	Model         struct {
 		Type         string            `json:"type"`
 		Vocab        map[string]int    `json:"vocab"`
 		Merges       []json.RawMessage `json:"merges"`
