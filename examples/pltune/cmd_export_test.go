@@ -59,6 +59,7 @@ type llamaCppReply struct {
 	EOT    *int           `json:"eot"`
 	Next   [][][2]float64 `json:"next"`
 	Greedy [][]int        `json:"greedy"`
+	Vocab  int            `json:"vocab"`
 }
 
 // runLlamaCpp evaluates a GGUF file with llama.cpp through node-llama-cpp.
@@ -254,6 +255,9 @@ func checkExport(t *testing.T, nodeModules, modelDir, adapterDir string, tok *to
 		if want := tok.Encode(s, false); !slices.Equal(r.Tokens[i], want) {
 			t.Errorf("llama.cpp tokenizes %q as\n%v\npltune as\n%v", s, r.Tokens[i], want)
 		}
+	}
+	if r.Vocab != m.Config.VocabSize {
+		t.Errorf("llama.cpp gave probabilities for %d tokens; the vocabulary has %d", r.Vocab, m.Config.VocabSize)
 	}
 	full, plain := tok.Encode("a", true), tok.Encode("a", false)
 	if wantBOS := len(full) > len(plain) && full[0] != plain[0]; r.AddBOS != wantBOS {

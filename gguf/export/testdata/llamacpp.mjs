@@ -36,11 +36,17 @@ for (const prompt of req.prompts || []) {
   input.push([prompt[prompt.length - 1], { generateNext: { probabilities: true } }]);
   const res = await seq.controlledEvaluate(input);
   const probs = res[res.length - 1].next.probabilities;
+  // llama.cpp normalizes the softmax with a float32 running sum, off by
+  // ~1e-4 relative over a 262k vocabulary; the map holds every token, so
+  // renormalizing in double restores log p = logit − logsumexp(logits).
+  let sum = 0;
+  for (const p of probs.values()) sum += p;
   const top = [];
   for (const [id, p] of probs) {
     if (top.length >= (req.top || 10)) break;
-    top.push([id, Math.log(p)]);
+    top.push([id, Math.log(p) - Math.log(sum)]);
   }
+  reply.vocab = probs.size;
   reply.next.push(top);
   await seq.clearHistory();
   const out = [];
