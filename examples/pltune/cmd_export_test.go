@@ -52,20 +52,21 @@ func npmTokenizer(t *testing.T, name string) string {
 }
 
 type llamaCppReply struct {
-	Tokens [][]int        `json:"tokens"`
-	AddBOS bool           `json:"addBos"`
-	BOS    *int           `json:"bos"`
-	EOS    *int           `json:"eos"`
-	EOT    *int           `json:"eot"`
-	Next   [][][2]float64 `json:"next"`
-	Greedy [][]int        `json:"greedy"`
-	Vocab  int            `json:"vocab"`
+	Tokens  [][]int        `json:"tokens"`
+	AddBOS  bool           `json:"addBos"`
+	BOS     *int           `json:"bos"`
+	EOS     *int           `json:"eos"`
+	EOT     *int           `json:"eot"`
+	Next    [][][2]float64 `json:"next"`
+	Greedy  [][]int        `json:"greedy"`
+	Vocab   int            `json:"vocab"`
+	Special [][]int        `json:"specialTokens"`
 }
 
 // runLlamaCpp evaluates a GGUF file with llama.cpp through node-llama-cpp.
-func runLlamaCpp(t *testing.T, nodeModules, model string, texts []string, prompts [][]int, top, gen int) llamaCppReply {
+func runLlamaCpp(t *testing.T, nodeModules, model string, texts, specialTexts []string, prompts [][]int, top, gen int) llamaCppReply {
 	t.Helper()
-	req, _ := json.Marshal(map[string]any{"model": model, "texts": texts, "prompts": prompts, "top": top, "gen": gen})
+	req, _ := json.Marshal(map[string]any{"model": model, "texts": texts, "specialTexts": specialTexts, "prompts": prompts, "top": top, "gen": gen})
 	reqPath := filepath.Join(t.TempDir(), "req.json")
 	if err := os.WriteFile(reqPath, req, 0o644); err != nil {
 		t.Fatal(err)
@@ -242,15 +243,23 @@ func checkExport(t *testing.T, nodeModules, modelDir, adapterDir string, tok *to
 	for _, s := range polishTexts {
 		prompts = append(prompts, tok.Encode(s, true))
 	}
-	// A chat prompt up to the assistant header, as served.
+	// A chat prompt up to the assistant header, as served: llama.cpp must
+	// find the template's special tokens in the text as pltune does.
+	var chats []string
 	ct, err := tok.ChatTemplate()
 	if err == nil {
 		if s, err := ct.Render(chatMessages("Jaka jest stolica Polski?"), true); err == nil {
 			prompts = append(prompts, tok.Encode(s, false))
+			chats = append(chats, s)
 		}
 	}
 	const top, gen = 8, 8
-	r := runLlamaCpp(t, nodeModules, files["f32"], polishTexts, prompts, top, gen)
+	r := runLlamaCpp(t, nodeModules, files["f32"], polishTexts, chats, prompts, top, gen)
+	for i, s := range chats {
+		if want := tok.Encode(s, false); !slices.Equal(r.Special[i], want) {
+			t.Errorf("llama.cpp tokenizes the chat prompt %q as\n%v\npltune as\n%v", s, r.Special[i], want)
+		}
+	}
 	for i, s := range polishTexts {
 		if want := tok.Encode(s, false); !slices.Equal(r.Tokens[i], want) {
 			t.Errorf("llama.cpp tokenizes %q as\n%v\npltune as\n%v", s, r.Tokens[i], want)
@@ -304,7 +313,7 @@ func checkExport(t *testing.T, nodeModules, modelDir, adapterDir string, tok *to
 	}
 
 	// q8_0: the same candidates, within the stated tolerance.
-	rq := runLlamaCpp(t, nodeModules, files["q8_0"], nil, prompts, top, 0)
+	rq := runLlamaCpp(t, nodeModules, files["q8_0"], nil, nil, prompts, top, 0)
 	worstQ := 0.0
 	for i, p := range prompts {
 		cands := make([]int, len(rq.Next[i]))

@@ -211,7 +211,16 @@ func TestMatchesConvertHFToGGUF(t *testing.T) {
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("convert_hf_to_gguf.py: %v\n%s", err, lastLines(string(out), 30))
 			}
-			compareGGUF(t, ours, theirs, tc.tok == "llama2" || tc.tok == "gemma3")
+			var added map[int]bool
+			if tc.tok == "llama2" || tc.tok == "gemma3" {
+				var j tokenizerJSON
+				json.Unmarshal(tj, &j)
+				added = map[int]bool{}
+				for _, a := range j.AddedTokens {
+					added[a.ID] = true
+				}
+			}
+			compareGGUF(t, ours, theirs, added)
 		})
 	}
 }
@@ -238,7 +247,10 @@ func tokenCount(tj []byte) (int, error) {
 	return n, nil
 }
 
-func compareGGUF(t *testing.T, ours, theirs string, spm bool) {
+// compareGGUF compares two files; added (non-nil for SentencePiece-style
+// vocabularies) holds the ids of tokenizer.json's added tokens.
+func compareGGUF(t *testing.T, ours, theirs string, added map[int]bool) {
+	spm := added != nil
 	t.Helper()
 	a, err := gguf.OpenFile(ours)
 	if err != nil {
@@ -266,7 +278,11 @@ func compareGGUF(t *testing.T, ours, theirs string, spm bool) {
 			continue
 		}
 		if spm && key == "tokenizer.ggml.token_type" {
-			checkSPMTypes(t, a, got, want)
+			checkSPMTypes(t, a, got, want, added)
+			continue
+		}
+		if spm && key == "tokenizer.ggml.tokens" {
+			checkSPMTokens(t, a, got, want)
 			continue
 		}
 		if !reflect.DeepEqual(got, want) {
@@ -342,9 +358,31 @@ func checkSPMScores(t *testing.T, got, want any) {
 	}
 }
 
+// checkSPMTokens: the same tokens, except user-defined ones, whose "▁"
+// pltune writes as a space (llama.cpp matches them in raw text).
+func checkSPMTokens(t *testing.T, a *gguf.File, got, want any) {
+	g, w := got.([]string), want.([]string)
+	if len(g) != len(w) {
+		t.Errorf("tokenizer.ggml.tokens: %d, llama.cpp %d", len(g), len(w))
+		return
+	}
+	tt, _ := a.Get("tokenizer.ggml.token_type")
+	types := tt.([]int32)
+	for i := range g {
+		if g[i] != w[i] && !(types[i] == tokUserDefined && g[i] == strings.ReplaceAll(w[i], "▁", " ")) {
+			t.Errorf("token %d: pltune %q, llama.cpp %q", i, g[i], w[i])
+			return
+		}
+	}
+}
+
 // checkSPMTypes: the same types as llama.cpp's converter except <unk>,
-// which pltune marks UNKNOWN as SentencePiece's own model does.
-func checkSPMTypes(t *testing.T, a *gguf.File, got, want any) {
+// which pltune marks UNKNOWN as SentencePiece's own model does, and
+// tokenizer.json's added tokens, which pltune marks CONTROL (special) or
+// USER_DEFINED as the converter does for byte-level BPE vocabularies, so
+// llama.cpp finds them in text as Hugging Face does; its tokenizer.json-only
+// SentencePiece path leaves those inside the base vocabulary NORMAL.
+func checkSPMTypes(t *testing.T, a *gguf.File, got, want any, added map[int]bool) {
 	g, w := got.([]int32), want.([]int32)
 	if len(g) != len(w) {
 		t.Errorf("tokenizer.ggml.token_type: %d, llama.cpp %d", len(g), len(w))
@@ -356,6 +394,9 @@ func checkSPMTypes(t *testing.T, a *gguf.File, got, want any) {
 	for i := range g {
 		if g[i] != w[i] {
 			if names[i] == "<unk>" && g[i] == tokUnknown {
+				continue
+			}
+			if added[i] && (g[i] == tokControl || g[i] == tokUserDefined) {
 				continue
 			}
 			if diff < 5 {

@@ -141,6 +141,10 @@ func loadVocab(modelDir string, vocabSize int) (*vocab, error) {
 		return nil, fmt.Errorf("export: %s: %v", path, err)
 	}
 
+	cfg := tok.Config()
+	// tokenizer_config.json's add_prefix_space, which llama.cpp's converter
+	// copies to tokenizer.ggml.add_space_prefix.
+	cfgPrefix, hasCfgPrefix := cfg.Raw["add_prefix_space"].(bool)
 	v := &vocab{}
 	var kv []gguf.KV
 	if tj.Model.ByteFallback {
@@ -148,6 +152,9 @@ func loadVocab(modelDir string, vocabSize int) (*vocab, error) {
 		prefix, err := spaceInfo(tj.Normalizer, tj.PreTokenizer)
 		if err != nil {
 			return nil, fmt.Errorf("export: %s: %v", path, err)
+		}
+		if hasCfgPrefix {
+			prefix = cfgPrefix
 		}
 		v.family = "llama-spm"
 		if !prefix {
@@ -210,9 +217,11 @@ func loadVocab(modelDir string, vocabSize int) (*vocab, error) {
 			gguf.KV{Key: "tokenizer.ggml.token_type", Value: types},
 			gguf.KV{Key: "tokenizer.ggml.merges", Value: ms},
 		)
+		if hasCfgPrefix {
+			kv = append(kv, gguf.KV{Key: "tokenizer.ggml.add_space_prefix", Value: cfgPrefix})
+		}
 	}
 
-	cfg := tok.Config()
 	idOf := func(s string) (uint32, bool) {
 		if s == "" {
 			return 0, false

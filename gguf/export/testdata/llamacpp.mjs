@@ -1,8 +1,10 @@
 // Runs a GGUF file through llama.cpp (node-llama-cpp's prebuilt CPU
 // libraries) for the export tests. Usage:
 //   NODE_PATH=<node_modules> node llamacpp.mjs request.json > reply.json
-// request: {"model": path, "texts": [string], "prompts": [[id]], "top": k, "gen": n}
+// request: {"model": path, "texts": [string], "specialTexts": [string],
+//           "prompts": [[id]], "top": k, "gen": n}
 // reply: {"tokens": [[id]] (each text, no special tokens added),
+//         "specialTokens": [[id]] (each specialText, special tokens parsed),
 //         "addBos": bool, "bos": id|null, "eos": id|null, "eot": id|null,
 //         "next": [[[id, logprob]]] (the top k next tokens after each prompt,
 //                  from llama.cpp's full softmax over the vocabulary),
@@ -19,6 +21,7 @@ const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLev
 const model = await llama.loadModel({ modelPath: req.model, gpuLayers: 0 });
 const reply = {
   tokens: (req.texts || []).map((t) => Array.from(model.tokenize(t, false))),
+  specialTokens: (req.specialTexts || []).map((t) => Array.from(model.tokenize(t, true))),
   addBos: model.tokens.shouldPrependBosToken,
   bos: model.tokens.bos, eos: model.tokens.eos, eot: model.tokens.eot,
   next: [], greedy: [],
