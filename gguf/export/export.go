@@ -28,8 +28,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/pltune/pltune/gguf"
 	"github.com/pltune/pltune/train/hfconfig"
@@ -452,10 +454,13 @@ func tensorType(name string, nDims int, rowLen int64, want gguf.TensorType) gguf
 const chunkBytes = 8 << 20
 
 // stream writes the rows of srcs (stacked, for experts) converted to t.
+// Each block of rows is decoded (and the adapter added) and encoded by
+// GOMAXPROCS workers, then written in order.
 func stream(ctx context.Context, w io.Writer, set *safetensors.Set, srcs []source, t gguf.TensorType) error {
-	var raw []byte
-	var vals, delta []float32
-	var enc []byte
+	var raw, enc []byte
+	var vals []float32
+	workers := runtime.GOMAXPROCS(0)
+	deltas := make([][]float32, workers)
 	for _, s := range srcs {
 		f, ok := set.File(s.name)
 		if !ok {
@@ -470,6 +475,10 @@ func stream(ctx context.Context, w io.Writer, set *safetensors.Set, srcs []sourc
 			rows, cols = s.info.Shape[0], s.info.Shape[1]
 		}
 		es := s.info.DType.Size()
+		rb, err := t.RowBytes(cols)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
 		step := int64(1)
 		if s.permute > 0 {
 			step = rows / int64(s.permute) // one head's rows
@@ -486,39 +495,70 @@ func stream(ctx context.Context, w io.Writer, set *safetensors.Set, srcs []sourc
 				return err
 			}
 			n := min(per, rows-r0)
-			nb := n * cols * es
-			if int64(cap(raw)) < nb {
-				raw = make([]byte, nb)
-			}
-			raw = raw[:nb]
+			raw = grow(raw, n*cols*es)
 			if _, err := sec.ReadAt(raw, r0*cols*es); err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
-			if int64(cap(vals)) < n*cols {
-				vals = make([]float32, n*cols)
-			}
-			vals = vals[:n*cols]
-			if err := safetensors.DecodeFloat32(vals, s.info.DType, raw); err != nil {
+			vals = grow(vals, n*cols)
+			enc = grow(enc, n*rb)
+			if err := parallelRows(n, workers, func(wk int, a, b int64) error {
+				if err := safetensors.DecodeFloat32(vals[a*cols:b*cols], s.info.DType, raw[a*cols*es:b*cols*es]); err != nil {
+					return err
+				}
+				if s.lora != nil {
+					deltas[wk] = s.lora.addDelta(vals[a*cols:b*cols], la, lb, r0+a, b-a, cols, deltas[wk])
+				}
+				return nil
+			}); err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
-			}
-			if s.lora != nil {
-				delta = s.lora.addDelta(vals, la, lb, r0, n, cols, delta)
 			}
 			if s.permute > 0 {
 				permuteRows(vals, n, cols, step)
 			}
-			for r := int64(0); r < n; r++ {
-				enc, err = gguf.EncodeRow(enc[:0], t, vals[r*cols:(r+1)*cols])
-				if err != nil {
-					return fmt.Errorf("%s: %w", s.name, err)
+			if err := parallelRows(n, workers, func(_ int, a, b int64) error {
+				for r := a; r < b; r++ {
+					if _, err := gguf.EncodeRow(enc[r*rb:r*rb:(r+1)*rb], t, vals[r*cols:(r+1)*cols]); err != nil {
+						return err
+					}
 				}
-				if _, err := w.Write(enc); err != nil {
-					return err
-				}
+				return nil
+			}); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			if _, err := w.Write(enc); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
+}
+
+func grow[T any](b []T, n int64) []T {
+	if int64(cap(b)) < n {
+		return make([]T, n)
+	}
+	return b[:n]
+}
+
+// parallelRows splits rows [0, n) into up to workers ranges and runs f on
+// each concurrently; small blocks run on the calling goroutine.
+func parallelRows(n int64, workers int, f func(worker int, a, b int64) error) error {
+	if workers <= 1 || n < 2 {
+		return f(0, 0, n)
+	}
+	k := min(int64(workers), n)
+	errs := make([]error, k)
+	var wg sync.WaitGroup
+	for i := int64(0); i < k; i++ {
+		a, b := n*i/k, n*(i+1)/k
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(int(i), a, b)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // permuteRows applies convert_hf_to_gguf.py's LlamaModel.permute to n rows
