@@ -126,8 +126,11 @@ func TestEvalEndpointLlamaServer(t *testing.T) {
 	if len(gs) == 0 || len(gs) != len(gl) {
 		t.Fatalf("%d answers from llama-server, %d in process", len(gs), len(gl))
 	}
-	diff := 0
+	diff, nonEmpty := 0, 0
 	for k, v := range gl {
+		if strings.TrimSpace(v) != "" {
+			nonEmpty++
+		}
 		if gs[k] != v {
 			if diff < 5 {
 				t.Errorf("%s: llama-server %q, pltune %q", k, gs[k], v)
@@ -137,6 +140,9 @@ func TestEvalEndpointLlamaServer(t *testing.T) {
 	}
 	if diff > 0 {
 		t.Errorf("%d of %d answers differ", diff, len(gl))
+	}
+	if nonEmpty < len(gl)/2 {
+		t.Errorf("only %d of %d answers are not empty; the comparison needs generated text", nonEmpty, len(gl))
 	}
 	scores := func(d string) string {
 		b, err := os.ReadFile(filepath.Join(d, "results.json"))
@@ -164,6 +170,6 @@ func TestEvalEndpointLlamaServer(t *testing.T) {
 	if s, l := scores(srvOut), scores(localOut); s != l {
 		t.Errorf("scores differ:\nllama-server:\n%s\nin process:\n%s", s, l)
 	} else {
-		t.Logf("%d answers equal; scores:\n%s", len(gl), s)
+		t.Logf("%d answers equal (%d not empty), and the scores of %d tasks", len(gl), nonEmpty, strings.Count(s, "\n"))
 	}
 }
