@@ -339,3 +339,24 @@ const q8Tolerance = 0.1
 func chatMessages(user string) []corpus.Message {
 	return []corpus.Message{{Role: "user", Content: user}}
 }
+
+func TestExportGGUFUsage(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"export", "gguf", "--out", filepath.Join(dir, "m.gguf")}, 2, "--model and --out are required"},
+		{[]string{"export", "gguf", "--model", dir, "--out", filepath.Join(dir, "m.gguf"), "--type", "q4_0"}, 2, "--type"},
+		{[]string{"export", "gguf", "--model", dir, "--out", filepath.Join(dir, "m.gguf")}, 1, "config.json"},
+	} {
+		code, _, stderr := runTrainCLI(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, stderr, tc.code, tc.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "m.gguf")); err == nil {
+		t.Error("a failed export left a file")
+	}
+}
