@@ -34,7 +34,12 @@ func EncodeRow(dst []byte, t TensorType, src []float32) ([]byte, error) {
 			block := src[b : b+Q8Block]
 			var amax float32
 			for _, v := range block {
-				amax = max(amax, float32(math.Abs(float64(v))))
+				if v < 0 {
+					v = -v
+				}
+				if v > amax {
+					amax = v
+				}
 			}
 			d := amax / 127
 			var id float32
@@ -43,7 +48,7 @@ func EncodeRow(dst []byte, t TensorType, src []float32) ([]byte, error) {
 			}
 			dst = binary.LittleEndian.AppendUint16(dst, safetensors.Float32ToF16(d))
 			for _, v := range block {
-				dst = append(dst, byte(int8(roundAway(v*id))))
+				dst = append(dst, byte(roundAway8(v*id)))
 			}
 		}
 	default:
@@ -52,9 +57,15 @@ func EncodeRow(dst []byte, t TensorType, src []float32) ([]byte, error) {
 	return dst, nil
 }
 
-// roundAway is C's roundf: halves go away from zero.
-func roundAway(x float32) float32 {
-	return float32(math.Round(float64(x)))
+// roundAway8 is C's roundf (halves away from zero) for |x| ≤ 127.5, as an
+// int8. Adding 0.5 in float64 is exact for any float32 x, so the
+// truncation rounds exactly as roundf does.
+func roundAway8(x float32) int8 {
+	t := float64(x)
+	if t >= 0 {
+		return int8(int32(t + 0.5))
+	}
+	return int8(-int32(-t + 0.5))
 }
 
 // DecodeRow converts data of type t into dst (len(dst) values).
