@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/pltune/pltune/gguf"
@@ -39,6 +40,15 @@ func run(args []string) error {
 		t, err := gguf.ParseTensorType(args[3])
 		if err != nil {
 			return err
+		}
+		if path := os.Getenv("PLTUNE_CPUPROFILE"); path != "" {
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
 		}
 		start := time.Now()
 		res, err := export.Export(context.Background(), args[1], args[2], export.Options{Type: t})

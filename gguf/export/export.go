@@ -451,7 +451,7 @@ func tensorType(name string, nDims int, rowLen int64, want gguf.TensorType) gguf
 }
 
 // chunkBytes is about how much of a source tensor is read at once.
-const chunkBytes = 8 << 20
+const chunkBytes = 1 << 20
 
 // stream writes the rows of srcs (stacked, for experts) converted to t.
 // Each block of rows is decoded (and the adapter added) and encoded by
