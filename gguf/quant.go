@@ -30,20 +30,27 @@ func EncodeRow(dst []byte, t TensorType, src []float32) ([]byte, error) {
 		if len(src)%Q8Block != 0 {
 			return dst, fmt.Errorf("gguf: a Q8_0 row needs a multiple of %d values, got %d", Q8Block, len(src))
 		}
+		n := len(src) / Q8Block * (2 + Q8Block)
+		if cap(dst)-len(dst) < n {
+			dst = append(make([]byte, 0, len(dst)+n), dst...)
+		}
+		out := dst[len(dst) : len(dst)+n]
+		dst = dst[:len(dst)+n]
 		for b := 0; b < len(src); b += Q8Block {
-			block := src[b : b+Q8Block]
+			block := (*[Q8Block]float32)(src[b : b+Q8Block])
+			o := (*[2 + Q8Block]byte)(out[b/Q8Block*(2+Q8Block):])
 			var amax float32
 			for _, v := range block {
-				amax = max(amax, float32(math.Abs(float64(v))))
+				amax = max(amax, abs32(v))
 			}
 			d := amax / 127
 			var id float32
 			if d != 0 {
 				id = 1 / d
 			}
-			dst = binary.LittleEndian.AppendUint16(dst, safetensors.Float32ToF16(d))
-			for _, v := range block {
-				dst = append(dst, byte(int8(roundAway(v*id))))
+			binary.LittleEndian.PutUint16(o[:2], safetensors.Float32ToF16(d))
+			for i, v := range block {
+				o[2+i] = byte(roundAway8(v * id))
 			}
 		}
 	default:
@@ -52,9 +59,17 @@ func EncodeRow(dst []byte, t TensorType, src []float32) ([]byte, error) {
 	return dst, nil
 }
 
-// roundAway is C's roundf: halves go away from zero.
-func roundAway(x float32) float32 {
-	return float32(math.Round(float64(x)))
+// roundAway8 is C's roundf (halves away from zero) for |x| ≤ 127.5, as an
+// int8, without branches: x ± 0.5 (the sign of x) is exact in float64 for
+// any float32 x, so truncating it rounds exactly as roundf does.
+func roundAway8(x float32) int8 {
+	t := float64(x)
+	half := math.Float64frombits(0x3fe0000000000000 | math.Float64bits(t)&(1<<63))
+	return int8(int32(t + half))
+}
+
+func abs32(x float32) float32 {
+	return math.Float32frombits(math.Float32bits(x) &^ (1 << 31))
 }
 
 // DecodeRow converts data of type t into dst (len(dst) values).
