@@ -9,7 +9,11 @@
 #
 # REQUEST.json: {"dir": folder, "batch": [[ids], ...] (equal lengths),
 # "packed": [ids], "packed_positions": [positions restarting per sequence],
-# "vocab": V}. Logits go to <model>/<name>.safetensors as float32.
+# "vocab": V}; for check also "checkpoints": [model folders] and "adapters":
+# [[base folder, adapter folder]], all under dir. Logits go to
+# <folder>/logits.safetensors (make) or <folder>/hf_logits.safetensors
+# (check) as float32, keyed batch and packed (and merged_batch,
+# merged_packed for PEFT's merge_and_unload).
 import json
 import os
 import sys
