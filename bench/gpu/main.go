@@ -1,11 +1,21 @@
-// Command gpu measures training throughput and model FLOPs utilisation
-// (MFU) of a ~1B-parameter Llama at sequence 2,048 on one CUDA GPU, bf16
-// compute with fp32 optimizer state, through pltune's trainer. Run it with
-// bench/gpu/run.sh, which builds against the machine's CUDA libtorch.
+// Command gpu measures pltune on one CUDA GPU. Its modes (-mode):
+//
+//   - sft (the default): training throughput and model FLOPs utilisation
+//     (MFU) of a ~1B-parameter Llama at sequence 2,048, bf16 compute with
+//     fp32 optimizer state, through pltune's trainer;
+//   - parity: CUDA against CPU logits of one small random model (fp32, and
+//     bf16 within bf16's tolerance), plain and packed rows;
+//   - lora: LoRA training of a Llama-3.1-8B-shaped model (random bf16
+//     weights) at the sequences of -seqs: tokens/s per step (peak GPU
+//     memory is sampled outside, by bench/gpu/device.sh).
+//
+// Build it here against PyTorch 2.11's libtorch and carry it to the GPU
+// machine with bench/gpu/pack.sh (that machine has no Go); bench/gpu/run.sh
+// builds and runs it on a machine with Go and a CUDA PyTorch.
 //
 // MFU = (6·N + 12·L·H·T) · tokens/s / peak, with N the parameters, L the
 // layers, H the hidden size, T the sequence (PaLM's accounting, as
-// torchtitan reports it) and peak 989 TFLOP/s (H100 SXM dense bf16).
+// torchtitan reports it) and peak 990 TFLOP/s (H100/H200 dense bf16).
 package main
 
 import (
@@ -26,13 +36,45 @@ func main() {
 	batch := flag.Int("batch", 4, "sequences per step")
 	steps := flag.Int("steps", 12, "optimizer steps (the first 2 are warm-up, not timed)")
 	layers := flag.Int("layers", 16, "layers (16 gives ~1.1B parameters)")
-	peak := flag.Float64("peak-tflops", 989, "the GPU's dense bf16 peak")
+	peak := flag.Float64("peak-tflops", 990, "the GPU's dense bf16 peak")
 	cpu := flag.Bool("cpu", false, "run on CPU in fp32 (a smoke test of this program)")
+	mode := flag.String("mode", "sft", "sft, parity or lora")
+	seqs := flag.String("seqs", "8192,16384", "lora: sequence lengths")
+	rank := flag.Int("rank", 16, "lora: adapter rank")
 	flag.Parse()
-	if err := run(*seq, *batch, *steps, *layers, *peak, *cpu); err != nil {
+	var err error
+	switch *mode {
+	case "sft":
+		err = run(*seq, *batch, *steps, *layers, *peak, *cpu)
+	case "parity":
+		err = parity(*cpu)
+	case "lora":
+		err = loraBench(*seqs, *rank, *steps, *layers, *cpu)
+	default:
+		err = fmt.Errorf("-mode %q: want sft, parity or lora", *mode)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "gpu:", err)
 		os.Exit(1)
 	}
+}
+
+// randomRows are n rows of seq random token ids, each one sequence.
+func randomRows(n, seq, vocab int) []tokenize.PackedRow {
+	r := rand.New(rand.NewPCG(1, 2))
+	rows := make([]tokenize.PackedRow, n)
+	for i := range rows {
+		row := tokenize.PackedRow{}
+		for t := range seq {
+			id := r.IntN(vocab)
+			row.IDs = append(row.IDs, id)
+			row.Labels = append(row.Labels, id)
+			row.PositionIDs = append(row.PositionIDs, t)
+			row.SegmentIDs = append(row.SegmentIDs, 1)
+		}
+		rows[i] = row
+	}
+	return rows
 }
 
 func run(seq, batch, steps, layers int, peak float64, cpu bool) error {
@@ -58,19 +100,7 @@ func run(seq, batch, steps, layers int, peak float64, cpu bool) error {
 	for _, p := range m.NamedParameters() {
 		params += int64(p.T.Numel())
 	}
-	r := rand.New(rand.NewPCG(1, 2))
-	rows := make([]tokenize.PackedRow, batch*steps)
-	for i := range rows {
-		row := tokenize.PackedRow{}
-		for t := range seq {
-			id := r.IntN(vocab)
-			row.IDs = append(row.IDs, id)
-			row.Labels = append(row.Labels, id)
-			row.PositionIDs = append(row.PositionIDs, t)
-			row.SegmentIDs = append(row.SegmentIDs, 1)
-		}
-		rows[i] = row
-	}
+	rows := randomRows(batch*steps, seq, vocab)
 	dir, err := os.MkdirTemp("", "pltune-gpu-bench")
 	if err != nil {
 		return err

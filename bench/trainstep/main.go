@@ -21,11 +21,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pltune/pltune/internal/benchutil"
 	"github.com/pltune/pltune/internal/torchx"
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
@@ -97,7 +96,7 @@ func compare(s sizes, rounds int, python string) error {
 			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
 				return fmt.Errorf("%s side printed %q: %w", side, out.String(), err)
 			}
-			fmt.Printf("round %d %-8s step %s  peak RSS %d MB\n", r+1, side, fmtTimes(res.TimesS), res.PeakRSSKB/1024)
+			fmt.Printf("round %d %-8s step %s  peak RSS %d MB\n", r+1, side, benchutil.FormatTimes(res.TimesS), res.PeakRSSKB/1024)
 			if side == "pltune" {
 				goTimes, goRSS = append(goTimes, res.TimesS...), max(goRSS, res.PeakRSSKB)
 			} else {
@@ -105,25 +104,11 @@ func compare(s sizes, rounds int, python string) error {
 			}
 		}
 	}
-	g, p := median(goTimes), median(pyTimes)
+	g, p := benchutil.Median(goTimes), benchutil.Median(pyTimes)
 	fmt.Printf("\ntiny Llama training step (B %d, T %d, %d threads), medians over %d steps each:\n", s.Batch, s.Seq, s.Threads, len(goTimes))
 	fmt.Printf("  pltune  %.3f s   peak RSS %d MB\n  PyTorch %.3f s   peak RSS %d MB\n", g, goRSS/1024, p, pyRSS/1024)
 	fmt.Printf("  time ratio pltune/PyTorch %.2f   peak RSS ratio %.2f\n", g/p, float64(goRSS)/float64(pyRSS))
 	return nil
-}
-
-func fmtTimes(ts []float64) string {
-	parts := make([]string, len(ts))
-	for i, t := range ts {
-		parts[i] = strconv.FormatFloat(t, 'f', 3, 64)
-	}
-	return strings.Join(parts, " ")
-}
-
-func median(v []float64) float64 {
-	v = slices.Clone(v)
-	slices.Sort(v)
-	return v[len(v)/2]
 }
 
 // work runs pltune's side: the trainer, for Warmup+Steps optimizer steps.
@@ -179,21 +164,7 @@ func work(arg string) error {
 	if _, err := tr.Run(context.Background()); err != nil {
 		return err
 	}
-	out, _ := json.Marshal(result{TimesS: times, PeakRSSKB: peakRSS()})
+	out, _ := json.Marshal(result{TimesS: times, PeakRSSKB: benchutil.PeakRSSKB()})
 	fmt.Println(string(out))
 	return nil
-}
-
-func peakRSS() int {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			n, _ := strconv.Atoi(strings.Fields(l)[1])
-			return n
-		}
-	}
-	return 0
 }

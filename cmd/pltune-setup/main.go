@@ -72,7 +72,9 @@ func run(ctx context.Context, libtorch, module, cache string, noInstall bool) er
 	if p.Reused {
 		reused = " (reused)"
 	}
-	fmt.Printf("libtorch: %s\n", lt.Describe())
+	// The prepared copy's description: the c10d check may have turned a
+	// backend off that detection found.
+	fmt.Printf("libtorch: %s\n", p.Libtorch.Describe())
 	fmt.Printf("gotch %s: %d generated functions stubbed as not available in libtorch %s\n", buildchain.GotchVersion, len(p.Stubbed), lt.Version)
 	fmt.Printf("patched copy: %s%s\n", p.Dir, reused)
 	fmt.Printf("go.work: %s\n", filepath.Join(module, "go.work"))

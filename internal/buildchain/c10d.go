@@ -124,7 +124,14 @@ func ncclHeaderDirs(lt *Libtorch) []string {
 
 func cudaHeaderDirs(lt *Libtorch) []string {
 	dirs := append([]string{}, lt.IncludeDirs...)
-	return append(dirs, filepath.Join(cudaHome(), "include"), nvidiaPackage(lt, "cuda_runtime"), "/usr/include")
+	dirs = append(dirs, filepath.Join(cudaHome(), "include"), nvidiaPackage(lt, "cuda_runtime"))
+	// CUDA 13's wheels put the toolkit's headers in one package,
+	// nvidia/cu13/include.
+	if lt.Root != "" {
+		more, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Clean(lt.Root)), "nvidia", "cu[0-9]*", "include"))
+		dirs = append(dirs, more...)
+	}
+	return append(dirs, "/usr/include")
 }
 
 // appendNew appends dir to dirs unless it is already there or among have.

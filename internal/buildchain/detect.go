@@ -79,7 +79,9 @@ func inspect(root, inc string, libDirs []string) (*Libtorch, error) {
 	if !fileExists(filepath.Join(api, "torch/torch.h")) {
 		return nil, fmt.Errorf("no torch/torch.h under %s", api)
 	}
-	lt := &Libtorch{IncludeDirs: []string{inc, api}}
+	// Root is set before detectC10D, which looks beside it for the CUDA
+	// headers PyTorch's wheels ship as nvidia-* packages.
+	lt := &Libtorch{Root: root, IncludeDirs: []string{inc, api}}
 	for _, d := range libDirs {
 		if fileExists(filepath.Join(d, "libtorch_cpu.so")) && fileExists(filepath.Join(d, "libc10.so")) {
 			lt.LibDir = d
@@ -89,7 +91,9 @@ func inspect(root, inc string, libDirs []string) (*Libtorch, error) {
 	if lt.LibDir == "" {
 		return nil, fmt.Errorf("no libtorch_cpu.so and libc10.so in %s", strings.Join(libDirs, ", "))
 	}
-	v, err := readVersion(filepath.Join(api, "torch/version.h"))
+	// PyTorch 2.9 and later define the version in a header-only file
+	// that torch/version.h includes.
+	v, err := readVersion(filepath.Join(api, "torch/version.h"), filepath.Join(inc, "torch/headeronly/version.h"))
 	if err != nil {
 		return nil, err
 	}
@@ -107,19 +111,25 @@ func inspect(root, inc string, libDirs []string) (*Libtorch, error) {
 
 var versionDefine = regexp.MustCompile(`#define TORCH_VERSION_(MAJOR|MINOR|PATCH) (\d+)`)
 
-func readVersion(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("reading libtorch version: %w", err)
+// readVersion reads the version from the first of paths that defines it.
+func readVersion(paths ...string) (string, error) {
+	for _, path := range paths {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			if os.IsNotExist(err) && path != paths[0] {
+				continue
+			}
+			return "", fmt.Errorf("reading libtorch version: %w", err)
+		}
+		parts := map[string]string{}
+		for _, m := range versionDefine.FindAllSubmatch(b, -1) {
+			parts[string(m[1])] = string(m[2])
+		}
+		if len(parts) == 3 {
+			return parts["MAJOR"] + "." + parts["MINOR"] + "." + parts["PATCH"], nil
+		}
 	}
-	parts := map[string]string{}
-	for _, m := range versionDefine.FindAllSubmatch(b, -1) {
-		parts[string(m[1])] = string(m[2])
-	}
-	if len(parts) != 3 {
-		return "", fmt.Errorf("%s: no TORCH_VERSION_MAJOR/MINOR/PATCH", path)
-	}
-	return parts["MAJOR"] + "." + parts["MINOR"] + "." + parts["PATCH"], nil
+	return "", fmt.Errorf("%s: no TORCH_VERSION_MAJOR/MINOR/PATCH", strings.Join(paths, ", "))
 }
 
 // usesCXX11ABI tells the C++ ABI of a libtorch from its exported symbols:

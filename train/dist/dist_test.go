@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pltune/pltune/internal/pyref"
 	"github.com/pltune/pltune/internal/torchx"
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
@@ -506,7 +507,7 @@ func TestFailedRankStopsTheOthers(t *testing.T) {
 // through the store torchrun's agent hosts (TORCHELASTIC_USE_AGENT_STORE).
 func TestTorchrunJoins(t *testing.T) {
 	requireGloo(t)
-	const python = "/usr/bin/python3"
+	python := pyref.LinkedTorchPython()
 	if err := exec.Command(python, "-c", "import torch.distributed.run").Run(); err != nil {
 		t.Skipf("no PyTorch for %s: %v", python, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -162,8 +163,30 @@ func parseConfig(data []byte) (*Config, error) {
 	if err := ParseEOS(raw["eos_token_id"], &c.EOSTokenIDs); err != nil {
 		return nil, wrap("%v", err)
 	}
-	if err := parseRopeScaling(raw["rope_scaling"], &c.RopeScaling); err != nil {
+	if err := parseRopeScaling("rope_scaling", raw["rope_scaling"], &c.RopeScaling); err != nil {
 		return nil, wrap("%v", err)
+	}
+	// transformers 5 writes rope_parameters (rope_theta and the scaling
+	// in one object) instead of rope_theta and rope_scaling, and dtype
+	// instead of torch_dtype.
+	if rp, ok := raw["rope_parameters"]; ok && !bytes.Equal(bytes.TrimSpace(rp), []byte("null")) {
+		var p struct {
+			Theta float64 `json:"rope_theta"`
+		}
+		if err := json.Unmarshal(rp, &p); err != nil {
+			return nil, wrap("rope_parameters: %v", err)
+		}
+		if p.Theta != 0 {
+			c.RopeTheta = p.Theta
+		}
+		if err := parseRopeScaling("rope_parameters", rp, &c.RopeScaling); err != nil {
+			return nil, wrap("%v", err)
+		}
+	}
+	if c.TorchDType == "" {
+		if err := getField(raw, "dtype", &c.TorchDType); err != nil {
+			return nil, wrap("%v", err)
+		}
 	}
 	for _, key := range []string{"attention_bias", "mlp_bias"} {
 		var b bool
@@ -224,7 +247,7 @@ func ParseEOS(v json.RawMessage, dst *[]int) error {
 	return nil
 }
 
-func parseRopeScaling(v json.RawMessage, dst **RopeScaling) error {
+func parseRopeScaling(key string, v json.RawMessage, dst **RopeScaling) error {
 	if len(v) == 0 || string(bytes.TrimSpace(v)) == "null" {
 		return nil
 	}
@@ -233,7 +256,7 @@ func parseRopeScaling(v json.RawMessage, dst **RopeScaling) error {
 		LegacyType string `json:"type"`
 	}
 	if err := json.Unmarshal(v, &rs); err != nil {
-		return fmt.Errorf("rope_scaling: %v", err)
+		return fmt.Errorf("%s: %v", key, err)
 	}
 	if rs.Type == "" {
 		rs.Type = rs.LegacyType
@@ -243,12 +266,12 @@ func parseRopeScaling(v json.RawMessage, dst **RopeScaling) error {
 		return nil
 	case "llama3":
 		if rs.Factor <= 0 || rs.LowFreqFactor <= 0 || rs.HighFreqFactor <= rs.LowFreqFactor || rs.OriginalMaxPositionEmbeddings <= 0 {
-			return fmt.Errorf("rope_scaling llama3 needs factor > 0, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0; got %s", v)
+			return fmt.Errorf("%s llama3 needs factor > 0, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0; got %s", key, v)
 		}
 		*dst = &rs.RopeScaling
 		return nil
 	}
-	return fmt.Errorf("rope_scaling type %q is not supported; want llama3", rs.Type)
+	return fmt.Errorf("%s type %q is not supported; want llama3", key, rs.Type)
 }
 
 // Validate checks the sizes against each other.
@@ -376,12 +399,20 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 	if c.MaxPositionEmbeddings > 0 {
 		out["max_position_embeddings"] = c.MaxPositionEmbeddings
 	}
+	rope := map[string]any{"rope_type": "default"}
 	if c.RopeScaling != nil {
 		rs := *c.RopeScaling
-		out["rope_scaling"] = map[string]any{
+		rope = map[string]any{
 			"rope_type": rs.Type, "factor": rs.Factor, "low_freq_factor": rs.LowFreqFactor,
 			"high_freq_factor": rs.HighFreqFactor, "original_max_position_embeddings": rs.OriginalMaxPositionEmbeddings,
 		}
+		out["rope_scaling"] = maps.Clone(rope)
+	}
+	// A transformers 5 config keeps its rope_parameters, agreeing with
+	// the rope_theta and rope_scaling older readers take.
+	if _, ok := out["rope_parameters"]; ok {
+		rope["rope_theta"] = c.RopeTheta
+		out["rope_parameters"] = rope
 	}
 	if c.SlidingWindow > 0 {
 		out["sliding_window"] = c.SlidingWindow
@@ -405,6 +436,9 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 	}
 	if c.TorchDType != "" {
 		out["torch_dtype"] = c.TorchDType
+		if _, ok := out["dtype"]; ok {
+			out["dtype"] = c.TorchDType
+		}
 	}
 	return json.MarshalIndent(out, "", "  ")
 }
