@@ -8,7 +8,7 @@ export GOTOOLCHAIN := local
 PKGS_PURE  = $(shell internal/scripts/packages.sh pure)
 PKGS_TORCH = $(shell internal/scripts/packages.sh torch)
 
-.PHONY: setup testdata test demo fmt-check vet bench-tokenize cli
+.PHONY: setup testdata test test-torch demo fmt-check vet bench-tokenize cli
 
 ## setup: find or install libtorch, patch gotch for it, write go.work (idempotent)
 setup:
@@ -43,6 +43,12 @@ vet: setup
 ## test: setup, gofmt check, go vet, the race detector on pure-Go packages, the rest plainly
 test: setup testdata fmt-check vet
 	$(GO) test -timeout 40m -race $(PKGS_PURE)
+	$(GO) test -timeout 40m $(PKGS_TORCH)
+	$(GO) test -timeout 40m -tags pltune_torch ./examples/pltune
+
+## test-torch: only the packages that link libtorch (CI's second pass, on
+## PyTorch 2.11's libtorch: the pure-Go packages do not depend on the build)
+test-torch: setup testdata vet
 	$(GO) test -timeout 40m $(PKGS_TORCH)
 	$(GO) test -timeout 40m -tags pltune_torch ./examples/pltune
 
