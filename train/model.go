@@ -14,6 +14,9 @@ type ModelOptions struct {
 	Device gotch.Device // default gotch.CPU
 	DType  gotch.DType  // parameter precision: gotch.Float (the default, also for the zero value), gotch.BFloat16 or gotch.Half
 	Seed   int64        // random initialisation (NewModel) and LoRA init
+	// GradientCheckpointing keeps only each decoder layer's input in
+	// training and recomputes the layer in backward (ForwardLogProbs).
+	GradientCheckpointing bool
 }
 
 func (o *ModelOptions) ensureDefaults() error {
@@ -80,6 +83,9 @@ type binding struct {
 	shape   []int64
 	noDecay bool
 	norm    bool
+	// adapter marks a LoRA matrix: fp32 whatever the base's dtype (PEFT's
+	// default) and always trainable.
+	adapter bool
 }
 
 func (m *Model) bindings() []binding {
@@ -232,7 +238,7 @@ func NewModel(cfg *Config, opts ModelOptions) (*Model, error) {
 				t = t.MustTotype(m.opts.DType, true)
 			}
 		}
-		t.MustRequiresGrad_(true)
+		t.MustRequiresGrad_(m.lora == nil)
 		*b.t = t
 	}
 	return m, nil
@@ -326,31 +332,13 @@ func (o *Output) Drop() {
 
 // Forward runs the model on input ids [batch, seq].
 func (m *Model) Forward(input *ts.Tensor, opts ForwardOptions) (*Output, error) {
+	if err := m.checkInput(input, opts); err != nil {
+		return nil, err
+	}
 	shape := input.MustSize()
-	if len(shape) != 2 || shape[0] == 0 || shape[1] == 0 {
-		return nil, fmt.Errorf("train: Forward: input shape %v; want [batch, seq] with both non-zero", shape)
-	}
-	if input.DType() != gotch.Int64 {
-		return nil, fmt.Errorf("train: Forward: input dtype %v; want int64 token ids", input.DType())
-	}
-	for name, t := range map[string]*ts.Tensor{"PositionIDs": opts.PositionIDs, "SegmentIDs": opts.SegmentIDs, "AttentionMask": opts.AttentionMask} {
-		if t == nil {
-			continue
-		}
-		if s := t.MustSize(); len(s) != 2 || s[0] != shape[0] || s[1] != shape[1] {
-			return nil, fmt.Errorf("train: Forward: %s shape %v; want %v like the input", name, s, shape)
-		}
-	}
 	c := opts.Cache
 	if c != nil && c.k != nil && c.batch != shape[0] {
 		return nil, fmt.Errorf("train: Forward: batch %d does not match the cache's %d", shape[0], c.batch)
-	}
-	if mx, mn := tensorMaxMin(input); mn < 0 || mx >= int64(m.Config.VocabSize) {
-		bad := mx
-		if mn < 0 {
-			bad = mn
-		}
-		return nil, fmt.Errorf("train: Forward: token id %d outside the vocabulary [0, %d)", bad, m.Config.VocabSize)
 	}
 	st, err := m.prepare(shape[0], shape[1], opts)
 	if err != nil {
@@ -623,9 +611,18 @@ func (m *Model) project(l *linear, x *ts.Tensor) *ts.Tensor {
 	if l.a == nil || m.loraOff {
 		return y
 	}
+	// The adapters are fp32 whatever the base's dtype: PEFT casts the
+	// input to the adapter's dtype and the result back.
 	in := x
+	if x.DType() != l.a.DType() {
+		in = x.MustTotype(l.a.DType(), false)
+	}
 	if m.train && m.lora.Dropout > 0 {
-		in = ts.MustDropout(x, m.lora.Dropout, true)
+		dr := ts.MustDropout(in, m.lora.Dropout, true)
+		if in != x {
+			in.MustDrop()
+		}
+		in = dr
 	}
 	d := ts.MustLinear(in, l.a, ts.None)
 	if in != x {
@@ -633,6 +630,9 @@ func (m *Model) project(l *linear, x *ts.Tensor) *ts.Tensor {
 	}
 	d2 := ts.MustLinear(d, l.b, ts.None).MustMulScalar(ts.FloatScalar(m.lora.scale()), true)
 	d.MustDrop()
+	if d2.DType() != y.DType() {
+		d2 = d2.MustTotype(y.DType(), true)
+	}
 	y = y.MustAdd(d2, true)
 	d2.MustDrop()
 	return y

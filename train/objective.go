@@ -136,6 +136,9 @@ func (o *LMObjective) Loss(idx []int) (*Loss, error) {
 		return nil, err
 	}
 	defer bt.drop()
+	if o.Model.GradientCheckpointing() {
+		return o.checkpointedLoss(idx, bt)
+	}
 	out, err := o.Model.Forward(bt.ids, ForwardOptions{PositionIDs: bt.pos, SegmentIDs: bt.seg, AttentionMask: bt.mask})
 	if err != nil {
 		return nil, err
@@ -161,4 +164,24 @@ func (o *LMObjective) Loss(idx []int) (*Loss, error) {
 		out.AuxLoss.MustDrop()
 	}
 	return &Loss{Sum: sum, Tokens: bt.tokens, Metrics: metrics}, nil
+}
+
+// checkpointedLoss is Loss with activation checkpointing: the summed
+// cross-entropy is −Σ log p(target) over the trained targets, and its
+// backward goes through the pass.
+func (o *LMObjective) checkpointedLoss(idx []int, bt *batchTensors) (*Loss, error) {
+	p, err := o.Model.ForwardLogProbs(bt.ids, bt.targets, ForwardOptions{PositionIDs: bt.pos, SegmentIDs: bt.seg, AttentionMask: bt.mask})
+	if err != nil {
+		return nil, err
+	}
+	sum := p.LogProbs.MustSum(gotch.Float, false).MustNeg(true)
+	metrics := map[string]float64{}
+	if p.AuxLoss != nil {
+		units := float64(o.Units(idx))
+		aux := p.AuxLoss.MustMulScalar(ts.FloatScalar(o.Model.Config.RouterAuxLossCoef*units), false)
+		metrics["aux_loss"] = torchx.Float64s(p.AuxLoss, false)[0] * units
+		sum = sum.MustAdd(aux, true)
+		aux.MustDrop()
+	}
+	return &Loss{Sum: sum, Tokens: bt.tokens, Metrics: metrics, Pass: p}, nil
 }

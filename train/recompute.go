@@ -1,0 +1,442 @@
+package train
+
+import (
+	"fmt"
+
+	"github.com/pltune/pltune/internal/torchx"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Activation checkpointing. A training step is split into a body (the
+// decoder layers) and a head (final norm, LM head, the objective's loss).
+// The body runs without gradients, keeping only each layer's input; the
+// head turns the last hidden state, made a leaf, into per-position target
+// log-probabilities in token chunks, never holding all [T, V] logits. In
+// backward the head is redone chunk by chunk and the layers are walked
+// backwards, each recomputed with gradients from its saved input: the
+// backward of a tensor y with gradient dy is the backward of the scalar
+// Σ y·dy, so no backward(tensor, grad) binding is needed.
+
+// SetGradientCheckpointing turns activation checkpointing per decoder layer
+// on or off (ModelOptions.GradientCheckpointing). It acts on
+// ForwardLogProbs, which the objectives use in training.
+func (m *Model) SetGradientCheckpointing(on bool) { m.opts.GradientCheckpointing = on }
+
+// GradientCheckpointing tells whether activation checkpointing is on.
+func (m *Model) GradientCheckpointing() bool { return m.opts.GradientCheckpointing }
+
+// headChunkElements bounds chunk·vocab logits the head holds at a time.
+const headChunkElements = 1 << 24
+
+// Pass is ForwardLogProbs's result: the log-probabilities an objective
+// builds its loss from, and the backward of that loss through the model.
+type Pass struct {
+	// LogProbs is [batch, seq] float32: log p(targets[b, t] | tokens ≤ t),
+	// 0 where the target is tokenize.IgnoreIndex.
+	LogProbs *ts.Tensor
+	// AuxLoss is Output.AuxLoss (Mixtral), nil for dense models.
+	AuxLoss *ts.Tensor
+	tape    *tape
+}
+
+// tape is what a checkpointed pass keeps for its backward.
+type tape struct {
+	m       *Model
+	st      *fwdState
+	ids     *ts.Tensor   // [B, T] on the model's device
+	inputs  []*ts.Tensor // each layer's input, without graph
+	seeds   []int64      // per-layer dropout seeds (nil without dropout)
+	hidden  *ts.Tensor   // the last layer's output as a leaf
+	normed  *ts.Tensor   // final norm of hidden, with graph
+	targets *ts.Tensor   // [B·T] int64, IgnoreIndex clamped to 0
+	valid   *ts.Tensor   // [B·T] float 1/0: targets that count
+	ppe     *ts.Tensor   // Σ router probabilities per expert, a leaf
+	tpe     *ts.Tensor   // Σ routed shares per expert
+}
+
+func (t *tape) drop() {
+	for _, x := range t.inputs {
+		x.MustDrop()
+	}
+	t.inputs = nil
+	for _, x := range []*ts.Tensor{t.ids, t.hidden, t.normed, t.targets, t.valid, t.ppe, t.tpe} {
+		if x != nil {
+			x.MustDrop()
+		}
+	}
+	t.ids, t.hidden, t.normed, t.targets, t.valid, t.ppe, t.tpe = nil, nil, nil, nil, nil, nil, nil
+	if t.st != nil {
+		t.st.drop()
+		t.st = nil
+	}
+}
+
+// Drop frees the pass (its backward too, when Backward was not called).
+func (p *Pass) Drop() {
+	for _, t := range []*ts.Tensor{p.LogProbs, p.AuxLoss} {
+		if t != nil {
+			t.MustDrop()
+		}
+	}
+	p.LogProbs, p.AuxLoss = nil, nil
+	if p.tape != nil {
+		p.tape.drop()
+		p.tape = nil
+	}
+}
+
+// ForwardLogProbs runs the model on input [batch, seq] and returns the
+// log-probability of targets [batch, seq] (int64, tokenize.IgnoreIndex where
+// nothing is predicted) at each position. With gradient checkpointing on and
+// grad mode on, the layers keep only their inputs and Pass.Backward
+// recomputes them; otherwise it is Forward followed by a log-softmax, and
+// Backward is the loss's own.
+func (m *Model) ForwardLogProbs(input, targets *ts.Tensor, opts ForwardOptions) (*Pass, error) {
+	if s, ts0 := targets.MustSize(), input.MustSize(); len(s) != 2 || len(ts0) != 2 || s[0] != ts0[0] || s[1] != ts0[1] {
+		return nil, fmt.Errorf("train: ForwardLogProbs: targets shape %v; want %v like the input", targets.MustSize(), input.MustSize())
+	}
+	if opts.Cache != nil || opts.LastOnly {
+		return nil, fmt.Errorf("train: ForwardLogProbs: Cache and LastOnly are for generation")
+	}
+	if !m.opts.GradientCheckpointing {
+		out, err := m.Forward(input, opts)
+		if err != nil {
+			return nil, err
+		}
+		tgt := toDevice(targets, m.opts.Device)
+		valid := tgt.MustGe(ts.IntScalar(0), false)
+		clamped := tgt.MustClampMin(ts.IntScalar(0), tgt != targets)
+		lp := TokenLogProbs(out.Logits, clamped)
+		clamped.MustDrop()
+		out.Logits.MustDrop()
+		lp = lp.MustMul(valid, true)
+		valid.MustDrop()
+		return &Pass{LogProbs: lp, AuxLoss: out.AuxLoss}, nil
+	}
+	return m.checkpointedPass(input, targets, opts)
+}
+
+// Backward runs the backward pass of loss, a scalar computed from the
+// pass's LogProbs and AuxLoss, through the model, accumulating parameter
+// gradients; it frees the pass's saved state.
+func (p *Pass) Backward(loss *ts.Tensor) error {
+	if p.tape == nil {
+		return loss.Backward()
+	}
+	t := p.tape
+	defer func() {
+		t.drop()
+		p.tape = nil
+	}()
+	return t.backward(p, loss)
+}
+
+func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions) (*Pass, error) {
+	shape := input.MustSize()
+	if err := m.checkInput(input, opts); err != nil {
+		return nil, err
+	}
+	st, err := m.prepare(shape[0], shape[1], opts)
+	if err != nil {
+		return nil, err
+	}
+	grad := torchx.GradEnabled()
+	t := &tape{m: m, st: st}
+	ok := false
+	defer func() {
+		if !ok {
+			t.drop()
+		}
+	}()
+	t.ids = toDevice(input, m.opts.Device)
+	if t.ids == input {
+		t.ids = input.MustShallowClone()
+	}
+	if grad && m.train && m.lora != nil && m.lora.Dropout > 0 {
+		// Dropout masks must be drawn again identically in the recompute:
+		// each layer runs from its own seed, drawn from libtorch's
+		// generator so the run stays reproducible from the trainer's seed.
+		r := ts.MustRandint(1<<40, []int64{int64(len(m.layers))}, gotch.Int64, gotch.CPU)
+		t.seeds = r.Int64Values()
+		r.MustDrop()
+	}
+	var aux *moeStats
+	if m.Config.IsMoE() {
+		aux = &moeStats{}
+		defer aux.drop()
+	}
+	var x *ts.Tensor
+	torchx.NoGrad(func() {
+		x = ts.MustEmbedding(m.embed, t.ids, -1, false, false)
+		for i, l := range m.layers {
+			if grad {
+				t.inputs = append(t.inputs, x.MustShallowClone())
+			}
+			if t.seeds != nil {
+				torchx.ManualSeed(t.seeds[i])
+			}
+			x = m.layerForward(i, l, x, st, aux)
+		}
+	})
+	t.hidden = x
+	if grad {
+		x.MustRequiresGrad_(true)
+	}
+	t.normed = rmsNorm(x, m.norm, m.Config.RMSNormEps)
+	tgt := toDevice(targets, m.opts.Device)
+	flat := tgt.MustView([]int64{-1}, tgt != targets)
+	t.valid = flat.MustGe(ts.IntScalar(0), false).MustTotype(gotch.Float, true)
+	t.targets = flat.MustClampMin(ts.IntScalar(0), true)
+	var lp *ts.Tensor
+	torchx.NoGrad(func() { lp = m.headLogProbs(t.normed, t.targets, t.valid) })
+	lp = lp.MustView(shape, true)
+	if grad {
+		lp.MustRequiresGrad_(true)
+	}
+	p := &Pass{LogProbs: lp}
+	if aux != nil {
+		t.tpe = aux.tokensPerExpert.MustShallowClone()
+		t.ppe = aux.probPerExpert.MustDetach(false)
+		if grad {
+			t.ppe.MustRequiresGrad_(true)
+		}
+		s := moeStats{tokensPerExpert: t.tpe, probPerExpert: t.ppe}
+		p.AuxLoss = s.loss(m.Config.NumLocalExperts, len(m.layers))
+	}
+	ok = true
+	if !grad {
+		t.drop()
+		return p, nil
+	}
+	p.tape = t
+	return p, nil
+}
+
+// headRows is how many positions the head handles per chunk.
+func (m *Model) headRows() int64 {
+	return max(1, headChunkElements/int64(m.Config.VocabSize))
+}
+
+func (m *Model) headWeight() *ts.Tensor {
+	if m.lmHead != nil {
+		return m.lmHead
+	}
+	return m.embed
+}
+
+// headLogProbs is log p(target) per position from normed hidden states
+// [B, T, D], in chunks of positions; valid zeroes ignored targets.
+func (m *Model) headLogProbs(normed, targets, valid *ts.Tensor) *ts.Tensor {
+	D := int64(m.Config.HiddenSize)
+	h := normed.MustView([]int64{-1, D}, false)
+	defer h.MustDrop()
+	N, C := h.MustSize()[0], m.headRows()
+	var parts []*ts.Tensor
+	for s := int64(0); s < N; s += C {
+		n := min(C, N-s)
+		hc := h.MustNarrow(0, s, n, false)
+		tc := targets.MustNarrow(0, s, n, false)
+		parts = append(parts, m.chunkLogProbs(hc, tc))
+		hc.MustDrop()
+		tc.MustDrop()
+	}
+	lp := ts.MustCat(parts, 0)
+	for _, p := range parts {
+		p.MustDrop()
+	}
+	return lp.MustMul(valid, true)
+}
+
+// chunkLogProbs is log_softmax(h·Wᵀ)[target] for rows h [n, D], in fp32.
+func (m *Model) chunkLogProbs(h, targets *ts.Tensor) *ts.Tensor {
+	logits := ts.MustLinear(h, m.headWeight(), ts.None)
+	lsm := logits.MustLogSoftmax(-1, gotch.Float, true)
+	ix := targets.MustUnsqueeze(1, false)
+	lp := lsm.MustGather(1, ix, false, true).MustSqueezeDim(1, true)
+	ix.MustDrop()
+	return lp
+}
+
+// backwardOf runs the backward of Σ y·dy, which gives every leaf the
+// gradient it would get from y's gradient dy.
+func backwardOf(y, dy *ts.Tensor) error {
+	s := y.MustMul(dy, false).MustSum(gotch.Float, true)
+	err := s.Backward()
+	s.MustDrop()
+	return err
+}
+
+// gradOf takes x's gradient (nil when none reached it).
+func gradOf(x *ts.Tensor) *ts.Tensor {
+	g := x.MustGrad(false)
+	if !g.MustDefined() {
+		g.MustDrop()
+		return nil
+	}
+	return g
+}
+
+func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
+	m := t.m
+	if err := loss.Backward(); err != nil {
+		return fmt.Errorf("train: backward of the loss: %w", err)
+	}
+	dlp := gradOf(p.LogProbs)
+	var dppe *ts.Tensor
+	if t.ppe != nil {
+		dppe = gradOf(t.ppe)
+		if dppe != nil {
+			defer dppe.MustDrop()
+		}
+	}
+	// Head: per chunk of positions, the log-probs again with gradients,
+	// backward from dlp; the gradients wrt the normed hidden states are
+	// collected for the final norm.
+	if dlp != nil {
+		dn, err := t.headBackward(dlp)
+		dlp.MustDrop()
+		if err != nil {
+			return err
+		}
+		err = backwardOf(t.normed, dn)
+		dn.MustDrop()
+		if err != nil {
+			return fmt.Errorf("train: backward of the final norm: %w", err)
+		}
+	}
+	t.normed.MustDrop()
+	t.normed = nil
+	dy := gradOf(t.hidden)
+	t.hidden.MustDrop()
+	t.hidden = nil
+	for i := len(m.layers) - 1; i >= 0; i-- {
+		x := t.inputs[i].MustDetach(false)
+		t.inputs[i].MustDrop()
+		t.inputs = t.inputs[:i]
+		x.MustRequiresGrad_(true)
+		if t.seeds != nil {
+			torchx.ManualSeed(t.seeds[i])
+		}
+		var aux *moeStats
+		if m.Config.IsMoE() {
+			aux = &moeStats{}
+		}
+		y := m.layerForward(i, m.layers[i], x.MustShallowClone(), t.st, aux)
+		s := ts.MustZeros([]int64{}, gotch.Float, m.opts.Device)
+		if dy != nil {
+			s = s.MustAdd(mulSum(y, dy), true)
+		}
+		if dppe != nil && aux.probPerExpert.MustRequiresGrad() {
+			s = s.MustAdd(mulSum(aux.probPerExpert, dppe), true)
+		}
+		y.MustDrop()
+		if aux != nil {
+			aux.drop()
+		}
+		var err error
+		if s.MustRequiresGrad() {
+			err = s.Backward()
+		}
+		s.MustDrop()
+		if dy != nil {
+			dy.MustDrop()
+		}
+		if err != nil {
+			x.MustDrop()
+			return fmt.Errorf("train: backward of layer %d: %w", i, err)
+		}
+		dy = gradOf(x)
+		x.MustDrop()
+	}
+	if dy == nil {
+		return nil
+	}
+	defer dy.MustDrop()
+	if !m.embed.MustRequiresGrad() {
+		return nil
+	}
+	e := ts.MustEmbedding(m.embed, t.ids, -1, false, false)
+	err := backwardOf(e, dy)
+	e.MustDrop()
+	if err != nil {
+		return fmt.Errorf("train: backward of the embedding: %w", err)
+	}
+	return nil
+}
+
+// mulSum is Σ y·dy as an fp32 scalar with y's graph.
+func mulSum(y, dy *ts.Tensor) *ts.Tensor {
+	return y.MustMul(dy, false).MustSum(gotch.Float, true)
+}
+
+// headBackward redoes the head chunk by chunk with gradients from dlp
+// [B, T] and returns the gradient wrt the normed hidden states [B, T, D];
+// the head weight's gradient accumulates when it is trained.
+func (t *tape) headBackward(dlp *ts.Tensor) (*ts.Tensor, error) {
+	m := t.m
+	D := int64(m.Config.HiddenSize)
+	nd := t.normed.MustDetach(false)
+	h := nd.MustView([]int64{-1, D}, true)
+	defer h.MustDrop()
+	g := dlp.MustView([]int64{-1}, false).MustMul(t.valid, true)
+	defer g.MustDrop()
+	N, C := h.MustSize()[0], m.headRows()
+	var parts []*ts.Tensor
+	defer func() {
+		for _, p := range parts {
+			p.MustDrop()
+		}
+	}()
+	for s := int64(0); s < N; s += C {
+		n := min(C, N-s)
+		hc := h.MustNarrow(0, s, n, false).MustDetach(true)
+		hc.MustRequiresGrad_(true)
+		tc := t.targets.MustNarrow(0, s, n, false)
+		gc := g.MustNarrow(0, s, n, false)
+		lp := m.chunkLogProbs(hc, tc)
+		err := backwardOf(lp, gc)
+		lp.MustDrop()
+		tc.MustDrop()
+		gc.MustDrop()
+		if err != nil {
+			hc.MustDrop()
+			return nil, fmt.Errorf("train: backward of the LM head: %w", err)
+		}
+		dh := gradOf(hc)
+		hc.MustDrop()
+		if dh == nil {
+			dh = ts.MustZeros([]int64{n, D}, t.normed.DType(), m.opts.Device)
+		}
+		parts = append(parts, dh)
+	}
+	dn := ts.MustCat(parts, 0)
+	return dn.MustView(t.normed.MustSize(), true), nil
+}
+
+// checkInput validates Forward's input and options.
+func (m *Model) checkInput(input *ts.Tensor, opts ForwardOptions) error {
+	shape := input.MustSize()
+	if len(shape) != 2 || shape[0] == 0 || shape[1] == 0 {
+		return fmt.Errorf("train: Forward: input shape %v; want [batch, seq] with both non-zero", shape)
+	}
+	if input.DType() != gotch.Int64 {
+		return fmt.Errorf("train: Forward: input dtype %v; want int64 token ids", input.DType())
+	}
+	for name, t := range map[string]*ts.Tensor{"PositionIDs": opts.PositionIDs, "SegmentIDs": opts.SegmentIDs, "AttentionMask": opts.AttentionMask} {
+		if t == nil {
+			continue
+		}
+		if s := t.MustSize(); len(s) != 2 || s[0] != shape[0] || s[1] != shape[1] {
+			return fmt.Errorf("train: Forward: %s shape %v; want %v like the input", name, s, shape)
+		}
+	}
+	if mx, mn := tensorMaxMin(input); mn < 0 || mx >= int64(m.Config.VocabSize) {
+		bad := mx
+		if mn < 0 {
+			bad = mn
+		}
+		return fmt.Errorf("train: Forward: token id %d outside the vocabulary [0, %d)", bad, m.Config.VocabSize)
+	}
+	return nil
+}
