@@ -187,6 +187,41 @@ func forwardLogps(fwd forwardFunc, b *pairBatch, withAll bool) (resp, all, aux *
 	return resp, all, out.AuxLoss, nil
 }
 
+// passLogps is forwardLogps through m.ForwardLogProbs, for a model with
+// activation checkpointing: the pass's Backward replaces the loss's.
+func passLogps(m *train.Model, b *pairBatch, withAll bool) (resp, all, aux *ts.Tensor, pass *train.Pass, err error) {
+	pass, err = m.ForwardLogProbs(b.ids, b.targets, train.ForwardOptions{PositionIDs: b.pos, SegmentIDs: b.seg, AttentionMask: b.attn})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	lp := pass.LogProbs
+	dt, dev := lp.DType(), lp.MustDevice()
+	masked := func(mask *ts.Tensor) *ts.Tensor {
+		m := mask.MustTotype(dt, false).MustTo(dev, true)
+		s := lp.MustMul(m, false).MustSumDimIntlist([]int64{1}, false, dt, true)
+		m.MustDrop()
+		return s
+	}
+	resp = masked(b.respMask)
+	if withAll {
+		all = masked(b.allMask)
+	}
+	if pass.AuxLoss != nil {
+		aux = pass.AuxLoss.MustShallowClone()
+	}
+	return resp, all, aux, pass, nil
+}
+
+// logps runs the batch through the model: checkpointed when the model is
+// (pass is then not nil), else through fwd.
+func logps(m *train.Model, fwd forwardFunc, b *pairBatch, withAll bool) (resp, all, aux *ts.Tensor, pass *train.Pass, err error) {
+	if m != nil && m.GradientCheckpointing() {
+		return passLogps(m, b, withAll)
+	}
+	resp, all, aux, err = forwardLogps(fwd, b, withAll)
+	return resp, all, aux, nil, err
+}
+
 // vecOf makes a 1-D tensor of vals in dtype dt on dev.
 func vecOf(vals []float64, dt gotch.DType, dev gotch.Device) *ts.Tensor {
 	return ts.MustOfSlice(vals).MustTotype(dt, true).MustTo(dev, true)

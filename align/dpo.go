@@ -153,7 +153,7 @@ func (o *DPO) Loss(idx []int) (*train.Loss, error) {
 		return nil, err
 	}
 	defer b.drop()
-	resp, _, aux, err := forwardLogps(o.forward, b, false)
+	resp, _, aux, pass, err := logps(o.model, o.forward, b, false)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +185,7 @@ func (o *DPO) Loss(idx []int) (*train.Loss, error) {
 		m["logps_chosen"] += lc[i]
 		m["logps_rejected"] += lr[i]
 	}
-	return &train.Loss{Sum: sum, Tokens: b.tokens, Metrics: m}, nil
+	return &train.Loss{Sum: sum, Tokens: b.tokens, Metrics: m, Pass: pass}, nil
 }
 
 // dpoLoss returns the per-pair sigmoid DPO loss and the implicit rewards

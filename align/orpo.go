@@ -46,6 +46,7 @@ type ORPO struct {
 	PadID   int
 	Config  ORPOConfig
 	forward forwardFunc
+	model   *train.Model
 	auxCoef float64
 }
 
@@ -59,7 +60,7 @@ func NewORPO(m *train.Model, pairs []tokenize.PreferenceExample, padID int, cfg 
 	if err := CheckPairs(pairs); err != nil {
 		return nil, err
 	}
-	return &ORPO{Pairs: pairs, PadID: padID, Config: cfg, forward: m.Forward, auxCoef: m.Config.RouterAuxLossCoef}, nil
+	return &ORPO{Pairs: pairs, PadID: padID, Config: cfg, forward: m.Forward, model: m, auxCoef: m.Config.RouterAuxLossCoef}, nil
 }
 
 // Len is the number of pairs.
@@ -82,7 +83,7 @@ func (o *ORPO) Loss(idx []int) (*train.Loss, error) {
 		return nil, err
 	}
 	defer b.drop()
-	resp, all, aux, err := forwardLogps(o.forward, b, o.Config.NLLOnPrompt)
+	resp, all, aux, pass, err := logps(o.model, o.forward, b, o.Config.NLLOnPrompt)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +127,7 @@ func (o *ORPO) Loss(idx []int) (*train.Loss, error) {
 		m["logps_chosen"] += vc[i]
 		m["logps_rejected"] += vr[i]
 	}
-	return &train.Loss{Sum: sum, Tokens: b.tokens, Metrics: m}, nil
+	return &train.Loss{Sum: sum, Tokens: b.tokens, Metrics: m, Pass: pass}, nil
 }
 
 // orpoLoss returns the per-pair ORPO loss nll − β·log σ(log-odds), the

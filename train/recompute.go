@@ -323,22 +323,24 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 			aux = &moeStats{}
 		}
 		y := m.layerForward(i, m.layers[i], x.MustShallowClone(), t.st, aux)
-		s := ts.MustZeros([]int64{}, gotch.Float, m.opts.Device)
+		var s *ts.Tensor
 		if dy != nil {
-			s = s.MustAdd(mulSum(y, dy), true)
+			s = mulSum(y, dy)
 		}
 		if dppe != nil && aux.probPerExpert.MustRequiresGrad() {
-			s = s.MustAdd(mulSum(aux.probPerExpert, dppe), true)
+			accumulate(&s, mulSum(aux.probPerExpert, dppe))
 		}
 		y.MustDrop()
 		if aux != nil {
 			aux.drop()
 		}
 		var err error
-		if s.MustRequiresGrad() {
-			err = s.Backward()
+		if s != nil {
+			if s.MustRequiresGrad() {
+				err = s.Backward()
+			}
+			s.MustDrop()
 		}
-		s.MustDrop()
 		if dy != nil {
 			dy.MustDrop()
 		}
