@@ -47,8 +47,11 @@ func gradsAfter(t *testing.T, m *Model, obj Objective, idx []int) (float64, map[
 	return loss, out
 }
 
-// compareGrads fails when two gradient sets differ by more than tol
-// (absolute) anywhere, or one has a gradient the other lacks.
+// compareGrads fails when two gradient sets differ anywhere by more than
+// tol times the tensor's largest |gradient| (at least 1), or one has a
+// gradient the other lacks. The two paths run the same float32 kernels on
+// differently shaped calls (chunks, recomputation), so they agree to
+// rounding, not bit for bit.
 func compareGrads(t *testing.T, got, want map[string][]float64, tol float64) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -61,15 +64,16 @@ func compareGrads(t *testing.T, got, want map[string][]float64, tol float64) {
 			t.Errorf("%s: gradient presence/size %d vs %d", name, len(g), len(w))
 			continue
 		}
-		worst := 0.0
+		worst, scale := 0.0, 1.0
 		for i := range w {
 			worst = math.Max(worst, math.Abs(g[i]-w[i]))
+			scale = math.Max(scale, math.Abs(w[i]))
 			if w[i] != 0 {
 				nonzero++
 			}
 		}
-		if worst > tol {
-			t.Errorf("%s: gradients differ by %.3g (> %g)", name, worst, tol)
+		if worst > tol*scale {
+			t.Errorf("%s: gradients differ by %.3g (> %g × %.3g, the largest |gradient| or 1)", name, worst, tol, scale)
 		}
 	}
 	if nonzero == 0 {
