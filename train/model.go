@@ -784,26 +784,36 @@ func (m *Model) moe(l *layer, h *ts.Tensor, st *fwdState, aux *moeStats) *ts.Ten
 	accumulate(&aux.probPerExpert, ppe)
 	probs.MustDrop()
 
-	// Route on the host: N·K small integers say which rows go where.
-	sel := topI.Int64Values()
-	topI.MustDrop()
-	rows := make([][]int64, E)
-	slots := make([][]int64, E)
-	for i, e := range sel {
-		rows[e] = append(rows[e], int64(i)/K)
-		slots[e] = append(slots[e], int64(i))
+	// Route on the device: per expert, the (token, slot) pairs that chose
+	// it, in token order (what Mixtral's torch.where does). Only the
+	// count, a shape, reaches the host; no routing table is copied.
+	type route struct{ rows, slots *ts.Tensor }
+	routes := make([]route, E)
+	for e := range E {
+		hit := topI.MustEq(ts.IntScalar(e), false)
+		nz := hit.MustNonzero(true) // [n, 2]: token, slot
+		if nz.MustSize()[0] == 0 {
+			nz.MustDrop()
+			continue
+		}
+		rows := nz.MustSelect(1, 0, false)
+		k := nz.MustSelect(1, 1, false)
+		slots := rows.MustMulScalar(ts.IntScalar(K), false).MustAdd(k, true)
+		k.MustDrop()
+		nz.MustDrop()
+		routes[e] = route{rows, slots}
 	}
+	topI.MustDrop()
 	wFlat := topW.MustView([]int64{N * K}, true)
 	if wFlat.DType() != h.DType() {
 		wFlat = wFlat.MustTotype(h.DType(), true)
 	}
 	out := ts.MustZeros([]int64{N, D}, h.DType(), m.opts.Device)
 	for e := range E {
-		if len(rows[e]) == 0 {
+		idx, slot := routes[e].rows, routes[e].slots
+		if idx == nil {
 			continue
 		}
-		idx := int64Tensor(rows[e], []int64{int64(len(rows[e]))}, m.opts.Device)
-		slot := int64Tensor(slots[e], []int64{int64(len(slots[e]))}, m.opts.Device)
 		xe := flat.MustIndexSelect(0, idx, false)
 		ex := l.experts[e]
 		ye := m.mlp(ex.w1, ex.w3, ex.w2, xe)
