@@ -303,10 +303,14 @@ func blockAttentionForward(q, k, v *ts.Tensor, mask *attnMask, scale float64, bl
 // q, k and v given dOut, its gradient with respect to blockAttentionForward's
 // out, without autograd. Each query block's probabilities are recomputed
 // from lse: P = exp(S − lse); dV += Pᵀ·dO; dP = dO·Vᵀ;
-// dS = P ∘ (dP − rowsum(dO ∘ O)); dQ = dS·K·scale; dK += dSᵀ·Q·scale, the
+// dS = P ∘ (dP − rowsum(dP ∘ P)); dQ = dS·K·scale; dK += dSᵀ·Q·scale, the
 // key-head gradients summing over the query heads that share them.
 // dq has q's shape and dtype, dk and dv k's and v's (accumulated in fp32).
-// Inputs are not freed.
+// Inputs are not freed. out is not read: a query block holds whole rows
+// of keys, so the row sums come from dP ∘ P as in autograd's softmax
+// backward (equal to FlashAttention's rowsum(dO ∘ O), rounding as the
+// plain path does); it stays in the signature so a key-blocked backward can
+// replace this one without changing callers.
 func blockAttentionBackward(q, k, v, out, lse, dOut *ts.Tensor, mask *attnMask, scale float64, block int64) (dq, dk, dv *ts.Tensor) {
 	torchx.NoGrad(func() {
 		s := q.MustSize()
@@ -319,11 +323,10 @@ func blockAttentionBackward(q, k, v, out, lse, dOut *ts.Tensor, mask *attnMask, 
 		}
 		dev := q.MustDevice()
 		q5 := gqaLayout(q, KV)
-		o5 := gqaLayout(out, KV)
 		do5 := gqaLayout(dOut, KV)
 		l4 := lse.MustView([]int64{B, KV, rep, T}, false)
 		defer func() {
-			for _, t := range []*ts.Tensor{q5, o5, do5, l4} {
+			for _, t := range []*ts.Tensor{q5, do5, l4} {
 				t.MustDrop()
 			}
 		}()
@@ -340,7 +343,6 @@ func blockAttentionBackward(q, k, v, out, lse, dOut *ts.Tensor, mask *attnMask, 
 			p := scores.MustSub(lb, true).MustExp(true) // fp32 [B, KV, rep·n, sk]
 			lb.MustDrop()
 			dob := do5.MustNarrow(3, t0, n, false).MustReshape([]int64{B, KV, rep * n, hd}, true)
-			ob := o5.MustNarrow(3, t0, n, false).MustReshape([]int64{B, KV, rep * n, hd}, true)
 
 			// dV += Pᵀ·dO
 			pt := p.MustTranspose(2, 3, false)
@@ -356,15 +358,15 @@ func blockAttentionBackward(q, k, v, out, lse, dOut *ts.Tensor, mask *attnMask, 
 			if dp.DType() != gotch.Float {
 				dp = dp.MustTotype(gotch.Float, true)
 			}
-			of := asFloat(ob)
-			d := dof.MustMul(of, false).MustSumDimIntlist([]int64{-1}, true, gotch.Float, true)
-			of.MustDrop()
+			// Each block holds whole rows of keys, so rowsum(dP ∘ P) — what
+			// autograd's softmax backward computes — is at hand; it equals
+			// rowsum(dO ∘ O) and rounds as autograd does.
+			d := dp.MustMul(p, false).MustSumDimIntlist([]int64{-1}, true, gotch.Float, true)
 			dof.MustDrop()
 			ds := dp.MustSub(d, true).MustMul(p, true)
 			d.MustDrop()
 			p.MustDrop()
 			dob.MustDrop()
-			ob.MustDrop()
 
 			// dQ = dS·K·scale
 			kb := k.MustNarrow(2, lo, sk, false)
