@@ -55,7 +55,8 @@ func preferenceGrads(t *testing.T, m *train.Model, obj train.Objective, idx []in
 }
 
 // TestCheckpointingGradientsEqualPlain: ORPO and DPO losses and gradients
-// with activation checkpointing equal the plain path's (fp32 CPU, 1e-6) on
+// with activation checkpointing equal the plain path's (fp32 CPU; loss
+// 1e-6, gradients 2e-6 of each tensor's scale) on
 // Llama, Mistral and Mixtral, full fine-tuning and LoRA.
 func TestCheckpointingGradientsEqualPlain(t *testing.T) {
 	torchx.SetGradEnabled(true)
@@ -128,9 +129,11 @@ func TestCheckpointingGradientsEqualPlain(t *testing.T) {
 								nonzero++
 							}
 						}
-						// 1e-6 relative to the tensor's largest gradient
-						// (at least 1): float32 rounding, not bit equality.
-						if worst > 1e-6*scale {
+						// 2e-6 relative to the tensor's largest gradient
+						// (at least 1): float32 rounding of the recomputed
+						// attention probabilities, not bit equality (see
+						// train's compareGrads).
+						if worst > 2e-6*scale {
 							t.Errorf("%s: gradients differ by %.3g (largest |gradient| %.3g)", name, worst, scale)
 						}
 						if lora && !strings.Contains(name, ".lora_") {

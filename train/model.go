@@ -340,7 +340,7 @@ func (m *Model) Forward(input *ts.Tensor, opts ForwardOptions) (*Output, error) 
 	if c != nil && c.k != nil && c.batch != shape[0] {
 		return nil, fmt.Errorf("train: Forward: batch %d does not match the cache's %d", shape[0], c.batch)
 	}
-	st, err := m.prepare(shape[0], shape[1], opts)
+	st, err := m.prepareState(shape[0], shape[1], opts, false)
 	if err != nil {
 		return nil, err
 	}
@@ -409,7 +409,8 @@ func tensorMaxMin(t *ts.Tensor) (int64, int64) {
 type fwdState struct {
 	batch, seq, past int64
 	cos, sin         *ts.Tensor // [B, 1, T, hd]; sin carries rotate_half's sign
-	mask             *ts.Tensor // additive [B, 1, 1, T, S] or nil
+	mask             *ts.Tensor // additive [B, 1, 1, T, S] or nil; built only on request (tests)
+	attn             *attnMask  // the mask's rules without the T×S tensor
 	valid            *ts.Tensor // [B*T] float 1/0 of unpadded tokens, or nil
 	cache            *KVCache
 	newK, newV       []*ts.Tensor
@@ -423,6 +424,10 @@ func (s *fwdState) drop() {
 			t.MustDrop()
 		}
 	}
+	if s.attn != nil {
+		s.attn.drop()
+		s.attn = nil
+	}
 	if s.cache == nil {
 		for _, t := range []*ts.Tensor{s.keyMask, s.keySeg} {
 			if t != nil {
@@ -432,8 +437,16 @@ func (s *fwdState) drop() {
 	}
 }
 
-// prepare computes positions, rotary tables and the attention mask.
+// prepare computes positions, rotary tables and the attention mask, also
+// as the additive [B, 1, 1, T, S] tensor the explicit attention of old
+// used (tests compare against it).
 func (m *Model) prepare(B, T int64, opts ForwardOptions) (*fwdState, error) {
+	return m.prepareState(B, T, opts, true)
+}
+
+// prepareState is prepare; the additive T×S mask is built only with
+// withMask: attention works from st.attn.
+func (m *Model) prepareState(B, T int64, opts ForwardOptions, withMask bool) (*fwdState, error) {
 	dev := m.opts.Device
 	st := &fwdState{batch: B, seq: T, cache: opts.Cache}
 	c := opts.Cache
@@ -534,6 +547,13 @@ func (m *Model) prepare(B, T int64, opts ForwardOptions) (*fwdState, error) {
 		st.valid = am.MustNe(ts.IntScalar(0), am != opts.AttentionMask).MustTotype(gotch.Float, true).MustView([]int64{B * T}, true)
 	}
 
+	st.attn = newAttnMask(st, int64(m.Config.SlidingWindow))
+	if !withMask {
+		if qSeg != nil {
+			qSeg.MustDrop()
+		}
+		return st, nil
+	}
 	// allowed[b, i, j]: query i (absolute index past+i) may attend key j.
 	qi := ts.MustArangeStart(ts.IntScalar(st.past), ts.IntScalar(S), gotch.Int64, dev).MustView([]int64{T, 1}, true)
 	kj := ts.MustArange(ts.IntScalar(S), gotch.Int64, dev).MustView([]int64{1, S}, true)
@@ -638,47 +658,59 @@ func (m *Model) project(l *linear, x *ts.Tensor) *ts.Tensor {
 	return y
 }
 
-// layerForward runs one decoder layer; it consumes x.
+// layerForward runs one decoder layer; it consumes x. The layer is three
+// segments — attnInputs, attention, attnOutput — so a checkpointed
+// recompute can run the middle one without autograd.
 func (m *Model) layerForward(i int, l *layer, x *ts.Tensor, st *fwdState, aux *moeStats) *ts.Tensor {
+	q, k, v := m.attnInputs(i, l, x, st)
+	a, err := attention(q, k, v, st.attn, m.attnScale())
+	if err != nil {
+		// Shapes and devices are the model's own here: an error is a bug
+		// or a libtorch failure, as with the Must calls around it.
+		panic(err)
+	}
+	q.MustDrop()
+	k.MustDrop()
+	v.MustDrop()
+	return m.attnOutput(l, x, a, st, aux)
+}
+
+func (m *Model) attnScale() float64 { return 1 / math.Sqrt(float64(m.Config.HeadDim)) }
+
+// attnInputs is a layer's first segment: input norm, q/k/v projections and
+// rotary embeddings. It returns q [B, H, T, hd] and k, v [B, KV, S, hd]
+// (S counts the cache's keys) and does not consume x.
+func (m *Model) attnInputs(i int, l *layer, x *ts.Tensor, st *fwdState) (q, k, v *ts.Tensor) {
 	c := m.Config
 	B, T := st.batch, st.seq
 	H, KV, hd := int64(c.NumAttentionHeads), int64(c.NumKeyValueHeads), int64(c.HeadDim)
-	rep := H / KV
-
 	h := rmsNorm(x, l.inNorm, c.RMSNormEps)
-	q := m.project(l.q, h).MustView([]int64{B, T, H, hd}, true).MustTranspose(1, 2, true)
-	k := m.project(l.k, h).MustView([]int64{B, T, KV, hd}, true).MustTranspose(1, 2, true)
-	v := m.project(l.v, h).MustView([]int64{B, T, KV, hd}, true).MustTranspose(1, 2, true)
+	q = m.project(l.q, h).MustView([]int64{B, T, H, hd}, true).MustTranspose(1, 2, true)
+	k = m.project(l.k, h).MustView([]int64{B, T, KV, hd}, true).MustTranspose(1, 2, true)
+	v = m.project(l.v, h).MustView([]int64{B, T, KV, hd}, true).MustTranspose(1, 2, true)
 	h.MustDrop()
 	q = rope(q, st)
 	k = rope(k, st)
 	if st.cache != nil {
 		k, v = st.cache.append(i, k, v, st)
 	}
-	S := st.past + T
-	// Grouped-query attention without repeating K/V: the rep query heads
-	// that share a KV head are stacked along the sequence axis.
-	q = q.MustMulScalar(ts.FloatScalar(1/math.Sqrt(float64(hd))), true).MustReshape([]int64{B, KV, rep * T, hd}, true)
-	kt := k.MustTranspose(2, 3, false)
-	scores := q.MustMatmul(kt, true) // [B, KV, rep*T, S]
-	kt.MustDrop()
-	k.MustDrop()
-	if st.mask != nil {
-		scores = scores.MustView([]int64{B, KV, rep, T, S}, true).MustAdd(st.mask, true).MustView([]int64{B, KV, rep * T, S}, true)
-	}
-	probs := scores.MustSoftmax(-1, gotch.Float, true)
-	if probs.DType() != v.DType() {
-		probs = probs.MustTotype(v.DType(), true)
-	}
-	a := probs.MustMatmul(v, true) // [B, KV, rep*T, hd]
-	v.MustDrop()
-	a = a.MustView([]int64{B, H, T, hd}, true).MustTranspose(1, 2, true).MustReshape([]int64{B, T, H * hd}, true)
+	return q, k, v
+}
+
+// attnOutput is a layer's last segment: output projection of the
+// attention a [B, H, T, hd], residual, post-attention norm, MLP (or
+// Mixtral's experts) and residual. It consumes x and a.
+func (m *Model) attnOutput(l *layer, x, a *ts.Tensor, st *fwdState, aux *moeStats) *ts.Tensor {
+	c := m.Config
+	B, T := st.batch, st.seq
+	H, hd := int64(c.NumAttentionHeads), int64(c.HeadDim)
+	a = a.MustTranspose(1, 2, true).MustReshape([]int64{B, T, H * hd}, true)
 	o := m.project(l.o, a)
 	a.MustDrop()
 	x = x.MustAdd(o, true)
 	o.MustDrop()
 
-	h = rmsNorm(x, l.postNorm, c.RMSNormEps)
+	h := rmsNorm(x, l.postNorm, c.RMSNormEps)
 	var y *ts.Tensor
 	if c.IsMoE() {
 		y = m.moe(l, h, st, aux)

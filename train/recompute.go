@@ -26,9 +26,6 @@ func (m *Model) SetGradientCheckpointing(on bool) { m.opts.GradientCheckpointing
 // GradientCheckpointing tells whether activation checkpointing is on.
 func (m *Model) GradientCheckpointing() bool { return m.opts.GradientCheckpointing }
 
-// headChunkElements bounds chunk·vocab logits the head holds at a time.
-const headChunkElements = 1 << 24
-
 // Pass is ForwardLogProbs's result: the log-probabilities an objective
 // builds its loss from, and the backward of that loss through the model.
 type Pass struct {
@@ -49,8 +46,7 @@ type tape struct {
 	seeds   []int64      // per-layer dropout seeds (nil without dropout)
 	hidden  *ts.Tensor   // the last layer's output as a leaf
 	normed  *ts.Tensor   // final norm of hidden, with graph
-	targets *ts.Tensor   // [B·T] int64, IgnoreIndex clamped to 0
-	valid   *ts.Tensor   // [B·T] float 1/0: targets that count
+	targets *ts.Tensor   // [B, T] int64 on the device
 	ppe     *ts.Tensor   // Σ router probabilities per expert, a leaf
 	tpe     *ts.Tensor   // Σ routed shares per expert
 }
@@ -60,12 +56,12 @@ func (t *tape) drop() {
 		x.MustDrop()
 	}
 	t.inputs = nil
-	for _, x := range []*ts.Tensor{t.ids, t.hidden, t.normed, t.targets, t.valid, t.ppe, t.tpe} {
+	for _, x := range []*ts.Tensor{t.ids, t.hidden, t.normed, t.targets, t.ppe, t.tpe} {
 		if x != nil {
 			x.MustDrop()
 		}
 	}
-	t.ids, t.hidden, t.normed, t.targets, t.valid, t.ppe, t.tpe = nil, nil, nil, nil, nil, nil, nil
+	t.ids, t.hidden, t.normed, t.targets, t.ppe, t.tpe = nil, nil, nil, nil, nil, nil
 	if t.st != nil {
 		t.st.drop()
 		t.st = nil
@@ -137,7 +133,7 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 	if err := m.checkInput(input, opts); err != nil {
 		return nil, err
 	}
-	st, err := m.prepare(shape[0], shape[1], opts)
+	st, err := m.prepareState(shape[0], shape[1], opts, false)
 	if err != nil {
 		return nil, err
 	}
@@ -184,13 +180,16 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 		x.MustRequiresGrad_(true)
 	}
 	t.normed = rmsNorm(x, m.norm, m.Config.RMSNormEps)
-	tgt := toDevice(targets, m.opts.Device)
-	flat := tgt.MustView([]int64{-1}, tgt != targets)
-	t.valid = flat.MustGe(ts.IntScalar(0), false).MustTotype(gotch.Float, true)
-	t.targets = flat.MustClampMin(ts.IntScalar(0), true)
-	var lp *ts.Tensor
-	torchx.NoGrad(func() { lp = m.headLogProbs(t.normed, t.targets, t.valid) })
-	lp = lp.MustView(shape, true)
+	t.targets = toDevice(targets, m.opts.Device)
+	if t.targets == targets {
+		t.targets = targets.MustShallowClone()
+	}
+	nd := t.normed.MustDetach(false)
+	lp, err := m.Head().TokenLogProbs(nd, t.targets)
+	nd.MustDrop()
+	if err != nil {
+		return nil, err
+	}
 	if grad {
 		lp.MustRequiresGrad_(true)
 	}
@@ -211,51 +210,6 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 	}
 	p.tape = t
 	return p, nil
-}
-
-// headRows is how many positions the head handles per chunk.
-func (m *Model) headRows() int64 {
-	return max(1, headChunkElements/int64(m.Config.VocabSize))
-}
-
-func (m *Model) headWeight() *ts.Tensor {
-	if m.lmHead != nil {
-		return m.lmHead
-	}
-	return m.embed
-}
-
-// headLogProbs is log p(target) per position from normed hidden states
-// [B, T, D], in chunks of positions; valid zeroes ignored targets.
-func (m *Model) headLogProbs(normed, targets, valid *ts.Tensor) *ts.Tensor {
-	D := int64(m.Config.HiddenSize)
-	h := normed.MustView([]int64{-1, D}, false)
-	defer h.MustDrop()
-	N, C := h.MustSize()[0], m.headRows()
-	var parts []*ts.Tensor
-	for s := int64(0); s < N; s += C {
-		n := min(C, N-s)
-		hc := h.MustNarrow(0, s, n, false)
-		tc := targets.MustNarrow(0, s, n, false)
-		parts = append(parts, m.chunkLogProbs(hc, tc))
-		hc.MustDrop()
-		tc.MustDrop()
-	}
-	lp := ts.MustCat(parts, 0)
-	for _, p := range parts {
-		p.MustDrop()
-	}
-	return lp.MustMul(valid, true)
-}
-
-// chunkLogProbs is log_softmax(h·Wᵀ)[target] for rows h [n, D], in fp32.
-func (m *Model) chunkLogProbs(h, targets *ts.Tensor) *ts.Tensor {
-	logits := ts.MustLinear(h, m.headWeight(), ts.None)
-	lsm := logits.MustLogSoftmax(-1, gotch.Float, true)
-	ix := targets.MustUnsqueeze(1, false)
-	lp := lsm.MustGather(1, ix, false, true).MustSqueezeDim(1, true)
-	ix.MustDrop()
-	return lp
 }
 
 // backwardOf runs the backward of Σ y·dy, which gives every leaf the
@@ -290,19 +244,26 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 			defer dppe.MustDrop()
 		}
 	}
-	// Head: per chunk of positions, the log-probs again with gradients,
-	// backward from dlp; the gradients wrt the normed hidden states are
-	// collected for the final norm.
+	// Head: the chunked head's backward from dlp gives the gradients wrt
+	// the normed hidden states (and the head weight when trained); one
+	// backward takes them through the final norm.
 	if dlp != nil {
-		dn, err := t.headBackward(dlp)
+		head := m.Head()
+		nd := t.normed.MustDetach(false)
+		g, err := head.TokenLogProbsBackward(nd, t.targets, dlp)
+		nd.MustDrop()
 		dlp.MustDrop()
 		if err != nil {
 			return err
 		}
-		err = backwardOf(t.normed, dn)
-		dn.MustDrop()
+		outs, grads := []*ts.Tensor{t.normed}, []*ts.Tensor{g.Hidden}
+		if g.Weight != nil {
+			outs, grads = append(outs, head.W), append(grads, g.Weight)
+		}
+		err = backwardWith(outs, grads)
+		g.Drop()
 		if err != nil {
-			return fmt.Errorf("train: backward of the final norm: %w", err)
+			return fmt.Errorf("train: backward of the LM head and final norm: %w", err)
 		}
 	}
 	t.normed.MustDrop()
@@ -318,35 +279,15 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 		if t.seeds != nil {
 			torchx.ManualSeed(t.seeds[i])
 		}
-		var aux *moeStats
-		if m.Config.IsMoE() {
-			aux = &moeStats{}
-		}
-		y := m.layerForward(i, m.layers[i], x.MustShallowClone(), t.st, aux)
-		var s *ts.Tensor
-		if dy != nil {
-			s = mulSum(y, dy)
-		}
-		if dppe != nil && aux.probPerExpert.MustRequiresGrad() {
-			accumulate(&s, mulSum(aux.probPerExpert, dppe))
-		}
-		y.MustDrop()
-		if aux != nil {
-			aux.drop()
-		}
-		var err error
-		if s != nil {
-			if s.MustRequiresGrad() {
-				err = s.Backward()
+		if err := m.layerBackward(i, x, dy, dppe, t.st); err != nil {
+			x.MustDrop()
+			if dy != nil {
+				dy.MustDrop()
 			}
-			s.MustDrop()
+			return err
 		}
 		if dy != nil {
 			dy.MustDrop()
-		}
-		if err != nil {
-			x.MustDrop()
-			return fmt.Errorf("train: backward of layer %d: %w", i, err)
 		}
 		dy = gradOf(x)
 		x.MustDrop()
@@ -367,53 +308,79 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 	return nil
 }
 
+// layerBackward recomputes decoder layer i from its input x (a leaf
+// requiring grad) and runs its backward from dy, the gradient of its
+// output (nil: none), and dppe, that of the summed router probabilities
+// (Mixtral; nil otherwise). The layer runs as three segments:
+// attnInputs and attnOutput with autograd, the attention between them
+// with blockAttentionForward/Backward, which keep no T×S tensor — only one
+// query block's scores exist at a time, in backward too.
+func (m *Model) layerBackward(i int, x, dy, dppe *ts.Tensor, st *fwdState) error {
+	l := m.layers[i]
+	q, k, v := m.attnInputs(i, l, x, st)
+	defer func() {
+		q.MustDrop()
+		k.MustDrop()
+		v.MustDrop()
+	}()
+	scale := m.attnScale()
+	o, lse := blockAttentionForward(q, k, v, st.attn, scale, 0)
+	defer lse.MustDrop()
+	defer o.MustDrop()
+	ol := o.MustDetach(false)
+	defer ol.MustDrop()
+	ol.MustRequiresGrad_(true)
+	var aux *moeStats
+	if m.Config.IsMoE() {
+		aux = &moeStats{}
+		defer aux.drop()
+	}
+	y := m.attnOutput(l, x.MustShallowClone(), ol.MustShallowClone(), st, aux)
+	var s *ts.Tensor
+	if dy != nil {
+		s = mulSum(y, dy)
+	}
+	y.MustDrop()
+	if dppe != nil && aux.probPerExpert.MustRequiresGrad() {
+		accumulate(&s, mulSum(aux.probPerExpert, dppe))
+	}
+	if s == nil {
+		return nil
+	}
+	err := s.Backward()
+	s.MustDrop()
+	if err != nil {
+		return fmt.Errorf("train: backward of layer %d: %w", i, err)
+	}
+	dO := gradOf(ol)
+	if dO == nil || !q.MustRequiresGrad() && !k.MustRequiresGrad() && !v.MustRequiresGrad() {
+		if dO != nil {
+			dO.MustDrop()
+		}
+		return nil
+	}
+	dq, dk, dv := blockAttentionBackward(q, k, v, o, lse, dO, st.attn, scale, 0)
+	dO.MustDrop()
+	var outs, grads []*ts.Tensor
+	for j, t := range []*ts.Tensor{q, k, v} {
+		g := []*ts.Tensor{dq, dk, dv}[j]
+		if t.MustRequiresGrad() {
+			outs, grads = append(outs, t), append(grads, g)
+		}
+	}
+	err = backwardWith(outs, grads)
+	dq.MustDrop()
+	dk.MustDrop()
+	dv.MustDrop()
+	if err != nil {
+		return fmt.Errorf("train: backward of layer %d's attention inputs: %w", i, err)
+	}
+	return nil
+}
+
 // mulSum is Σ y·dy as an fp32 scalar with y's graph.
 func mulSum(y, dy *ts.Tensor) *ts.Tensor {
 	return y.MustMul(dy, false).MustSum(gotch.Float, true)
-}
-
-// headBackward redoes the head chunk by chunk with gradients from dlp
-// [B, T] and returns the gradient wrt the normed hidden states [B, T, D];
-// the head weight's gradient accumulates when it is trained.
-func (t *tape) headBackward(dlp *ts.Tensor) (*ts.Tensor, error) {
-	m := t.m
-	D := int64(m.Config.HiddenSize)
-	nd := t.normed.MustDetach(false)
-	h := nd.MustView([]int64{-1, D}, true)
-	defer h.MustDrop()
-	g := dlp.MustView([]int64{-1}, false).MustMul(t.valid, true)
-	defer g.MustDrop()
-	N, C := h.MustSize()[0], m.headRows()
-	var parts []*ts.Tensor
-	defer func() {
-		for _, p := range parts {
-			p.MustDrop()
-		}
-	}()
-	for s := int64(0); s < N; s += C {
-		n := min(C, N-s)
-		hc := h.MustNarrow(0, s, n, false).MustDetach(true)
-		hc.MustRequiresGrad_(true)
-		tc := t.targets.MustNarrow(0, s, n, false)
-		gc := g.MustNarrow(0, s, n, false)
-		lp := m.chunkLogProbs(hc, tc)
-		err := backwardOf(lp, gc)
-		lp.MustDrop()
-		tc.MustDrop()
-		gc.MustDrop()
-		if err != nil {
-			hc.MustDrop()
-			return nil, fmt.Errorf("train: backward of the LM head: %w", err)
-		}
-		dh := gradOf(hc)
-		hc.MustDrop()
-		if dh == nil {
-			dh = ts.MustZeros([]int64{n, D}, t.normed.DType(), m.opts.Device)
-		}
-		parts = append(parts, dh)
-	}
-	dn := ts.MustCat(parts, 0)
-	return dn.MustView(t.normed.MustSize(), true), nil
 }
 
 // checkInput validates Forward's input and options.

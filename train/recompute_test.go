@@ -49,9 +49,11 @@ func gradsAfter(t *testing.T, m *Model, obj Objective, idx []int) (float64, map[
 
 // compareGrads fails when two gradient sets differ anywhere by more than
 // tol times the tensor's largest |gradient| (at least 1), or one has a
-// gradient the other lacks. The two paths run the same float32 kernels on
-// differently shaped calls (chunks, recomputation), so they agree to
-// rounding, not bit for bit.
+// gradient the other lacks. The two paths agree to float32 rounding, not
+// bit for bit: the checkpointed attention recomputes its probabilities as
+// exp(scores − logsumexp) where autograd keeps softmax's, and the head
+// runs in chunks. Measured here: at most 1.6e-6 × scale elementwise, at
+// most 8e-7 relative in L2 per tensor.
 func compareGrads(t *testing.T, got, want map[string][]float64, tol float64) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -82,7 +84,8 @@ func compareGrads(t *testing.T, got, want map[string][]float64, tol float64) {
 }
 
 // TestCheckpointingGradientsEqualPlain: with activation checkpointing the
-// loss and every gradient equal the plain path's (fp32 CPU, 1e-6), for
+// loss (1e-6) and every gradient (2e-6, see compareGrads) equal the plain
+// path's (fp32 CPU), for
 // Llama, Mistral (sliding window) and Mixtral (router aux loss), full
 // fine-tuning and LoRA, packed and padded rows.
 func TestCheckpointingGradientsEqualPlain(t *testing.T) {
@@ -114,7 +117,7 @@ func TestCheckpointingGradientsEqualPlain(t *testing.T) {
 					if d := math.Abs(gotLoss - wantLoss); d > 1e-6*math.Max(1, math.Abs(wantLoss)) {
 						t.Errorf("loss %v with checkpointing, %v without", gotLoss, wantLoss)
 					}
-					compareGrads(t, got, want, 1e-6)
+					compareGrads(t, got, want, 2e-6)
 					if lora {
 						for n := range got {
 							if !strings.HasSuffix(n, ".lora_A.weight") && !strings.HasSuffix(n, ".lora_B.weight") {
