@@ -76,18 +76,18 @@ func (o *DPO) Units(idx []int) int { return len(idx) }
 // (TRL's copy of the initial model). Dropout lives only in LoRA adapters,
 // so the reference scores are deterministic.
 func (o *DPO) ComputeReference(ctx context.Context, ref *train.Model, batchSize int) error {
-	fwd := o.forward
+	fwd, m := o.forward, o.model
 	if ref == nil && fwd == nil {
 		return errors.New("align: DPO has no model; build it with NewDPO")
 	}
 	switch {
 	case ref != nil:
-		fwd = ref.Forward
+		fwd, m = ref.Forward, ref
 	case o.model != nil && o.model.LoRA() != nil:
 		o.model.SetAdaptersEnabled(false)
 		defer o.model.SetAdaptersEnabled(true)
 	}
-	refs, err := referenceLogProbs(ctx, fwd, o.Pairs, o.PadID, batchSize)
+	refs, err := referenceLogProbs(ctx, m, fwd, o.Pairs, o.PadID, batchSize)
 	if err != nil {
 		return err
 	}
@@ -96,8 +96,10 @@ func (o *DPO) ComputeReference(ctx context.Context, ref *train.Model, batchSize 
 }
 
 // referenceLogProbs scores pairs without gradients, batchSize pairs per
-// forward pass.
-func referenceLogProbs(ctx context.Context, fwd forwardFunc, pairs []tokenize.PreferenceExample, padID, batchSize int) ([]RefLogProbs, error) {
+// forward pass: through m's chunked head when m (may be nil) has
+// activation checkpointing on, so long sequences never hold full logits,
+// else through fwd.
+func referenceLogProbs(ctx context.Context, m *train.Model, fwd forwardFunc, pairs []tokenize.PreferenceExample, padID, batchSize int) ([]RefLogProbs, error) {
 	if batchSize <= 0 {
 		batchSize = 1
 	}
@@ -117,8 +119,12 @@ func referenceLogProbs(ctx context.Context, fwd forwardFunc, pairs []tokenize.Pr
 				return
 			}
 			var resp, aux *ts.Tensor
-			resp, _, aux, err = forwardLogps(fwd, b, false)
+			var pass *train.Pass
+			resp, _, aux, pass, err = logps(m, fwd, b, false)
 			b.drop()
+			if pass != nil {
+				pass.Drop()
+			}
 			if err != nil {
 				return
 			}

@@ -279,7 +279,7 @@ func TestDPOObjectiveOnFixedLogits(t *testing.T) {
 	defer policy.w.MustDrop()
 	defer ref.w.MustDrop()
 	pairs := fixedPairs()
-	refs, err := referenceLogProbs(t.Context(), ref.forward, pairs, 0, 2)
+	refs, err := referenceLogProbs(t.Context(), nil, ref.forward, pairs, 0, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,3 +148,32 @@ func TestCheckpointingGradientsEqualPlain(t *testing.T) {
 		}
 	}
 }
+
+// TestReferenceWithCheckpointing: DPO's reference log-probs through the
+// chunked head of a checkpointed model equal the plain forward's.
+func TestReferenceWithCheckpointing(t *testing.T) {
+	m, err := train.LoadModel(filepath.Join("..", "train", "testdata", "ref", "mistral"), train.ModelOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Drop()
+	pairs := syntheticPairs(4, m.Config.VocabSize)
+	var refs [2][]RefLogProbs
+	for i, ck := range []bool{false, true} {
+		m.SetGradientCheckpointing(ck)
+		d, err := NewDPO(m, pairs, 0, DPOConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.ComputeReference(t.Context(), nil, 3); err != nil {
+			t.Fatal(err)
+		}
+		refs[i] = d.Reference
+	}
+	for i := range pairs {
+		a, b := refs[0][i], refs[1][i]
+		if math.Abs(a.Chosen-b.Chosen) > 1e-5 || math.Abs(a.Rejected-b.Rejected) > 1e-5 || a.Chosen == 0 {
+			t.Errorf("pair %d: %+v with checkpointing, %+v without", i, b, a)
+		}
+	}
+}
