@@ -8,8 +8,9 @@
 // alpha 32, dropout 0, on q/k/v/o). Every configuration runs in its own
 // process, one at a time (each child under `flock LOCK` when -lock is
 // given, so that no other heavy process shares the machine), and reports
-// its peak RSS (VmHWM) and the wall time of its last step (after -warmup
-// steps; none at lengths above -warmup-max):
+// its peak RSS (VmHWM) and the wall and CPU time (user + system, all
+// threads: less affected by other load on a shared machine) of its last
+// step (after -warmup steps; none at lengths above -warmup-max):
 //
 //	go run ./bench/memory [-seq 1024,4096,8192,16384] [-skip PATTERNS] [-lock /tmp/heavy.lock]
 //
@@ -32,6 +33,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pltune/pltune/internal/torchx"
@@ -56,6 +58,7 @@ type config struct {
 
 type result struct {
 	StepS     float64 `json:"step_s"`
+	CPUS      float64 `json:"cpu_s"` // process CPU time (all threads) of the step
 	PeakRSSKB int     `json:"peak_rss_kb"`
 }
 
@@ -84,8 +87,8 @@ func main() {
 	}
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "step.py")
-	fmt.Println("| side | checkpointing | tuning | tokens | peak RSS | step |")
-	fmt.Println("|---|---|---|---:|---:|---:|")
+	fmt.Println("| side | checkpointing | tuning | tokens | peak RSS | step (wall) | step (CPU) |")
+	fmt.Println("|---|---|---|---:|---:|---:|---:|")
 	for _, f := range strings.Split(*seqs, ",") {
 		T, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil {
@@ -123,7 +126,7 @@ func main() {
 						fmt.Printf("| %s | %s | %s | %d | %s | |\n", side, on(ck), map[bool]string{false: "full", true: "LoRA"}[lora], T, cell)
 						continue
 					}
-					fmt.Printf("| %s | %s | %s | %d | %.2f GB | %.2f s |\n", side, on(ck), map[bool]string{false: "full", true: "LoRA"}[lora], T, float64(res.PeakRSSKB)/1e6, res.StepS)
+					fmt.Printf("| %s | %s | %s | %d | %.2f GB | %.2f s | %.2f s |\n", side, on(ck), map[bool]string{false: "full", true: "LoRA"}[lora], T, float64(res.PeakRSSKB)/1e6, res.StepS, res.CPUS)
 				}
 			}
 		}
@@ -209,12 +212,12 @@ func work(arg string) error {
 	tc := train.DefaultTrainerConfig()
 	tc.OutDir, tc.MaxSteps, tc.BatchSize, tc.NoFinalCheckpoint = dir, n, 1, true
 	tc.Epochs, tc.WarmupRatio = 1, 0
-	var step float64
-	last := time.Now()
+	var step, cpu float64
+	last, lastCPU := time.Now(), cpuSeconds()
 	tc.OnStep = func(train.StepRecord) {
-		now := time.Now()
-		step = now.Sub(last).Seconds()
-		last = now
+		now, c := time.Now(), cpuSeconds()
+		step, cpu = now.Sub(last).Seconds(), c-lastCPU
+		last, lastCPU = now, c
 	}
 	tr, err := train.NewTrainer(tc, m.NamedParameters(), train.NewLMObjective(m, rows, 0), nil)
 	if err != nil {
@@ -223,9 +226,18 @@ func work(arg string) error {
 	if _, err := tr.Run(context.Background()); err != nil {
 		return err
 	}
-	out, _ := json.Marshal(result{StepS: step, PeakRSSKB: peakRSS()})
+	out, _ := json.Marshal(result{StepS: step, CPUS: cpu, PeakRSSKB: peakRSS()})
 	fmt.Println(string(out))
 	return nil
+}
+
+// cpuSeconds is the process's user + system time so far.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 func peakRSS() int {

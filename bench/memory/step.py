@@ -5,7 +5,7 @@
 # each decoder layer (use_reentrant=False, as transformers'
 # gradient_checkpointing_enable does) and optionally with LoRA adapters on
 # q/k/v/o (base frozen, fp32 adapters, PEFT's initialisation). Prints one
-# JSON line: the timed step's wall time and the process's peak RSS.
+# JSON line: the timed step's wall and CPU time and the process's peak RSS.
 import json
 import math
 import sys
@@ -112,9 +112,9 @@ def peak_rss_kb():
 
 opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)
 ids = torch.randint(0, V, (B, T))
-times = []
+times, cpu = [], []
 for i in range(a["warmup"] + 1):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     logits = forward(ids)
     loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
     del logits
@@ -123,4 +123,5 @@ for i in range(a["warmup"] + 1):
     opt.step()
     opt.zero_grad(set_to_none=True)
     times.append(time.perf_counter() - t0)
-print(json.dumps({"step_s": times[-1], "peak_rss_kb": peak_rss_kb(), "threads": torch.get_num_threads()}))
+    cpu.append(time.process_time() - c0)
+print(json.dumps({"step_s": times[-1], "cpu_s": cpu[-1], "peak_rss_kb": peak_rss_kb(), "threads": torch.get_num_threads()}))
