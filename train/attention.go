@@ -437,9 +437,7 @@ func sdpaAvailable() bool {
 		torchx.NoGrad(func() {
 			x := ts.MustZeros([]int64{1, 1, 2, 2}, gotch.Float, gotch.CPU)
 			defer x.MustDrop()
-			none := ts.NewTensor()
-			defer none.MustDrop()
-			y, err := ts.ScaledDotProductAttention(x, x, x, none, 0, true, nil)
+			y, err := sdpaCall(x, x, x, nil, false, 1)
 			switch {
 			case err == nil:
 				y.MustDrop()
@@ -528,7 +526,7 @@ func sdpaAttention(q, k, v *ts.Tensor, mask *attnMask, scale float64, block int6
 		block = defaultAttnBlock(H, mask.S)
 	}
 	if mask.causalOnly() {
-		return sdpaCall(q, ke, ve, nil, true, scale)
+		return causalCall(q, ke, ve, scale, block)
 	}
 	rows, ok := mask.segments()
 	if !ok {
@@ -563,7 +561,7 @@ func sdpaAttention(q, k, v *ts.Tensor, mask *attnMask, scale float64, block int6
 			var o *ts.Tensor
 			var err error
 			if mask.window == 0 || n <= mask.window {
-				o, err = sdpaCall(qr, kr, vr, nil, true, scale)
+				o, err = causalCall(qr, kr, vr, scale, block)
 			} else {
 				sub := &attnMask{T: n, S: n, window: mask.window, B: 1}
 				o, err = sdpaBlocks(qr, kr, vr, sub, scale, block)
@@ -592,17 +590,35 @@ func catOrOnly(xs []*ts.Tensor, dim int64) *ts.Tensor {
 }
 
 // sdpaCall is one scaled_dot_product_attention call; mask may be nil.
+// gotch hands libtorch an undefined tensor for a missing mask, which 2.x's
+// SDPA rejects ("Expected attn_mask dtype to be bool or float…"), so a
+// missing mask is passed as a single broadcast true ([1, 1, 1, 1]): it
+// costs nothing, keeps is_causal, and the CPU flash kernel takes it (the
+// math kernel refuses a mask with is_causal; causalCall falls back then).
 func sdpaCall(q, k, v, mask *ts.Tensor, causal bool, scale float64) (*ts.Tensor, error) {
 	if mask == nil {
-		none := ts.NewTensor()
-		defer none.MustDrop()
-		mask = none
+		all := ts.MustOnes([]int64{1, 1, 1, 1}, gotch.Bool, q.MustDevice())
+		defer all.MustDrop()
+		mask = all
 	}
 	out, err := ts.ScaledDotProductAttention(q, k, v, mask, 0, causal, []float64{scale})
 	if err != nil {
 		return nil, fmt.Errorf("train: attention: %w", err)
 	}
 	return out, nil
+}
+
+// causalCall is causal attention over q, k, v of one length: one is_causal
+// call, or, where the kernel libtorch picks refuses is_causal with the
+// placeholder mask, block masks.
+func causalCall(q, k, v *ts.Tensor, scale float64, block int64) (*ts.Tensor, error) {
+	out, err := sdpaCall(q, k, v, nil, true, scale)
+	if err == nil {
+		return out, nil
+	}
+	s := q.MustSize()
+	n := s[2]
+	return sdpaBlocks(q, k, v, &attnMask{T: n, S: n, B: s[0]}, scale, block)
 }
 
 // sdpaBlocks calls SDPA once per query block with a boolean mask over the

@@ -264,7 +264,7 @@ func TestSDPAMatchesExplicit(t *testing.T) {
 	if !sdpaAvailable() {
 		t.Skipf("the linked libtorch has no scaled_dot_product_attention (1.13 stubs it): %v", sdpaErr)
 	}
-	const tol = 1e-5
+	const tol = 1e-6
 	for _, c := range attnCases {
 		t.Run(c.name, func(t *testing.T) {
 			s := newAttnSetup(t, c)
