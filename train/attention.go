@@ -18,9 +18,10 @@ import (
 // attending to each other, a query always seeing itself):
 //
 //   - sdpaAttention calls libtorch's scaled_dot_product_attention (2.0 and
-//     later) in query blocks with a boolean block mask, or once with
-//     is_causal when the mask is plain causal. Autograd keeps what the
-//     chosen kernel keeps (see the package doc).
+//     later) without a T×S mask: causal calls per row or per packed
+//     segment, block masks only where those cannot express the mask.
+//     Autograd keeps what the chosen kernel keeps (on CPU, 2.11's flash
+//     kernel: the output and the logsumexp; see README.md).
 //   - blockAttention is the explicit path in query blocks with autograd:
 //     one block's scores exist at a time in forward, but autograd keeps each
 //     block's probabilities for backward, over only the keys the block can
@@ -505,7 +506,10 @@ func (m *attnMask) segments() (rows [][]span, ok bool) {
 //     window), and padding, which sees only itself, copied from v;
 //   - otherwise (an id that returns in a row, padding without segments, a
 //     cache): one call per query block of block rows (0: defaultAttnBlock)
-//     with a boolean mask over the keys the block can see.
+//     with a boolean mask over the keys the block can see. libtorch turns
+//     these masks into fp32 and keeps them for backward: about T×S/2
+//     values per row over the layer, one head's worth, where explicit
+//     attention keeps every head's.
 //
 // Key and value heads are repeated for GQA (the 2.x API gotch wraps has no
 // enable_gqa). It returns [B, H, T, hd] and frees none of its inputs.
