@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -148,13 +149,17 @@ func (m *attnMask) keyRange(t0, t1 int64) (lo, hi int64) {
 // t0…t1−1 and keys lo…hi−1.
 func (m *attnMask) block(t0, t1, lo, hi int64, dev gotch.Device) *ts.Tensor {
 	n, sk := t1-t0, hi-lo
-	qi := ts.MustArangeStart(ts.IntScalar(m.past+t0), ts.IntScalar(m.past+t1), gotch.Int64, dev).MustView([]int64{n, 1}, true)
-	kj := ts.MustArangeStart(ts.IntScalar(lo), ts.IntScalar(hi), gotch.Int64, dev).MustView([]int64{1, sk}, true)
+	a, b, c, d := ts.IntScalar(m.past+t0), ts.IntScalar(m.past+t1), ts.IntScalar(lo), ts.IntScalar(hi)
+	qi := ts.MustArangeStart(a, b, gotch.Int64, dev).MustView([]int64{n, 1}, true)
+	kj := ts.MustArangeStart(c, d, gotch.Int64, dev).MustView([]int64{1, sk}, true)
+	keepAlive(a, b, c, d)
 	defer qi.MustDrop()
 	defer kj.MustDrop()
 	allowed := kj.MustLeTensor(qi, false)
 	if m.window > 0 {
-		w := qi.MustSubScalar(ts.IntScalar(m.window), false)
+		ws := ts.IntScalar(m.window)
+		w := qi.MustSubScalar(ws, false)
+		keepAlive(ws)
 		in := kj.MustGtTensor(w, false)
 		w.MustDrop()
 		allowed = allowed.MustLogicalAnd(in, true)
@@ -205,7 +210,9 @@ func blockScores(q5, k *ts.Tensor, mask *attnMask, scale float64, t0, t1, lo, hi
 	s := q5.MustSize()
 	B, KV, rep, hd := s[0], s[1], s[2], s[4]
 	n, sk := t1-t0, hi-lo
-	qb = q5.MustNarrow(3, t0, n, false).MustMulScalar(ts.FloatScalar(scale), true).MustReshape([]int64{B, KV, rep * n, hd}, true)
+	sc := ts.FloatScalar(scale)
+	qb = q5.MustNarrow(3, t0, n, false).MustMulScalar(sc, true).MustReshape([]int64{B, KV, rep * n, hd}, true)
+	keepAlive(sc)
 	kb := k.MustNarrow(2, lo, sk, false)
 	kt := kb.MustTranspose(2, 3, true)
 	scores = qb.MustMatmul(kt, false)
@@ -217,7 +224,9 @@ func blockScores(q5, k *ts.Tensor, mask *attnMask, scale float64, t0, t1, lo, hi
 	as := allowed.MustSize()
 	not := allowed.MustLogicalNot(true).MustView([]int64{as[0], 1, 1, n, sk}, true)
 	scores = scores.MustView([]int64{B, KV, rep, n, sk}, true)
-	scores.MustMaskedFill_(not, ts.FloatScalar(math.Inf(-1)))
+	inf := ts.FloatScalar(math.Inf(-1))
+	scores.MustMaskedFill_(not, inf)
+	keepAlive(inf)
 	not.MustDrop()
 	scores = scores.MustView([]int64{B, KV, rep * n, sk}, true)
 	return scores, qb
@@ -378,7 +387,9 @@ func blockAttentionBackward(q, k, v, out, lse, dOut *ts.Tensor, mask *attnMask, 
 			// dQ = dS·K·scale
 			kb := k.MustNarrow(2, lo, sk, false)
 			kf := asFloat(kb)
-			dqb := ds.MustMatmul(kf, false).MustMulScalar(ts.FloatScalar(scale), true).MustView([]int64{B, KV, rep, n, hd}, true)
+			sc := ts.FloatScalar(scale)
+			dqb := ds.MustMatmul(kf, false).MustMulScalar(sc, true).MustView([]int64{B, KV, rep, n, hd}, true)
+			keepAlive(sc)
 			kf.MustDrop()
 			kb.MustDrop()
 			dst := dq.MustNarrow(3, t0, n, false)
@@ -401,6 +412,13 @@ func blockAttentionBackward(q, k, v, out, lse, dOut *ts.Tensor, mask *attnMask, 
 	})
 	return dq, dk, dv
 }
+
+// keepAlive keeps scalars alive up to here. gotch frees a Scalar's C
+// value from a finalizer and hands libtorch only the C pointer, so without
+// this the garbage collector may free a scalar while libtorch still reads
+// it (seen: masked_fill on a 16,384² tensor, which copies the tensor
+// before reading the scalar, failed in c10::Scalar::toFloat).
+func keepAlive(s ...*ts.Scalar) { runtime.KeepAlive(s) }
 
 // asFloat returns t in fp32: t itself as a new handle when it is already.
 func asFloat(t *ts.Tensor) *ts.Tensor {
