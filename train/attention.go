@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -18,9 +19,10 @@ import (
 // attending to each other, a query always seeing itself):
 //
 //   - sdpaAttention calls libtorch's scaled_dot_product_attention (2.0 and
-//     later) in query blocks with a boolean block mask, or once with
-//     is_causal when the mask is plain causal. Autograd keeps what the
-//     chosen kernel keeps (see the package doc).
+//     later) without a T×S mask: causal calls per row or per packed
+//     segment, block masks only where those cannot express the mask.
+//     Autograd keeps what the chosen kernel keeps (on CPU, 2.11's flash
+//     kernel: the output and the logsumexp; see README.md).
 //   - blockAttention is the explicit path in query blocks with autograd:
 //     one block's scores exist at a time in forward, but autograd keeps each
 //     block's probabilities for backward, over only the keys the block can
@@ -47,6 +49,10 @@ type attnMask struct {
 	// block skip the keys no query of it sees.
 	firstKey []int64
 	B        int64
+	// The host copies of keyValid and keySeg (nil when those are),
+	// from which sdpaAttention finds each row's segments.
+	validHost []bool
+	segHost   []int64
 }
 
 // newAttnMask describes the mask of one forward call from its state: the
@@ -59,16 +65,17 @@ func newAttnMask(st *fwdState, window int64) *attnMask {
 	m := &attnMask{past: st.past, T: st.seq, S: st.past + st.seq, window: window, B: st.batch}
 	if st.keyMask != nil {
 		v := st.keyMask.MustTotype(gotch.Int64, false)
-		all := true
-		for _, x := range v.Int64Values() {
-			if x == 0 {
-				all = false
-				break
-			}
-		}
+		vals := v.Int64Values()
 		v.MustDrop()
+		valid := make([]bool, len(vals))
+		all := true
+		for i, x := range vals {
+			valid[i] = x != 0
+			all = all && valid[i]
+		}
 		if !all {
 			m.keyValid = st.keyMask.MustShallowClone()
+			m.validHost = valid
 		}
 	}
 	if st.keySeg != nil {
@@ -84,6 +91,7 @@ func newAttnMask(st *fwdState, window int64) *attnMask {
 		}
 		if mixed {
 			m.keySeg = st.keySeg.MustShallowClone()
+			m.segHost = seg
 			m.firstKey = make([]int64, m.B*m.T)
 			for b := range m.B {
 				first := map[int64]int64{}
@@ -141,13 +149,17 @@ func (m *attnMask) keyRange(t0, t1 int64) (lo, hi int64) {
 // t0…t1−1 and keys lo…hi−1.
 func (m *attnMask) block(t0, t1, lo, hi int64, dev gotch.Device) *ts.Tensor {
 	n, sk := t1-t0, hi-lo
-	qi := ts.MustArangeStart(ts.IntScalar(m.past+t0), ts.IntScalar(m.past+t1), gotch.Int64, dev).MustView([]int64{n, 1}, true)
-	kj := ts.MustArangeStart(ts.IntScalar(lo), ts.IntScalar(hi), gotch.Int64, dev).MustView([]int64{1, sk}, true)
+	a, b, c, d := ts.IntScalar(m.past+t0), ts.IntScalar(m.past+t1), ts.IntScalar(lo), ts.IntScalar(hi)
+	qi := ts.MustArangeStart(a, b, gotch.Int64, dev).MustView([]int64{n, 1}, true)
+	kj := ts.MustArangeStart(c, d, gotch.Int64, dev).MustView([]int64{1, sk}, true)
+	keepAlive(a, b, c, d)
 	defer qi.MustDrop()
 	defer kj.MustDrop()
 	allowed := kj.MustLeTensor(qi, false)
 	if m.window > 0 {
-		w := qi.MustSubScalar(ts.IntScalar(m.window), false)
+		ws := ts.IntScalar(m.window)
+		w := qi.MustSubScalar(ws, false)
+		keepAlive(ws)
 		in := kj.MustGtTensor(w, false)
 		w.MustDrop()
 		allowed = allowed.MustLogicalAnd(in, true)
@@ -198,7 +210,9 @@ func blockScores(q5, k *ts.Tensor, mask *attnMask, scale float64, t0, t1, lo, hi
 	s := q5.MustSize()
 	B, KV, rep, hd := s[0], s[1], s[2], s[4]
 	n, sk := t1-t0, hi-lo
-	qb = q5.MustNarrow(3, t0, n, false).MustMulScalar(ts.FloatScalar(scale), true).MustReshape([]int64{B, KV, rep * n, hd}, true)
+	sc := ts.FloatScalar(scale)
+	qb = q5.MustNarrow(3, t0, n, false).MustMulScalar(sc, true).MustReshape([]int64{B, KV, rep * n, hd}, true)
+	keepAlive(sc)
 	kb := k.MustNarrow(2, lo, sk, false)
 	kt := kb.MustTranspose(2, 3, true)
 	scores = qb.MustMatmul(kt, false)
@@ -210,7 +224,9 @@ func blockScores(q5, k *ts.Tensor, mask *attnMask, scale float64, t0, t1, lo, hi
 	as := allowed.MustSize()
 	not := allowed.MustLogicalNot(true).MustView([]int64{as[0], 1, 1, n, sk}, true)
 	scores = scores.MustView([]int64{B, KV, rep, n, sk}, true)
-	scores.MustMaskedFill_(not, ts.FloatScalar(math.Inf(-1)))
+	inf := ts.FloatScalar(math.Inf(-1))
+	scores.MustMaskedFill_(not, inf)
+	keepAlive(inf)
 	not.MustDrop()
 	scores = scores.MustView([]int64{B, KV, rep * n, sk}, true)
 	return scores, qb
@@ -371,7 +387,9 @@ func blockAttentionBackward(q, k, v, out, lse, dOut *ts.Tensor, mask *attnMask, 
 			// dQ = dS·K·scale
 			kb := k.MustNarrow(2, lo, sk, false)
 			kf := asFloat(kb)
-			dqb := ds.MustMatmul(kf, false).MustMulScalar(ts.FloatScalar(scale), true).MustView([]int64{B, KV, rep, n, hd}, true)
+			sc := ts.FloatScalar(scale)
+			dqb := ds.MustMatmul(kf, false).MustMulScalar(sc, true).MustView([]int64{B, KV, rep, n, hd}, true)
+			keepAlive(sc)
 			kf.MustDrop()
 			kb.MustDrop()
 			dst := dq.MustNarrow(3, t0, n, false)
@@ -394,6 +412,13 @@ func blockAttentionBackward(q, k, v, out, lse, dOut *ts.Tensor, mask *attnMask, 
 	})
 	return dq, dk, dv
 }
+
+// keepAlive keeps scalars alive up to here. gotch frees a Scalar's C
+// value from a finalizer and hands libtorch only the C pointer, so without
+// this the garbage collector may free a scalar while libtorch still reads
+// it (seen: masked_fill on a 16,384² tensor, which copies the tensor
+// before reading the scalar, failed in c10::Scalar::toFloat).
+func keepAlive(s ...*ts.Scalar) { runtime.KeepAlive(s) }
 
 // asFloat returns t in fp32: t itself as a new handle when it is already.
 func asFloat(t *ts.Tensor) *ts.Tensor {
@@ -431,9 +456,7 @@ func sdpaAvailable() bool {
 		torchx.NoGrad(func() {
 			x := ts.MustZeros([]int64{1, 1, 2, 2}, gotch.Float, gotch.CPU)
 			defer x.MustDrop()
-			none := ts.NewTensor()
-			defer none.MustDrop()
-			y, err := ts.ScaledDotProductAttention(x, x, x, none, 0, true, nil)
+			y, err := sdpaCall(x, x, x, nil, false, 1)
 			switch {
 			case err == nil:
 				y.MustDrop()
@@ -448,16 +471,69 @@ func sdpaAvailable() bool {
 	return sdpaOK
 }
 
-// sdpaAttention computes attention with scaled_dot_product_attention:
-// one is_causal call when the mask is plain causal (the flash kernels on
-// CPU and CUDA), otherwise one call per query block of block rows (0:
-// defaultAttnBlock) with a boolean mask over the keys the block can see,
-// so no T×S mask exists. Key and value heads are repeated for GQA (the
-// 2.x API gotch wraps has no enable_gqa). It returns [B, H, T, hd] and
-// frees none of its inputs.
+// span is a run of tokens [a, e) of one row: one packed segment, or
+// padding.
+type span struct {
+	a, e int64
+	pad  bool
+}
+
+// segments splits each row into its packed segments and its padding when
+// the mask is exactly "causal within each segment, padding sees only
+// itself": every segment one contiguous run of real tokens (an id that
+// comes back later in the row attends across the gap), padding in runs
+// whose segment id no real token of the row has. ok is false otherwise,
+// and for calls with a cache.
+func (m *attnMask) segments() (rows [][]span, ok bool) {
+	if m.past != 0 {
+		return nil, false
+	}
+	T := m.T
+	rows = make([][]span, m.B)
+	for b := range m.B {
+		valid := func(t int64) bool { return m.validHost == nil || m.validHost[b*T+t] }
+		seg := func(t int64) int64 {
+			if m.segHost == nil {
+				return 0
+			}
+			return m.segHost[b*T+t]
+		}
+		seen := map[int64]bool{}
+		for a := int64(0); a < T; {
+			e := a + 1
+			for e < T && seg(e) == seg(a) && valid(e) == valid(a) {
+				e++
+			}
+			if seen[seg(a)] {
+				return nil, false
+			}
+			seen[seg(a)] = true
+			rows[b] = append(rows[b], span{a: a, e: e, pad: !valid(a)})
+			a = e
+		}
+	}
+	return rows, true
+}
+
+// sdpaAttention computes attention with scaled_dot_product_attention and
+// no T×S mask:
+//
+//   - a plain causal mask: one is_causal call;
+//   - packed segments and padding (segments): one is_causal call per
+//     segment (with window blocks inside a segment longer than the
+//     window), and padding, which sees only itself, copied from v;
+//   - otherwise (an id that returns in a row, padding without segments, a
+//     cache): one call per query block of block rows (0: defaultAttnBlock)
+//     with a boolean mask over the keys the block can see. libtorch turns
+//     these masks into fp32 and keeps them for backward: about T×S/2
+//     values per row over the layer, one head's worth, where explicit
+//     attention keeps every head's.
+//
+// Key and value heads are repeated for GQA (the 2.x API gotch wraps has no
+// enable_gqa). It returns [B, H, T, hd] and frees none of its inputs.
 func sdpaAttention(q, k, v *ts.Tensor, mask *attnMask, scale float64, block int64) (*ts.Tensor, error) {
 	s := q.MustSize()
-	B, H, T, hd := s[0], s[1], s[2], s[3]
+	B, H, hd := s[0], s[1], s[3]
 	ks := k.MustSize()
 	KV, S := ks[1], ks[2]
 	rep := H / KV
@@ -468,47 +544,135 @@ func sdpaAttention(q, k, v *ts.Tensor, mask *attnMask, scale float64, block int6
 		defer ke.MustDrop()
 		defer ve.MustDrop()
 	}
-	none := ts.NewTensor()
-	defer none.MustDrop()
-	if mask.causalOnly() {
-		out, err := ts.ScaledDotProductAttention(q, ke, ve, none, 0, true, []float64{scale})
-		if err != nil {
-			return nil, fmt.Errorf("train: attention: %w", err)
-		}
-		return out, nil
-	}
 	if block <= 0 {
 		block = defaultAttnBlock(H, mask.S)
+	}
+	if mask.causalOnly() {
+		return causalCall(q, ke, ve, scale, block)
+	}
+	rows, ok := mask.segments()
+	if !ok {
+		return sdpaBlocks(q, ke, ve, mask, scale, block)
 	}
 	var outs []*ts.Tensor
 	free := func() {
 		for _, o := range outs {
 			o.MustDrop()
 		}
+		outs = nil
 	}
+	var rowOuts []*ts.Tensor
+	defer func() {
+		free()
+		for _, o := range rowOuts {
+			o.MustDrop()
+		}
+	}()
+	for b, row := range rows {
+		for _, sp := range row {
+			n := sp.e - sp.a
+			cut := func(x *ts.Tensor) *ts.Tensor {
+				return x.MustNarrow(0, int64(b), 1, false).MustNarrow(2, sp.a, n, true)
+			}
+			vr := cut(ve)
+			if sp.pad {
+				outs = append(outs, vr)
+				continue
+			}
+			qr, kr := cut(q), cut(ke)
+			var o *ts.Tensor
+			var err error
+			if mask.window == 0 || n <= mask.window {
+				o, err = causalCall(qr, kr, vr, scale, block)
+			} else {
+				sub := &attnMask{T: n, S: n, window: mask.window, B: 1}
+				o, err = sdpaBlocks(qr, kr, vr, sub, scale, block)
+			}
+			for _, t := range []*ts.Tensor{qr, kr, vr} {
+				t.MustDrop()
+			}
+			if err != nil {
+				return nil, err
+			}
+			outs = append(outs, o)
+		}
+		rowOuts = append(rowOuts, catOrOnly(outs, 2))
+		free()
+	}
+	return catOrOnly(rowOuts, 0), nil
+}
+
+// catOrOnly concatenates ts along dim, or returns a new handle of the only
+// one.
+func catOrOnly(xs []*ts.Tensor, dim int64) *ts.Tensor {
+	if len(xs) == 1 {
+		return xs[0].MustShallowClone()
+	}
+	return ts.MustCat(xs, dim)
+}
+
+// sdpaCall is one scaled_dot_product_attention call; mask may be nil.
+// gotch hands libtorch an undefined tensor for a missing mask, which 2.x's
+// SDPA rejects ("Expected attn_mask dtype to be bool or float…"), so a
+// missing mask is passed as a single broadcast true ([1, 1, 1, 1]): it
+// costs nothing, keeps is_causal, and the CPU flash kernel takes it (the
+// math kernel refuses a mask with is_causal; causalCall falls back then).
+func sdpaCall(q, k, v, mask *ts.Tensor, causal bool, scale float64) (*ts.Tensor, error) {
+	if mask == nil {
+		all := ts.MustOnes([]int64{1, 1, 1, 1}, gotch.Bool, q.MustDevice())
+		defer all.MustDrop()
+		mask = all
+	}
+	out, err := ts.ScaledDotProductAttention(q, k, v, mask, 0, causal, []float64{scale})
+	if err != nil {
+		return nil, fmt.Errorf("train: attention: %w", err)
+	}
+	return out, nil
+}
+
+// causalCall is causal attention over q, k, v of one length: one is_causal
+// call, or, where the kernel libtorch picks refuses is_causal with the
+// placeholder mask, block masks.
+func causalCall(q, k, v *ts.Tensor, scale float64, block int64) (*ts.Tensor, error) {
+	out, err := sdpaCall(q, k, v, nil, true, scale)
+	if err == nil {
+		return out, nil
+	}
+	s := q.MustSize()
+	n := s[2]
+	return sdpaBlocks(q, k, v, &attnMask{T: n, S: n, B: s[0]}, scale, block)
+}
+
+// sdpaBlocks calls SDPA once per query block with a boolean mask over the
+// keys the block can see. k and v have q's heads.
+func sdpaBlocks(q, k, v *ts.Tensor, mask *attnMask, scale float64, block int64) (*ts.Tensor, error) {
+	T := q.MustSize()[2]
+	var outs []*ts.Tensor
+	defer func() {
+		for _, o := range outs {
+			o.MustDrop()
+		}
+	}()
 	for t0 := int64(0); t0 < T; t0 += block {
 		t1 := min(T, t0+block)
 		n := t1 - t0
 		lo, hi := mask.keyRange(t0, t1)
 		qb := q.MustNarrow(2, t0, n, false)
-		kb := ke.MustNarrow(2, lo, hi-lo, false)
-		vb := ve.MustNarrow(2, lo, hi-lo, false)
+		kb := k.MustNarrow(2, lo, hi-lo, false)
+		vb := v.MustNarrow(2, lo, hi-lo, false)
 		allowed := mask.block(t0, t1, lo, hi, q.MustDevice())
 		as := allowed.MustSize()
 		am := allowed.MustView([]int64{as[0], 1, n, hi - lo}, true)
-		o, err := ts.ScaledDotProductAttention(qb, kb, vb, am, 0, false, []float64{scale})
+		o, err := sdpaCall(qb, kb, vb, am, false, scale)
 		for _, t := range []*ts.Tensor{qb, kb, vb, am} {
 			t.MustDrop()
 		}
 		if err != nil {
-			free()
-			return nil, fmt.Errorf("train: attention: %w", err)
+			return nil, err
 		}
 		outs = append(outs, o)
 	}
-	out := ts.MustCat(outs, 2)
-	free()
-	return out, nil
+	return catOrOnly(outs, 2), nil
 }
 
 // attention is the differentiable attention of the plain (not

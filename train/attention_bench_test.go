@@ -18,7 +18,8 @@ import (
 // batch 1, fp32 CPU, a causal row with an all-ones attention mask as
 // training passes it) for today's explicit attention with autograd, the
 // blockwise path with autograd, the blockwise forward + manual backward
-// without autograd, and SDPA where the linked libtorch has it. It reports
+// without autograd, and SDPA where the linked libtorch has it, at 1,024,
+// 4,096 and (the paths without O(T²) memory) 16,384 tokens. It reports
 // the peak resident memory above what the inputs hold (peak-MB, from
 // VmHWM after resetting it through /proc/self/clear_refs; the least over
 // the iterations, so the first run's one-off allocations do not count)
@@ -27,11 +28,16 @@ import (
 //	go test ./train -run '^$' -bench AttentionMemory -benchtime 3x
 func BenchmarkAttentionMemory(b *testing.B) {
 	const H, KV, hd = 8, 2, 32
-	for _, T := range []int64{1024, 4096} {
+	for _, T := range []int64{1024, 4096, 16384} {
 		for _, path := range []string{"explicit", "block", "manual", "sdpa"} {
 			b.Run(fmt.Sprintf("T=%d/%s", T, path), func(b *testing.B) {
 				if path == "sdpa" && !sdpaAvailable() {
 					b.Skip("no scaled_dot_product_attention in the linked libtorch")
+				}
+				if T > 4096 && (path == "explicit" || path == "block") {
+					// 16,384² scores: about 25 GB explicit, 4.3 GB of
+					// kept probabilities blockwise with autograd.
+					b.Skip("keeps O(T²) memory; too large for this machine")
 				}
 				benchAttention(b, path, T, H, KV, hd)
 			})
@@ -78,18 +84,17 @@ func benchAttention(b *testing.B, path string, T, H, KV, hd int64) {
 			}
 			g.MustDrop()
 		}
-		// The mask is an input: prepare builds today's [T, S] additive
-		// mask once for all layers; the blockwise paths need only the
-		// description.
-		st, err := m.prepare(1, T, ForwardOptions{AttentionMask: ones})
-		if err != nil {
-			b.Fatal(err)
+		// The mask is an input, built once for all layers: prepare's
+		// [T, S] additive mask for today's attention, only the key mask
+		// for the others.
+		st := &fwdState{batch: 1, seq: T, keyMask: ones.MustNe(ts.IntScalar(0), false)}
+		if path == "explicit" {
+			st.keyMask.MustDrop()
+			if st, err = m.prepare(1, T, ForwardOptions{AttentionMask: ones}); err != nil {
+				b.Fatal(err)
+			}
 		}
 		mask := newAttnMask(st, 0)
-		if path != "explicit" {
-			st.mask.MustDrop()
-			st.mask = nil
-		}
 		torchx.ReleaseFreeMemory()
 		base := resetPeakRSS(b)
 		b.StartTimer()

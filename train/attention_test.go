@@ -29,6 +29,10 @@ var attnCases = []attnCase{
 	{name: "packed-window", H: 4, KV: 1, window: 3,
 		seg:  [][]int64{{1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}, {1, 1, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 0, 0}},
 		mask: [][]int64{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}}},
+	// Padding without segment ids: a padded query sees every earlier real
+	// token (prepare's rule), so SDPA takes its block masks.
+	{name: "padded-no-segments", H: 4, KV: 2,
+		mask: [][]int64{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0}}},
 	// A segment id that comes back later in the row: its tokens see the
 	// earlier run too (the rule prepare encodes), so no key range may skip it.
 	{name: "segment-returns", H: 2, KV: 2,
@@ -58,10 +62,7 @@ func (s *attnSetup) drop() {
 
 func newAttnSetup(t *testing.T, c attnCase) *attnSetup {
 	t.Helper()
-	B := int64(1)
-	if c.seg != nil {
-		B = int64(len(c.seg))
-	}
+	B := int64(max(1, len(c.mask)))
 	cfg, err := ParseConfig(fmt.Appendf(nil, `{"architectures":["MistralForCausalLM"],"model_type":"mistral",
 		"vocab_size":16,"hidden_size":%d,"intermediate_size":8,"num_hidden_layers":1,
 		"num_attention_heads":%d,"num_key_value_heads":%d,"head_dim":%d,"sliding_window":%d,
@@ -80,8 +81,10 @@ func newAttnSetup(t *testing.T, c attnCase) *attnSetup {
 	var opts ForwardOptions
 	if c.seg != nil {
 		opts.SegmentIDs = int64Tensor(flat(c.seg), []int64{B, attnT}, gotch.CPU)
-		opts.AttentionMask = int64Tensor(flat(c.mask), []int64{B, attnT}, gotch.CPU)
 		defer opts.SegmentIDs.MustDrop()
+	}
+	if c.mask != nil {
+		opts.AttentionMask = int64Tensor(flat(c.mask), []int64{B, attnT}, gotch.CPU)
 		defer opts.AttentionMask.MustDrop()
 	}
 	st, err := m.prepare(B, attnT, opts)
@@ -146,20 +149,25 @@ func gradsOf(t *testing.T, out, dOut *ts.Tensor, leaves ...*ts.Tensor) [][]float
 	return gs
 }
 
-// maxAbsDiff is the largest |a − b| (NaN counts as infinite).
-func maxAbsDiff(a, b []float32) float64 {
+// maxRelDiff is the largest |a − b| over the largest |b|, or over 1 when
+// that is smaller: an absolute difference for values below 1, a relative
+// one above, so a tolerance of 1e-6 sits a few fp32 roundings (ε ≈ 1.2e-7)
+// above exact agreement whatever the size of the values. NaN counts as
+// infinite.
+func maxRelDiff(a, b []float32) float64 {
 	if len(a) != len(b) {
 		return math.Inf(1)
 	}
-	var d float64
+	var d, scale float64
 	for i := range a {
 		x := math.Abs(float64(a[i] - b[i]))
 		if math.IsNaN(x) {
 			return math.Inf(1)
 		}
 		d = max(d, x)
+		scale = max(scale, math.Abs(float64(b[i])))
 	}
-	return d
+	return d / max(1, scale)
 }
 
 // TestBlockAttentionMatchesExplicit checks outputs and dQ, dK, dV of the
@@ -179,13 +187,13 @@ func TestBlockAttentionMatchesExplicit(t *testing.T) {
 			ref.MustDrop()
 			for _, block := range []int64{1, 4, 5, 16, attnT, 64, 0} {
 				out := blockAttention(s.q, s.k, s.v, s.mask, s.scale, block)
-				if d := maxAbsDiff(values(out), want); d > tol {
+				if d := maxRelDiff(values(out), want); d > tol {
 					t.Errorf("block %d: autograd path: max |Δout| = %g", block, d)
 				}
 				g := gradsOf(t, out, s.dOut, s.q, s.k, s.v)
 				out.MustDrop()
 				for i, name := range []string{"dQ", "dK", "dV"} {
-					if d := maxAbsDiff(g[i], wantG[i]); d > tol {
+					if d := maxRelDiff(g[i], wantG[i]); d > tol {
 						t.Errorf("block %d: autograd path: max |Δ%s| = %g", block, name, d)
 					}
 				}
@@ -194,12 +202,12 @@ func TestBlockAttentionMatchesExplicit(t *testing.T) {
 				if o.MustRequiresGrad() {
 					t.Errorf("block %d: forward without autograd returned a tensor with a graph", block)
 				}
-				if d := maxAbsDiff(values(o), want); d > tol {
+				if d := maxRelDiff(values(o), want); d > tol {
 					t.Errorf("block %d: no-grad forward: max |Δout| = %g", block, d)
 				}
 				dq, dk, dv := blockAttentionBackward(s.q, s.k, s.v, o, lse, s.dOut, s.mask, s.scale, block)
 				for i, gt := range []*ts.Tensor{dq, dk, dv} {
-					if d := maxAbsDiff(values(gt), wantG[i]); d > tol {
+					if d := maxRelDiff(values(gt), wantG[i]); d > tol {
 						t.Errorf("block %d: manual backward: max |Δ%s| = %g", block, []string{"dQ", "dK", "dV"}[i], d)
 					}
 					gt.MustDrop()
@@ -256,7 +264,7 @@ func TestSDPAMatchesExplicit(t *testing.T) {
 	if !sdpaAvailable() {
 		t.Skipf("the linked libtorch has no scaled_dot_product_attention (1.13 stubs it): %v", sdpaErr)
 	}
-	const tol = 1e-5
+	const tol = 1e-6
 	for _, c := range attnCases {
 		t.Run(c.name, func(t *testing.T) {
 			s := newAttnSetup(t, c)
@@ -270,13 +278,13 @@ func TestSDPAMatchesExplicit(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if d := maxAbsDiff(values(out), want); d > tol {
+				if d := maxRelDiff(values(out), want); d > tol {
 					t.Errorf("block %d: max |Δout| = %g", block, d)
 				}
 				g := gradsOf(t, out, s.dOut, s.q, s.k, s.v)
 				out.MustDrop()
 				for i, name := range []string{"dQ", "dK", "dV"} {
-					if d := maxAbsDiff(g[i], wantG[i]); d > tol {
+					if d := maxRelDiff(g[i], wantG[i]); d > tol {
 						t.Errorf("block %d: max |Δ%s| = %g", block, name, d)
 					}
 				}
@@ -294,5 +302,67 @@ func TestSDPAProbe(t *testing.T) {
 	}
 	if sdpaErr == nil || !strings.Contains(sdpaErr.Error(), sdpaUnavailable) {
 		t.Fatalf("SDPA probe failed for another reason: %v", sdpaErr)
+	}
+}
+
+// TestAttnMaskSegments checks the split SDPA uses for packed rows: where
+// the mask allows it, causal attention within each segment plus padding
+// that sees only itself (and the window, applied inside segments) is
+// exactly prepare's mask; a segment id that returns later in a row is not
+// split.
+func TestAttnMaskSegments(t *testing.T) {
+	wantOK := map[string]bool{"causal": false, "gqa": false, "mqa-window": false,
+		"packed-padded": true, "packed-window": true, "segment-returns": false, "padded-no-segments": false}
+	for _, c := range attnCases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newAttnSetup(t, c)
+			defer s.drop()
+			rows, ok := s.mask.segments()
+			if c.mask == nil {
+				// Plain causal rows take the single is_causal call.
+				if !s.mask.causalOnly() && c.window == 0 {
+					t.Error("plain causal row not recognised as causal only")
+				}
+				return
+			}
+			if ok != wantOK[c.name] {
+				t.Fatalf("segments ok = %v; want %v", ok, wantOK[c.name])
+			}
+			if !ok {
+				return
+			}
+			allowed := values(s.st.mask) // [B, 1, 1, T, T]: 0 or −∞
+			for b, row := range rows {
+				covered := int64(0)
+				for _, sp := range row {
+					if sp.a != covered {
+						t.Fatalf("row %d: span %v does not start at %d", b, sp, covered)
+					}
+					covered = sp.e
+				}
+				if covered != attnT {
+					t.Fatalf("row %d: spans end at %d; want %d", b, covered, attnT)
+				}
+				for i := range int64(attnT) {
+					for j := range int64(attnT) {
+						var want bool
+						for _, sp := range row {
+							in := i >= sp.a && i < sp.e && j >= sp.a && j <= i
+							if sp.pad {
+								in = in && i == j
+							}
+							if c.window > 0 {
+								in = in && i-j < c.window
+							}
+							want = want || in
+						}
+						got := allowed[(int64(b)*attnT+i)*attnT+j] == 0
+						if got != want {
+							t.Errorf("row %d query %d key %d: prepare allows %v, the split %v", b, i, j, got, want)
+						}
+					}
+				}
+			}
+		})
 	}
 }

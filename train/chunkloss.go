@@ -79,7 +79,9 @@ func (h *Head) CrossEntropy(hidden, targets *ts.Tensor, gradScale float64) (sum 
 	defer p.drop()
 	torchx.NoGrad(func() {
 		// d(gradScale·Σ −log p)/d log p = −gradScale on every counted target.
-		dLp := p.valid.MustMulScalar(ts.FloatScalar(-gradScale), false)
+		gs := ts.FloatScalar(-gradScale)
+		dLp := p.valid.MustMulScalar(gs, false)
+		keepAlive(gs)
 		defer dLp.MustDrop()
 		var lp *ts.Tensor
 		lp, g = h.pass(p, dLp, true)
@@ -275,10 +277,12 @@ func (h *Head) prepare(hidden, targets *ts.Tensor) (*headInput, error) {
 		p.h = hidden.MustDetach(false).MustReshape([]int64{-1, ws[1]}, true)
 		p.n = p.h.MustSize()[0]
 		t := targets.MustTo(hidden.MustDevice(), false).MustReshape([]int64{-1}, true)
-		ok := t.MustGe(ts.IntScalar(0), false)
+		zero := ts.IntScalar(0)
+		ok := t.MustGe(zero, false)
 		p.valid = ok.MustTotype(p.ct, false)
 		notOK := ok.MustLogicalNot(true)
-		p.tgt = t.MustMaskedFill(notOK, ts.IntScalar(0), true)
+		p.tgt = t.MustMaskedFill(notOK, zero, true)
+		keepAlive(zero)
 		notOK.MustDrop()
 	})
 	return p, nil
