@@ -3,6 +3,8 @@ package train
 import (
 	"context"
 	"math"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/pltune/pltune/internal/torchx"
@@ -125,5 +127,61 @@ func TestLowPrecisionGradientsAccumulateInFP32(t *testing.T) {
 	small = torchx.Float64s(bf, true)[0]
 	if want := 0.5 + small; math.Abs(norm-want) > 1e-7 {
 		t.Errorf("gradient norm %v; want the fp32 sum %v (bf16 accumulation gives 0.5)", norm, want)
+	}
+}
+
+// TestLoRAStepLeavesBaseWithoutGradient: after a LoRA training step no base
+// weight (embedding, projections, norms, head) requires or holds a
+// gradient, and the adapters are fp32 on a bf16 base (PEFT's default).
+func TestLoRAStepLeavesBaseWithoutGradient(t *testing.T) {
+	for _, ck := range []bool{false, true} {
+		m, err := LoadModel(filepath.Join("testdata", "ref", "mistral"), ModelOptions{DType: gotch.BFloat16, GradientCheckpointing: ck})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Drop()
+		if err := ApplyLoRA(m, LoRAConfig{Rank: 4, Dropout: 0.1, TargetModules: []string{"q_proj", "v_proj", "down_proj"}}); err != nil {
+			t.Fatal(err)
+		}
+		m.SetTraining(true)
+		cfg := DefaultTrainerConfig()
+		cfg.OutDir, cfg.MaxSteps, cfg.BatchSize, cfg.NoFinalCheckpoint, cfg.LR = t.TempDir(), 1, 2, true, 1e-3
+		obj := NewLMObjective(m, countingRows(12, m.Config.VocabSize, true), 0)
+		params := m.NamedParameters()
+		tr, err := NewTrainer(cfg, params, obj, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := map[string][]float64{}
+		for _, p := range params {
+			if !p.Trainable {
+				before[p.Name] = torchx.Float64s(p.T, false)
+			}
+		}
+		if _, err := tr.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		adapters := 0
+		for _, p := range params {
+			g := p.T.MustGrad(false)
+			has := g.MustDefined()
+			g.MustDrop()
+			if p.Trainable {
+				adapters++
+				if p.T.DType() != gotch.Float {
+					t.Errorf("checkpointing %v: adapter %s is %v; want fp32", ck, p.Name, p.T.DType())
+				}
+				continue
+			}
+			if has || p.T.MustRequiresGrad() {
+				t.Errorf("checkpointing %v: frozen %s: gradient defined %v, requires grad %v", ck, p.Name, has, p.T.MustRequiresGrad())
+			}
+			if !slices.Equal(torchx.Float64s(p.T, false), before[p.Name]) {
+				t.Errorf("checkpointing %v: frozen %s changed", ck, p.Name)
+			}
+		}
+		if adapters != 12 {
+			t.Errorf("checkpointing %v: %d trainable tensors; want 12 adapter matrices", ck, adapters)
+		}
 	}
 }

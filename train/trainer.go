@@ -606,7 +606,8 @@ func EvalLoss(obj Objective, batchSize int) (float64, error) {
 			if l, err = obj.Loss(idx); err != nil {
 				return
 			}
-			lossSum += torchx.Float64s(l.Sum, true)[0]
+			lossSum += torchx.Float64s(l.Sum, false)[0]
+			l.release()
 			units += float64(obj.Units(idx))
 		}
 	})
