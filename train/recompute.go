@@ -43,6 +43,11 @@ type tape struct {
 	st      *fwdState
 	ids     *ts.Tensor   // [B, T] on the model's device
 	inputs  []*ts.Tensor // each layer's input, without graph
+	// attnOut and lse are each layer's attention output [B, H, T, hd] and
+	// per-row logsumexp [B, H, T] from the forward pass: with them the
+	// recompute skips the attention's forward (its backward needs only
+	// them), for 2·T·D + H·T more values per layer.
+	attnOut, lse []*ts.Tensor
 	seeds   []int64      // per-layer dropout seeds (nil without dropout)
 	hidden  *ts.Tensor   // the last layer's output as a leaf
 	normed  *ts.Tensor   // final norm of hidden, with graph
@@ -52,10 +57,12 @@ type tape struct {
 }
 
 func (t *tape) drop() {
-	for _, x := range t.inputs {
-		x.MustDrop()
+	for _, xs := range [][]*ts.Tensor{t.inputs, t.attnOut, t.lse} {
+		for _, x := range xs {
+			x.MustDrop()
+		}
 	}
-	t.inputs = nil
+	t.inputs, t.attnOut, t.lse = nil, nil, nil
 	for _, x := range []*ts.Tensor{t.ids, t.hidden, t.normed, t.targets, t.ppe, t.tpe} {
 		if x != nil {
 			x.MustDrop()
@@ -172,7 +179,18 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 			if t.seeds != nil {
 				torchx.ManualSeed(t.seeds[i])
 			}
-			x = m.layerForward(i, l, x, st, aux)
+			if !grad {
+				x = m.layerForward(i, l, x, st, aux)
+				continue
+			}
+			q, k, v := m.attnInputs(i, l, x, st)
+			o, lse := blockAttentionForward(q, k, v, st.attn, m.attnScale(), 0)
+			q.MustDrop()
+			k.MustDrop()
+			v.MustDrop()
+			t.attnOut = append(t.attnOut, o.MustShallowClone())
+			t.lse = append(t.lse, lse)
+			x = m.attnOutput(l, x, o, st, aux)
 		}
 	})
 	t.hidden = x
@@ -279,7 +297,12 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 		if t.seeds != nil {
 			torchx.ManualSeed(t.seeds[i])
 		}
-		if err := m.layerBackward(i, x, dy, dppe, t.st); err != nil {
+		o, lse := t.attnOut[i], t.lse[i]
+		t.attnOut, t.lse = t.attnOut[:i], t.lse[:i]
+		err := m.layerBackward(i, x, o, lse, dy, dppe, t.st)
+		o.MustDrop()
+		lse.MustDrop()
+		if err != nil {
 			x.MustDrop()
 			if dy != nil {
 				dy.MustDrop()
@@ -313,9 +336,10 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 // output (nil: none), and dppe, that of the summed router probabilities
 // (Mixtral; nil otherwise). The layer runs as three segments:
 // attnInputs and attnOutput with autograd, the attention between them
-// with blockAttentionForward/Backward, which keep no T×S tensor — only one
-// query block's scores exist at a time, in backward too.
-func (m *Model) layerBackward(i int, x, dy, dppe *ts.Tensor, st *fwdState) error {
+// from the forward's output o and logsumexp lse with
+// blockAttentionBackward, which keeps no T×S tensor — only one query
+// block's scores exist at a time.
+func (m *Model) layerBackward(i int, x, o, lse, dy, dppe *ts.Tensor, st *fwdState) error {
 	l := m.layers[i]
 	q, k, v := m.attnInputs(i, l, x, st)
 	defer func() {
@@ -324,9 +348,6 @@ func (m *Model) layerBackward(i int, x, dy, dppe *ts.Tensor, st *fwdState) error
 		v.MustDrop()
 	}()
 	scale := m.attnScale()
-	o, lse := blockAttentionForward(q, k, v, st.attn, scale, 0)
-	defer lse.MustDrop()
-	defer o.MustDrop()
 	ol := o.MustDetach(false)
 	defer ol.MustDrop()
 	ol.MustRequiresGrad_(true)
