@@ -40,21 +40,21 @@ type Pass struct {
 
 // tape is what a checkpointed pass keeps for its backward.
 type tape struct {
-	m       *Model
-	st      *fwdState
-	ids     *ts.Tensor   // [B, T] on the model's device
-	inputs  []*ts.Tensor // each layer's input, without graph
+	m      *Model
+	st     *fwdState
+	ids    *ts.Tensor   // [B, T] on the model's device
+	inputs []*ts.Tensor // each layer's input, without graph
 	// attnOut and lse are each layer's attention output [B, H, T, hd] and
 	// per-row logsumexp [B, H, T] from the forward pass: with them the
 	// recompute skips the attention's forward (its backward needs only
 	// them), for 2·T·D + H·T more values per layer.
 	attnOut, lse []*ts.Tensor
-	seeds   []int64      // per-layer dropout seeds (nil without dropout)
-	hidden  *ts.Tensor   // the last layer's output as a leaf
-	normed  *ts.Tensor   // final norm of hidden, with graph
-	targets *ts.Tensor   // [B, T] int64 on the device
-	ppe     *ts.Tensor   // Σ router probabilities per expert, a leaf
-	tpe     *ts.Tensor   // Σ routed shares per expert
+	seeds        []int64    // per-layer dropout seeds (nil without dropout)
+	hidden       *ts.Tensor // the last layer's output as a leaf
+	normed       *ts.Tensor // final norm of hidden, with graph
+	targets      *ts.Tensor // [B, T] int64 on the device
+	ppe          *ts.Tensor // Σ router probabilities per expert, a leaf
+	tpe          *ts.Tensor // Σ routed shares per expert
 }
 
 func (t *tape) drop() {
