@@ -228,10 +228,3 @@ func vecOf(vals []float64, dt gotch.DType, dev gotch.Device) *ts.Tensor {
 func halves(x *ts.Tensor, P int) (chosen, rejected *ts.Tensor) {
 	return x.MustNarrow(0, 0, int64(P), false), x.MustNarrow(0, int64(P), int64(P), false)
 }
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
-}
