@@ -44,11 +44,10 @@ type tape struct {
 	st     *fwdState
 	ids    *ts.Tensor   // [B, T] on the model's device
 	inputs []*ts.Tensor // each layer's input, without graph
-	// attnOut and lse are each layer's attention output [B, H, T, hd] and
-	// per-row logsumexp [B, H, T] from the forward pass: with them the
-	// recompute skips the attention's forward (its backward needs only
-	// them), for 2·T·D + H·T more values per layer.
-	attnOut, lse []*ts.Tensor
+	// attnOut is each layer's attention output [B, H, T, hd] from the
+	// forward pass (T·D values): with it the layer's last segment and its
+	// backward run before the attention is recomputed, block by block.
+	attnOut []*ts.Tensor
 	seeds        []int64    // per-layer dropout seeds (nil without dropout)
 	hidden       *ts.Tensor // the last layer's output as a leaf
 	normed       *ts.Tensor // final norm of hidden, with graph
@@ -58,12 +57,12 @@ type tape struct {
 }
 
 func (t *tape) drop() {
-	for _, xs := range [][]*ts.Tensor{t.inputs, t.attnOut, t.lse} {
+	for _, xs := range [][]*ts.Tensor{t.inputs, t.attnOut} {
 		for _, x := range xs {
 			x.MustDrop()
 		}
 	}
-	t.inputs, t.attnOut, t.lse = nil, nil, nil
+	t.inputs, t.attnOut = nil, nil
 	for _, x := range []*ts.Tensor{t.ids, t.hidden, t.normed, t.targets, t.ppe, t.tpe} {
 		if x != nil {
 			x.MustDrop()
@@ -185,12 +184,14 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 				continue
 			}
 			q, k, v := m.attnInputs(i, l, x, st)
-			o, lse := blockAttentionForward(q, k, v, st.attn, m.attnScale(), 0)
+			o, err := attention(q, k, v, st.attn, m.attnScale())
 			q.MustDrop()
 			k.MustDrop()
 			v.MustDrop()
+			if err != nil {
+				panic(err)
+			}
 			t.attnOut = append(t.attnOut, o.MustShallowClone())
-			t.lse = append(t.lse, lse)
 			x = m.attnOutput(l, x, o, st, aux)
 		}
 	})
@@ -298,11 +299,10 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 		if t.seeds != nil {
 			torchx.ManualSeed(t.seeds[i])
 		}
-		o, lse := t.attnOut[i], t.lse[i]
-		t.attnOut, t.lse = t.attnOut[:i], t.lse[:i]
-		err := m.layerBackward(i, x, o, lse, dy, dppe, t.st)
+		o := t.attnOut[i]
+		t.attnOut = t.attnOut[:i]
+		err := m.layerBackward(i, x, o, dy, dppe, t.st)
 		o.MustDrop()
-		lse.MustDrop()
 		if err != nil {
 			x.MustDrop()
 			if dy != nil {
@@ -336,11 +336,11 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 // requiring grad) and runs its backward from dy, the gradient of its
 // output (nil: none), and dppe, that of the summed router probabilities
 // (Mixtral; nil otherwise). The layer runs as three segments:
-// attnInputs and attnOutput with autograd, the attention between them
-// from the forward's output o and logsumexp lse with
-// blockAttentionBackward, which keeps no T×S tensor — only one query
+// attnInputs and attnOutput with autograd (the latter from the forward's
+// attention output o), the attention between them recomputed by
+// blockwiseAttentionGrads, which keeps no T×S tensor — only one query
 // block's scores exist at a time.
-func (m *Model) layerBackward(i int, x, o, lse, dy, dppe *ts.Tensor, st *fwdState) error {
+func (m *Model) layerBackward(i int, x, o, dy, dppe *ts.Tensor, st *fwdState) error {
 	l := m.layers[i]
 	q, k, v := m.attnInputs(i, l, x, st)
 	defer func() {
@@ -381,8 +381,11 @@ func (m *Model) layerBackward(i int, x, o, lse, dy, dppe *ts.Tensor, st *fwdStat
 		}
 		return nil
 	}
-	dq, dk, dv := blockAttentionBackward(q, k, v, o, lse, dO, st.attn, scale, 0)
+	dq, dk, dv, err := blockwiseAttentionGrads(q, k, v, dO, st.attn, scale)
 	dO.MustDrop()
+	if err != nil {
+		return fmt.Errorf("train: backward of layer %d's attention: %w", i, err)
+	}
 	var outs, grads []*ts.Tensor
 	for j, t := range []*ts.Tensor{q, k, v} {
 		g := []*ts.Tensor{dq, dk, dv}[j]
