@@ -48,12 +48,12 @@ type tape struct {
 	// forward pass (T·D values): with it the layer's last segment and its
 	// backward run before the attention is recomputed, block by block.
 	attnOut []*ts.Tensor
-	seeds        []int64    // per-layer dropout seeds (nil without dropout)
-	hidden       *ts.Tensor // the last layer's output as a leaf
-	normed       *ts.Tensor // final norm of hidden, with graph
-	targets      *ts.Tensor // [B, T] int64 on the device
-	ppe          *ts.Tensor // Σ router probabilities per expert, a leaf
-	tpe          *ts.Tensor // Σ routed shares per expert
+	seeds   []int64    // per-layer dropout seeds (nil without dropout)
+	hidden  *ts.Tensor // the last layer's output as a leaf
+	normed  *ts.Tensor // final norm of hidden, with graph
+	targets *ts.Tensor // [B, T] int64 on the device
+	ppe     *ts.Tensor // Σ router probabilities per expert, a leaf
+	tpe     *ts.Tensor // Σ routed shares per expert
 }
 
 func (t *tape) drop() {
