@@ -11,7 +11,7 @@ import (
 // Activation checkpointing. A training step is split into a body (the
 // decoder layers) and a head (final norm, LM head, the objective's loss).
 // The body runs without gradients, keeping only each layer's input and its
-// attention's output and logsumexp (no T×T tensor, no activations); the
+// attention's output (no T×T tensor, no activations); the
 // head turns the last hidden state, made a leaf, into per-position target
 // log-probabilities in token chunks, never holding all [T, V] logits. In
 // backward the head is redone chunk by chunk and the layers are walked
@@ -93,7 +93,7 @@ func (p *Pass) Drop() {
 // log-probability of targets [batch, seq] (int64, tokenize.IgnoreIndex where
 // nothing is predicted) at each position. With gradient checkpointing on and
 // grad mode on, the layers keep only their inputs (and their attention's
-// output and logsumexp, T·D + H·T values) and Pass.Backward recomputes them; otherwise it is Forward followed by a log-softmax, and
+// output, T·D values) and Pass.Backward recomputes them; otherwise it is Forward followed by a log-softmax, and
 // Backward is the loss's own.
 func (m *Model) ForwardLogProbs(input, targets *ts.Tensor, opts ForwardOptions) (*Pass, error) {
 	if s, ts0 := targets.MustSize(), input.MustSize(); len(s) != 2 || len(ts0) != 2 || s[0] != ts0[0] || s[1] != ts0[1] {

@@ -12,10 +12,9 @@ import (
 // the attention one query block at a time with autograd: each block's
 // scores, fused softmax and its backward exist only while that block is
 // processed, so no T×S tensor is ever held, and the arithmetic is the
-// plain path's (blockAttention's) kernel for kernel. Compared with
-// blockAttentionBackward (probabilities rebuilt from the logsumexp in
-// separate element-wise passes) this measured 2.5× less CPU time at 8,192
-// tokens. dq has q's shape and dtype; dk and dv are summed in fp32 and
+// plain path's (blockAttention's) kernel for kernel: libtorch's fused
+// softmax and softmax backward, where blockAttentionBackward rebuilds the
+// probabilities from the logsumexp in separate element-wise passes. dq has q's shape and dtype; dk and dv are summed in fp32 and
 // returned in k's and v's dtype. Inputs are not freed; grad mode must be
 // on.
 func blockwiseAttentionGrads(q, k, v, dOut *ts.Tensor, mask *attnMask, scale float64) (dq, dk, dv *ts.Tensor, err error) {
