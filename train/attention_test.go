@@ -139,14 +139,7 @@ func gradsOf(t *testing.T, out, dOut *ts.Tensor, leaves ...*ts.Tensor) [][]float
 	if err := backwardWith([]*ts.Tensor{out}, []*ts.Tensor{dOut}); err != nil {
 		t.Fatal(err)
 	}
-	var gs [][]float32
-	for _, l := range leaves {
-		g := l.MustGrad(false)
-		gs = append(gs, values(g))
-		g.MustZero_()
-		g.MustDrop()
-	}
-	return gs
+	return leafGrads(leaves...)
 }
 
 // maxRelDiff is the largest |a − b| over the largest |b|, or over 1 when
