@@ -1,6 +1,7 @@
 package train
 
 import (
+	"math"
 	"testing"
 
 	"github.com/pltune/pltune/internal/torchx"
@@ -353,4 +354,66 @@ func bodyHidden(t *testing.T, m *Model, bt *batchTensors) *ts.Tensor {
 	h := rmsNorm(x, m.norm, m.Config.RMSNormEps)
 	x.MustDrop()
 	return h
+}
+
+// BenchmarkHeadMemory measures the LM head and cross-entropy with their
+// backward for 8,192 tokens of the tiny Llama (hidden 256, vocab 32,000,
+// fp32 CPU, head weight trained): full logits with autograd, as
+// LMObjective.Loss computes them, against the chunked Head. It reports the
+// peak resident memory above the inputs (peak-MB, as
+// BenchmarkAttentionMemory measures it):
+//
+//	go test ./train -run '^$' -bench HeadMemory -benchtime 2x
+func BenchmarkHeadMemory(b *testing.B) {
+	const N, D, V = 8192, 256, 32000
+	for _, path := range []string{"full", "chunked"} {
+		b.Run(path, func(b *testing.B) {
+			torchx.ManualSeed(1)
+			h := ts.MustRandn([]int64{N, D}, gotch.Float, gotch.CPU)
+			w := ts.MustRandn([]int64{V, D}, gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(0.02), true)
+			w.MustRequiresGrad_(true)
+			tg := ts.MustRandint(V, []int64{N}, gotch.Int64, gotch.CPU)
+			defer func() {
+				for _, t := range []*ts.Tensor{h, w, tg} {
+					t.MustDrop()
+				}
+			}()
+			peak := int64(math.MaxInt64)
+			for range b.N {
+				b.StopTimer()
+				hl := h.MustDetach(false)
+				hl.MustRequiresGrad_(true)
+				torchx.ReleaseFreeMemory()
+				base := resetPeakRSS(b)
+				b.StartTimer()
+				switch path {
+				case "full":
+					logits := ts.MustLinear(hl, w, ts.None)
+					sum := logits.MustCrossEntropyLoss(tg, ts.NewTensor(), 2, tokenize.IgnoreIndex, 0, true)
+					if err := sum.Backward(); err != nil {
+						b.Fatal(err)
+					}
+					sum.MustDrop()
+				case "chunked":
+					sum, g, err := (&Head{W: w, WeightGrad: true}).CrossEntropy(hl, tg, 1)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := backwardWith([]*ts.Tensor{hl, w}, []*ts.Tensor{g.Hidden, g.Weight}); err != nil {
+						b.Fatal(err)
+					}
+					sum.MustDrop()
+					g.Drop()
+				}
+				b.StopTimer()
+				peak = min(peak, procStatusKB(b, "VmHWM:")-base)
+				hl.MustDrop()
+				g := w.MustGrad(false)
+				g.MustZero_()
+				g.MustDrop()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(peak)/1024, "peak-MB")
+		})
+	}
 }
