@@ -359,3 +359,47 @@ func TestAttnMaskSegments(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockAttentionBF16 runs the blockwise paths on bf16 inputs (the casts
+// the fp32 tests do not reach) and checks outputs and gradients against
+// fp32 explicit attention within bf16's precision.
+func TestBlockAttentionBF16(t *testing.T) {
+	s := newAttnSetup(t, attnCases[3]) // packed, padded, GQA
+	defer s.drop()
+	ref := explicitAttention(s.q, s.k, s.v, s.st.mask, s.scale)
+	want := values(ref)
+	wantG := gradsOf(t, ref, s.dOut, s.q, s.k, s.v)
+	ref.MustDrop()
+	bf := func(x *ts.Tensor) *ts.Tensor { return x.MustDetach(false).MustTotype(gotch.BFloat16, true) }
+	q, k, v, dOut := bf(s.q), bf(s.k), bf(s.v), bf(s.dOut)
+	defer func() {
+		for _, x := range []*ts.Tensor{q, k, v, dOut} {
+			x.MustDrop()
+		}
+	}()
+	const tol = 3e-2
+	o, lse := blockAttentionForward(q, k, v, s.mask, s.scale, 5)
+	defer o.MustDrop()
+	defer lse.MustDrop()
+	if o.DType() != gotch.BFloat16 || lse.DType() != gotch.Float {
+		t.Errorf("dtypes: out %v, lse %v; want bfloat16, float", o.DType(), lse.DType())
+	}
+	if d := maxRelDiff(values(o), want); d > tol {
+		t.Errorf("out: difference %g from fp32", d)
+	}
+	dq, dk, dv := blockAttentionBackward(q, k, v, o, lse, dOut, s.mask, s.scale, 5)
+	for i, g := range []*ts.Tensor{dq, dk, dv} {
+		if g.DType() != gotch.BFloat16 {
+			t.Errorf("gradient %d dtype %v; want bfloat16", i, g.DType())
+		}
+		if d := maxRelDiff(values(g), wantG[i]); d > tol {
+			t.Errorf("gradient %d: difference %g from fp32", i, d)
+		}
+		g.MustDrop()
+	}
+	out := blockAttention(q, k, v, s.mask, s.scale, 5)
+	defer out.MustDrop()
+	if d := maxRelDiff(values(out), want); d > tol {
+		t.Errorf("autograd path out: difference %g from fp32", d)
+	}
+}

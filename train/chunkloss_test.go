@@ -417,3 +417,46 @@ func BenchmarkHeadMemory(b *testing.B) {
 		})
 	}
 }
+
+// TestHeadBF16 runs the chunked head on bf16 hidden states and weight (the
+// casts the fp32 tests do not reach) and checks loss and gradients against
+// the fp32 full-logit path within bf16's precision, and the dtypes.
+func TestHeadBF16(t *testing.T) {
+	h, w, targets := headInputs(t)
+	defer h.MustDrop()
+	defer w.MustDrop()
+	defer targets.MustDrop()
+	logits := ts.MustLinear(h, w, ts.None).MustView([]int64{-1, headV}, true)
+	tg := targets.MustView([]int64{-1}, false)
+	sum := logits.MustCrossEntropyLoss(tg, ts.NewTensor(), 2, tokenize.IgnoreIndex, 0, true)
+	tg.MustDrop()
+	wantSum := values(sum)
+	if err := sum.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	sum.MustDrop()
+	want := leafGrads(h, w)
+
+	hb := h.MustDetach(false).MustTotype(gotch.BFloat16, true)
+	wb := w.MustDetach(false).MustTotype(gotch.BFloat16, true)
+	defer hb.MustDrop()
+	defer wb.MustDrop()
+	s, g, err := (&Head{W: wb, Chunk: 5, WeightGrad: true}).CrossEntropy(hb, targets, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.MustDrop()
+	defer g.Drop()
+	if s.DType() != gotch.Float || g.Hidden.DType() != gotch.BFloat16 || g.Weight.DType() != gotch.Float {
+		t.Errorf("dtypes: loss %v, dHidden %v, dW %v; want float, bfloat16, float", s.DType(), g.Hidden.DType(), g.Weight.DType())
+	}
+	const tol = 3e-2
+	if d := maxRelDiff(values(s), wantSum); d > tol {
+		t.Errorf("loss: relative difference %g from fp32", d)
+	}
+	for i, x := range []*ts.Tensor{g.Hidden, g.Weight} {
+		if d := maxRelDiff(values(x), want[i]); d > tol {
+			t.Errorf("gradient %d: difference %g from fp32", i, d)
+		}
+	}
+}
