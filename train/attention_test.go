@@ -403,3 +403,38 @@ func TestBlockAttentionBF16(t *testing.T) {
 		t.Errorf("autograd path out: difference %g from fp32", d)
 	}
 }
+
+// TestSDPABF16 checks the SDPA path on bf16 inputs against fp32 explicit
+// attention within bf16's precision, where SDPA is available.
+func TestSDPABF16(t *testing.T) {
+	if !sdpaAvailable() {
+		t.Skipf("the linked libtorch has no scaled_dot_product_attention (1.13 stubs it): %v", sdpaErr)
+	}
+	for _, c := range attnCases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newAttnSetup(t, c)
+			defer s.drop()
+			ref := explicitAttention(s.q, s.k, s.v, s.st.mask, s.scale)
+			want := values(ref)
+			ref.MustDrop()
+			bf := func(x *ts.Tensor) *ts.Tensor { return x.MustDetach(false).MustTotype(gotch.BFloat16, true) }
+			q, k, v := bf(s.q), bf(s.k), bf(s.v)
+			defer func() {
+				for _, x := range []*ts.Tensor{q, k, v} {
+					x.MustDrop()
+				}
+			}()
+			out, err := sdpaAttention(q, k, v, s.mask, s.scale, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.MustDrop()
+			if out.DType() != gotch.BFloat16 {
+				t.Errorf("out dtype %v; want bfloat16", out.DType())
+			}
+			if d := maxRelDiff(values(out), want); d > 3e-2 {
+				t.Errorf("out: difference %g from fp32", d)
+			}
+		})
+	}
+}
