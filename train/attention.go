@@ -279,6 +279,13 @@ func blockAttention(q, k, v *ts.Tensor, mask *attnMask, scale float64, block int
 // blocks of block rows (0: defaultAttnBlock), keeping only what backward
 // needs: out [B, H, T, hd] in v's dtype and the per-row logsumexp of the
 // scaled, masked scores, lse [B, H, T] fp32. Inputs are not freed.
+//
+// Where the linked libtorch has SDPA, attention (the plain path) runs
+// SDPA's kernels, which round differently: on 2.11's CPU flash kernel the
+// tiny test models' gradients differ from this path's by up to about 2e-6
+// of their largest value. A checkpointed layer that must reproduce the
+// plain path's gradients to 1e-6 there recomputes attention with SDPA under
+// autograd instead (its backward keeps only the output and logsumexp too).
 func blockAttentionForward(q, k, v *ts.Tensor, mask *attnMask, scale float64, block int64) (out, lse *ts.Tensor) {
 	torchx.NoGrad(func() {
 		B, H, T, hd, KV, rep, block := dims(q, k, mask, block)
