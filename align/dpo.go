@@ -76,18 +76,18 @@ func (o *DPO) Units(idx []int) int { return len(idx) }
 // (TRL's copy of the initial model). Dropout lives only in LoRA adapters,
 // so the reference scores are deterministic.
 func (o *DPO) ComputeReference(ctx context.Context, ref *train.Model, batchSize int) error {
-	fwd := o.forward
+	fwd, m := o.forward, o.model
 	if ref == nil && fwd == nil {
 		return errors.New("align: DPO has no model; build it with NewDPO")
 	}
 	switch {
 	case ref != nil:
-		fwd = ref.Forward
+		fwd, m = ref.Forward, ref
 	case o.model != nil && o.model.LoRA() != nil:
 		o.model.SetAdaptersEnabled(false)
 		defer o.model.SetAdaptersEnabled(true)
 	}
-	refs, err := referenceLogProbs(ctx, fwd, o.Pairs, o.PadID, batchSize)
+	refs, err := referenceLogProbs(ctx, m, fwd, o.Pairs, o.PadID, batchSize)
 	if err != nil {
 		return err
 	}
@@ -96,8 +96,10 @@ func (o *DPO) ComputeReference(ctx context.Context, ref *train.Model, batchSize 
 }
 
 // referenceLogProbs scores pairs without gradients, batchSize pairs per
-// forward pass.
-func referenceLogProbs(ctx context.Context, fwd forwardFunc, pairs []tokenize.PreferenceExample, padID, batchSize int) ([]RefLogProbs, error) {
+// forward pass: through m's chunked head when m (may be nil) has
+// activation checkpointing on, so long sequences never hold full logits,
+// else through fwd.
+func referenceLogProbs(ctx context.Context, m *train.Model, fwd forwardFunc, pairs []tokenize.PreferenceExample, padID, batchSize int) ([]RefLogProbs, error) {
 	if batchSize <= 0 {
 		batchSize = 1
 	}
@@ -117,8 +119,12 @@ func referenceLogProbs(ctx context.Context, fwd forwardFunc, pairs []tokenize.Pr
 				return
 			}
 			var resp, aux *ts.Tensor
-			resp, _, aux, err = forwardLogps(fwd, b, false)
+			var pass *train.Pass
+			resp, _, aux, pass, err = logps(m, fwd, b, false)
 			b.drop()
+			if pass != nil {
+				pass.Drop()
+			}
 			if err != nil {
 				return
 			}
@@ -153,7 +159,7 @@ func (o *DPO) Loss(idx []int) (*train.Loss, error) {
 		return nil, err
 	}
 	defer b.drop()
-	resp, _, aux, err := forwardLogps(o.forward, b, false)
+	resp, _, aux, pass, err := logps(o.model, o.forward, b, false)
 	if err != nil {
 		return nil, err
 	}
@@ -168,24 +174,26 @@ func (o *DPO) Loss(idx []int) (*train.Loss, error) {
 	for _, t := range []*ts.Tensor{rc, rr, refT, resp} {
 		t.MustDrop()
 	}
-	sum := perPair.MustSum(perPair.DType(), true)
-	m := map[string]float64{}
+	dt := perPair.DType()
+	sum := perPair.MustSum(dt, true)
+	m := map[string]*ts.Tensor{}
 	if aux != nil {
-		m["aux_loss"] = torchx.Float64s(aux, false)[0] * float64(b.P)
+		m["aux_loss"] = aux.MustDetach(false).MustMulScalar(ts.FloatScalar(float64(b.P)), true)
 		w := aux.MustMulScalar(ts.FloatScalar(o.auxCoef*float64(b.P)), true)
 		sum = sum.MustAdd(w, true)
 		w.MustDrop()
 	}
-	vc, vr, lc, lr := torchx.Float64s(rewC, true), torchx.Float64s(rewR, true), torchx.Float64s(pc, true), torchx.Float64s(pr, true)
-	for i := range b.P {
-		m["rewards_chosen"] += vc[i]
-		m["rewards_rejected"] += vr[i]
-		m["reward_margin"] += vc[i] - vr[i]
-		m["reward_accuracy"] += b2f(vc[i] > vr[i])
-		m["logps_chosen"] += lc[i]
-		m["logps_rejected"] += lr[i]
+	// The metrics stay on the device: the trainer reads them once per
+	// optimizer step.
+	total := func(t *ts.Tensor) *ts.Tensor { return t.MustDetach(false).MustSum(dt, true) }
+	m["rewards_chosen"], m["rewards_rejected"] = total(rewC), total(rewR)
+	m["reward_margin"] = m["rewards_chosen"].MustSub(m["rewards_rejected"], false)
+	m["reward_accuracy"] = rewC.MustGtTensor(rewR, false).MustSum(dt, true)
+	m["logps_chosen"], m["logps_rejected"] = total(pc), total(pr)
+	for _, t := range []*ts.Tensor{rewC, rewR, pc, pr} {
+		t.MustDrop()
 	}
-	return &train.Loss{Sum: sum, Tokens: b.tokens, Metrics: m}, nil
+	return &train.Loss{Sum: sum, Tokens: b.tokens, DeviceMetrics: m, Pass: pass}, nil
 }
 
 // dpoLoss returns the per-pair sigmoid DPO loss and the implicit rewards

@@ -207,7 +207,7 @@ func TestTRLParity(t *testing.T) {
 			t.Fatal(err)
 		}
 		l.Sum.MustDrop()
-		metrics = l.Metrics
+		metrics = l.AllMetrics()
 	})
 	// pltune's metrics are sums over the batch: compare with TRL's per-pair values summed.
 	// The log-odds are a difference of mean log-probs.
@@ -227,7 +227,7 @@ func TestTRLParity(t *testing.T) {
 				t.Fatal(err)
 			}
 			l.Sum.MustDrop()
-			one = l.Metrics
+			one = l.AllMetrics()
 		})
 		checkClose(t, fmt.Sprintf("ORPO log-odds of pair %d", i), one["log_odds"], readScalars(t, ref, "orpo.log_odds")[i])
 		checkClose(t, fmt.Sprintf("ORPO chosen reward of pair %d", i), one["rewards_chosen"], readScalars(t, ref, "orpo.rewards_chosen")[i])
@@ -249,12 +249,12 @@ func TestTRLParity(t *testing.T) {
 	// TRL's loss and metrics are batch means; pltune's Loss sums them.
 	checkClose(t, "DPO loss", l.Sum.Float64Values()[0]/n, readScalars(t, ref, "dpo.loss")[0])
 	for _, name := range []string{"logps_chosen", "logps_rejected"} {
-		checkClose(t, "DPO "+name, l.Metrics[name]/n, readScalars(t, ref, "dpo."+name)[0])
+		checkClose(t, "DPO "+name, l.Metric(name)/n, readScalars(t, ref, "dpo."+name)[0])
 	}
 	// The rewards are β·(π − ref) of summed log-probs.
 	for _, side := range []string{"chosen", "rejected"} {
-		scale := beta * math.Abs(l.Metrics["logps_"+side]/n)
-		checkCloseScale(t, "DPO rewards_"+side, l.Metrics["rewards_"+side]/n, readScalars(t, ref, "dpo.rewards_"+side)[0], scale)
+		scale := beta * math.Abs(l.Metric("logps_"+side)/n)
+		checkCloseScale(t, "DPO rewards_"+side, l.Metric("rewards_"+side)/n, readScalars(t, ref, "dpo.rewards_"+side)[0], scale)
 	}
 	if err := l.Sum.Backward(); err != nil {
 		t.Fatal(err)

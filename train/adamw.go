@@ -34,6 +34,9 @@ type AdamW struct {
 	m, v   []*ts.Tensor // fp32 moments, one per trainable parameter
 	master []*ts.Tensor // fp32 copies of non-fp32 parameters; nil entries otherwise
 	steps  int          // optimizer steps taken
+	// pSteps counts the updates of each parameter (torch's per-parameter
+	// state["step"]): a parameter without a gradient in a step is skipped.
+	pSteps []int
 }
 
 // NewAdamW returns an optimizer over the trainable parameters of params,
@@ -58,6 +61,7 @@ func NewAdamW(params []Param, cfg AdamWConfig) (*AdamW, error) {
 			master = p.T.MustDetach(false).MustTotype(gotch.Float, true)
 		}
 		o.master = append(o.master, master)
+		o.pSteps = append(o.pSteps, 0)
 	}
 	if len(o.params) == 0 {
 		return nil, fmt.Errorf("adamw: no trainable parameters")
@@ -73,23 +77,44 @@ func (o *AdamW) Params() []Param { return o.params }
 
 // Step applies one update with learning rate lr from the parameters'
 // gradients. Parameters without a gradient are left alone (their moments
-// too), as PyTorch does.
+// and step count too), as PyTorch does.
 func (o *AdamW) Step(lr float64) error {
+	grads := make([]*ts.Tensor, len(o.params))
+	for i, p := range o.params {
+		g := p.T.MustGrad(false)
+		if !g.MustDefined() {
+			g.MustDrop()
+			continue
+		}
+		grads[i] = g
+	}
+	defer dropAll(grads)
+	return o.StepGrads(lr, grads)
+}
+
+// StepGrads is Step from the given gradients, one per parameter (Params'
+// order, any floating dtype); a nil entry skips that parameter.
+func (o *AdamW) StepGrads(lr float64, grads []*ts.Tensor) error {
+	if len(grads) != len(o.params) {
+		return fmt.Errorf("adamw: %d gradients for %d parameters", len(grads), len(o.params))
+	}
 	o.steps++
-	t := float64(o.steps)
-	bc1 := 1 - math.Pow(o.cfg.Beta1, t)
-	bc2 := 1 - math.Pow(o.cfg.Beta2, t)
-	stepSize := lr / bc1
-	sqrtBC2 := math.Sqrt(bc2)
 	torchx.NoGrad(func() {
 		for i, p := range o.params {
-			g := p.T.MustGrad(false)
-			if !g.MustDefined() {
-				g.MustDrop()
+			g := grads[i]
+			if g == nil {
 				continue
 			}
+			o.pSteps[i]++
+			t := float64(o.pSteps[i])
+			bc1 := 1 - math.Pow(o.cfg.Beta1, t)
+			bc2 := 1 - math.Pow(o.cfg.Beta2, t)
+			stepSize := lr / bc1
+			sqrtBC2 := math.Sqrt(bc2)
 			if g.DType() != gotch.Float {
-				g = g.MustTotype(gotch.Float, true)
+				g = g.MustTotype(gotch.Float, false)
+			} else {
+				g = g.MustShallowClone()
 			}
 			w := p.T
 			if o.master[i] != nil {
@@ -132,44 +157,50 @@ func (o *AdamW) ZeroGrad() {
 // clipping, as torch.nn.utils.clip_grad_norm_ does. gotch's own clipping
 // deadlocks, hence this one.
 func ClipGradNorm(params []Param, maxNorm float64) (float64, error) {
+	var grads []*ts.Tensor
+	for _, p := range params {
+		if !p.Trainable {
+			continue
+		}
+		g := p.T.MustGrad(false)
+		if !g.MustDefined() {
+			g.MustDrop()
+			continue
+		}
+		grads = append(grads, g)
+	}
+	defer dropAll(grads)
+	return clipGrads(grads, maxNorm), nil
+}
+
+// clipGrads is ClipGradNorm over gradient tensors (nil entries skipped),
+// scaled in place.
+func clipGrads(grads []*ts.Tensor, maxNorm float64) float64 {
 	var norm float64
 	torchx.NoGrad(func() {
 		var norms []*ts.Tensor
-		for _, p := range params {
-			if !p.Trainable {
+		for _, g := range grads {
+			if g == nil {
 				continue
 			}
-			g := p.T.MustGrad(false)
-			if !g.MustDefined() {
-				g.MustDrop()
-				continue
-			}
-			n := g.MustTotype(gotch.Float, true).MustNorm(true)
-			norms = append(norms, n)
+			norms = append(norms, g.MustTotype(gotch.Float, false).MustNorm(true))
 		}
 		if len(norms) == 0 {
 			return
 		}
 		all := ts.MustStack(norms, 0)
-		for _, n := range norms {
-			n.MustDrop()
-		}
+		dropAll(norms)
 		total := all.MustNorm(true)
 		norm = torchx.Float64s(total, true)[0]
 		if maxNorm <= 0 || !(norm > maxNorm) {
 			return
 		}
 		coef := maxNorm / (norm + 1e-6)
-		for _, p := range params {
-			if !p.Trainable {
-				continue
-			}
-			g := p.T.MustGrad(false)
-			if g.MustDefined() {
+		for _, g := range grads {
+			if g != nil {
 				g.MustMulScalar_(ts.FloatScalar(coef))
 			}
-			g.MustDrop()
 		}
 	})
-	return norm, nil
+	return norm
 }

@@ -138,10 +138,18 @@ func saveCheckpoint(outDir string, st trainerState, opt *AdamW, export func(dir 
 	if err := writeTensors(filepath.Join(tmp, optimizerFile), onames, otensors); err != nil {
 		return fail(err)
 	}
+	var pSteps []int
+	for _, n := range opt.pSteps {
+		if n != opt.steps {
+			pSteps = opt.pSteps
+			break
+		}
+	}
 	b, _ := json.MarshalIndent(struct {
 		trainerState
-		OptimizerSteps int `json:"optimizer_steps"`
-	}{st, opt.Steps()}, "", "  ")
+		OptimizerSteps int   `json:"optimizer_steps"`
+		ParamSteps     []int `json:"param_steps,omitempty"`
+	}{st, opt.Steps(), pSteps}, "", "  ")
 	if err := os.WriteFile(filepath.Join(tmp, stateFile), b, 0o644); err != nil {
 		return fail(err)
 	}
@@ -164,7 +172,8 @@ func saveCheckpoint(outDir string, st trainerState, opt *AdamW, export func(dir 
 func loadCheckpoint(dir string, opt *AdamW) (trainerState, error) {
 	var st struct {
 		trainerState
-		OptimizerSteps int `json:"optimizer_steps"`
+		OptimizerSteps int   `json:"optimizer_steps"`
+		ParamSteps     []int `json:"param_steps"`
 	}
 	b, err := os.ReadFile(filepath.Join(dir, stateFile))
 	if err != nil {
@@ -210,6 +219,16 @@ func loadCheckpoint(dir string, opt *AdamW) (trainerState, error) {
 		}
 	}
 	opt.steps = st.OptimizerSteps
+	switch {
+	case st.ParamSteps == nil:
+		for i := range opt.pSteps {
+			opt.pSteps[i] = st.OptimizerSteps
+		}
+	case len(st.ParamSteps) != len(opt.pSteps):
+		return trainerState{}, fmt.Errorf("resume: %s: param_steps has %d entries for %d parameters", filepath.Join(dir, stateFile), len(st.ParamSteps), len(opt.pSteps))
+	default:
+		copy(opt.pSteps, st.ParamSteps)
+	}
 	return st.trainerState, nil
 }
 

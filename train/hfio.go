@@ -121,13 +121,19 @@ func (m *Model) loadTensors(set *safetensors.Set, bs []binding, where string) er
 		if err != nil {
 			return fmt.Errorf("train: %s: tensor %s: %w", where, b.name, err)
 		}
-		if kind != m.opts.DType {
-			t = t.MustTotype(m.opts.DType, true)
+		want := m.opts.DType
+		if b.adapter {
+			want = gotch.Float
+		}
+		if kind != want {
+			t = t.MustTotype(want, true)
 		}
 		if !sameDevice(m.opts.Device, gotch.CPU) {
 			t = t.MustTo(m.opts.Device, true)
 		}
-		t.MustRequiresGrad_(true)
+		// Under LoRA the base is frozen: no gradient is computed or kept
+		// for it.
+		t.MustRequiresGrad_(b.adapter || m.lora == nil)
 		if *b.t != nil {
 			(*b.t).MustDrop()
 		}

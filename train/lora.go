@@ -11,6 +11,7 @@ import (
 
 	"github.com/pltune/pltune/internal/torchx"
 	"github.com/pltune/pltune/train/safetensors"
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -80,16 +81,28 @@ func ApplyLoRA(m *Model, cfg LoRAConfig) error {
 		out, in := s[0], s[1]
 		// PEFT's default: A ~ kaiming_uniform(a=√5) = U(±1/√in), B = 0.
 		bound := 1 / math.Sqrt(float64(in))
-		a := ts.MustZeros([]int64{r, in}, m.opts.DType, m.opts.Device)
+		a := ts.MustZeros([]int64{r, in}, gotch.Float, m.opts.Device)
 		a.MustUniform_(-bound, bound)
 		a.MustRequiresGrad_(true)
-		b := ts.MustZeros([]int64{out, r}, m.opts.DType, m.opts.Device)
+		b := ts.MustZeros([]int64{out, r}, gotch.Float, m.opts.Device)
 		b.MustRequiresGrad_(true)
 		l.a, l.b = a, b
 	}
 	m.lora = &cfg
 	m.loraOff = false
+	m.setBaseTrainable(false)
 	return nil
+}
+
+// setBaseTrainable switches requires_grad of every base tensor (embedding,
+// projections, norms, head): off under LoRA, so backward neither computes
+// nor keeps a gradient for the frozen base.
+func (m *Model) setBaseTrainable(on bool) {
+	for _, b := range m.bindings() {
+		if *b.t != nil {
+			(*b.t).MustRequiresGrad_(on)
+		}
+	}
 }
 
 func dropAdapter(l *linear) {
@@ -133,6 +146,7 @@ func (m *Model) MergeLoRA() error {
 	})
 	m.lora = nil
 	m.loraOff = false
+	m.setBaseTrainable(true)
 	return nil
 }
 
@@ -165,10 +179,9 @@ func (m *Model) SaveAdapter(dir, baseModel string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	dt := torchDTypes[m.Config.TorchDType]
-	if dt == "" {
-		dt = safetensors.F32
-	}
+	// The adapters are fp32 (PEFT's default, whatever the base's dtype)
+	// and PEFT saves them as they are.
+	dt := safetensors.F32
 	kind := stToGotch[dt]
 	var srcs []safetensors.Source
 	for _, l := range m.linears() {
@@ -239,8 +252,8 @@ func LoadAdapter(m *Model, dir string) error {
 			continue
 		}
 		bs = append(bs,
-			binding{name: peftPrefix + l.path + ".lora_A.weight", t: &l.l.a, shape: l.l.a.MustSize()},
-			binding{name: peftPrefix + l.path + ".lora_B.weight", t: &l.l.b, shape: l.l.b.MustSize()},
+			binding{name: peftPrefix + l.path + ".lora_A.weight", t: &l.l.a, shape: l.l.a.MustSize(), adapter: true},
+			binding{name: peftPrefix + l.path + ".lora_B.weight", t: &l.l.b, shape: l.l.b.MustSize(), adapter: true},
 		)
 	}
 	if err := m.loadTensors(safetensors.NewSet(f), bs, path); err != nil {
@@ -255,4 +268,5 @@ func (m *Model) dropAdapters() {
 		dropAdapter(l.l)
 	}
 	m.lora = nil
+	m.setBaseTrainable(true)
 }

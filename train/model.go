@@ -14,6 +14,9 @@ type ModelOptions struct {
 	Device gotch.Device // default gotch.CPU
 	DType  gotch.DType  // parameter precision: gotch.Float (the default, also for the zero value), gotch.BFloat16 or gotch.Half
 	Seed   int64        // random initialisation (NewModel) and LoRA init
+	// GradientCheckpointing keeps only each decoder layer's input in
+	// training and recomputes the layer in backward (ForwardLogProbs).
+	GradientCheckpointing bool
 }
 
 func (o *ModelOptions) ensureDefaults() error {
@@ -80,6 +83,9 @@ type binding struct {
 	shape   []int64
 	noDecay bool
 	norm    bool
+	// adapter marks a LoRA matrix: fp32 whatever the base's dtype (PEFT's
+	// default) and always trainable.
+	adapter bool
 }
 
 func (m *Model) bindings() []binding {
@@ -232,7 +238,7 @@ func NewModel(cfg *Config, opts ModelOptions) (*Model, error) {
 				t = t.MustTotype(m.opts.DType, true)
 			}
 		}
-		t.MustRequiresGrad_(true)
+		t.MustRequiresGrad_(m.lora == nil)
 		*b.t = t
 	}
 	return m, nil
@@ -326,33 +332,15 @@ func (o *Output) Drop() {
 
 // Forward runs the model on input ids [batch, seq].
 func (m *Model) Forward(input *ts.Tensor, opts ForwardOptions) (*Output, error) {
+	if err := m.checkInput(input, opts); err != nil {
+		return nil, err
+	}
 	shape := input.MustSize()
-	if len(shape) != 2 || shape[0] == 0 || shape[1] == 0 {
-		return nil, fmt.Errorf("train: Forward: input shape %v; want [batch, seq] with both non-zero", shape)
-	}
-	if input.DType() != gotch.Int64 {
-		return nil, fmt.Errorf("train: Forward: input dtype %v; want int64 token ids", input.DType())
-	}
-	for name, t := range map[string]*ts.Tensor{"PositionIDs": opts.PositionIDs, "SegmentIDs": opts.SegmentIDs, "AttentionMask": opts.AttentionMask} {
-		if t == nil {
-			continue
-		}
-		if s := t.MustSize(); len(s) != 2 || s[0] != shape[0] || s[1] != shape[1] {
-			return nil, fmt.Errorf("train: Forward: %s shape %v; want %v like the input", name, s, shape)
-		}
-	}
 	c := opts.Cache
 	if c != nil && c.k != nil && c.batch != shape[0] {
 		return nil, fmt.Errorf("train: Forward: batch %d does not match the cache's %d", shape[0], c.batch)
 	}
-	if mx, mn := tensorMaxMin(input); mn < 0 || mx >= int64(m.Config.VocabSize) {
-		bad := mx
-		if mn < 0 {
-			bad = mn
-		}
-		return nil, fmt.Errorf("train: Forward: token id %d outside the vocabulary [0, %d)", bad, m.Config.VocabSize)
-	}
-	st, err := m.prepare(shape[0], shape[1], opts)
+	st, err := m.prepareState(shape[0], shape[1], opts, false)
 	if err != nil {
 		return nil, err
 	}
@@ -421,7 +409,8 @@ func tensorMaxMin(t *ts.Tensor) (int64, int64) {
 type fwdState struct {
 	batch, seq, past int64
 	cos, sin         *ts.Tensor // [B, 1, T, hd]; sin carries rotate_half's sign
-	mask             *ts.Tensor // additive [B, 1, 1, T, S] or nil
+	mask             *ts.Tensor // additive [B, 1, 1, T, S] or nil; built only on request (tests)
+	attn             *attnMask  // the mask's rules without the T×S tensor
 	valid            *ts.Tensor // [B*T] float 1/0 of unpadded tokens, or nil
 	cache            *KVCache
 	newK, newV       []*ts.Tensor
@@ -435,6 +424,10 @@ func (s *fwdState) drop() {
 			t.MustDrop()
 		}
 	}
+	if s.attn != nil {
+		s.attn.drop()
+		s.attn = nil
+	}
 	if s.cache == nil {
 		for _, t := range []*ts.Tensor{s.keyMask, s.keySeg} {
 			if t != nil {
@@ -444,8 +437,16 @@ func (s *fwdState) drop() {
 	}
 }
 
-// prepare computes positions, rotary tables and the attention mask.
+// prepare computes positions, rotary tables and the attention mask, also
+// as the additive [B, 1, 1, T, S] tensor the explicit attention of old
+// used (tests compare against it).
 func (m *Model) prepare(B, T int64, opts ForwardOptions) (*fwdState, error) {
+	return m.prepareState(B, T, opts, true)
+}
+
+// prepareState is prepare; the additive T×S mask is built only with
+// withMask: attention works from st.attn.
+func (m *Model) prepareState(B, T int64, opts ForwardOptions, withMask bool) (*fwdState, error) {
 	dev := m.opts.Device
 	st := &fwdState{batch: B, seq: T, cache: opts.Cache}
 	c := opts.Cache
@@ -546,6 +547,13 @@ func (m *Model) prepare(B, T int64, opts ForwardOptions) (*fwdState, error) {
 		st.valid = am.MustNe(ts.IntScalar(0), am != opts.AttentionMask).MustTotype(gotch.Float, true).MustView([]int64{B * T}, true)
 	}
 
+	st.attn = newAttnMask(st, int64(m.Config.SlidingWindow))
+	if !withMask {
+		if qSeg != nil {
+			qSeg.MustDrop()
+		}
+		return st, nil
+	}
 	// allowed[b, i, j]: query i (absolute index past+i) may attend key j.
 	qi := ts.MustArangeStart(ts.IntScalar(st.past), ts.IntScalar(S), gotch.Int64, dev).MustView([]int64{T, 1}, true)
 	kj := ts.MustArange(ts.IntScalar(S), gotch.Int64, dev).MustView([]int64{1, S}, true)
@@ -623,9 +631,18 @@ func (m *Model) project(l *linear, x *ts.Tensor) *ts.Tensor {
 	if l.a == nil || m.loraOff {
 		return y
 	}
+	// The adapters are fp32 whatever the base's dtype: PEFT casts the
+	// input to the adapter's dtype and the result back.
 	in := x
+	if x.DType() != l.a.DType() {
+		in = x.MustTotype(l.a.DType(), false)
+	}
 	if m.train && m.lora.Dropout > 0 {
-		in = ts.MustDropout(x, m.lora.Dropout, true)
+		dr := ts.MustDropout(in, m.lora.Dropout, true)
+		if in != x {
+			in.MustDrop()
+		}
+		in = dr
 	}
 	d := ts.MustLinear(in, l.a, ts.None)
 	if in != x {
@@ -633,52 +650,67 @@ func (m *Model) project(l *linear, x *ts.Tensor) *ts.Tensor {
 	}
 	d2 := ts.MustLinear(d, l.b, ts.None).MustMulScalar(ts.FloatScalar(m.lora.scale()), true)
 	d.MustDrop()
+	if d2.DType() != y.DType() {
+		d2 = d2.MustTotype(y.DType(), true)
+	}
 	y = y.MustAdd(d2, true)
 	d2.MustDrop()
 	return y
 }
 
-// layerForward runs one decoder layer; it consumes x.
+// layerForward runs one decoder layer; it consumes x. The layer is three
+// segments — attnInputs, attention, attnOutput — so a checkpointed
+// recompute can run the middle one without autograd.
 func (m *Model) layerForward(i int, l *layer, x *ts.Tensor, st *fwdState, aux *moeStats) *ts.Tensor {
+	q, k, v := m.attnInputs(i, l, x, st)
+	a, err := attention(q, k, v, st.attn, m.attnScale())
+	if err != nil {
+		// Shapes and devices are the model's own here: an error is a bug
+		// or a libtorch failure, as with the Must calls around it.
+		panic(err)
+	}
+	q.MustDrop()
+	k.MustDrop()
+	v.MustDrop()
+	return m.attnOutput(l, x, a, st, aux)
+}
+
+func (m *Model) attnScale() float64 { return 1 / math.Sqrt(float64(m.Config.HeadDim)) }
+
+// attnInputs is a layer's first segment: input norm, q/k/v projections and
+// rotary embeddings. It returns q [B, H, T, hd] and k, v [B, KV, S, hd]
+// (S counts the cache's keys) and does not consume x.
+func (m *Model) attnInputs(i int, l *layer, x *ts.Tensor, st *fwdState) (q, k, v *ts.Tensor) {
 	c := m.Config
 	B, T := st.batch, st.seq
 	H, KV, hd := int64(c.NumAttentionHeads), int64(c.NumKeyValueHeads), int64(c.HeadDim)
-	rep := H / KV
-
 	h := rmsNorm(x, l.inNorm, c.RMSNormEps)
-	q := m.project(l.q, h).MustView([]int64{B, T, H, hd}, true).MustTranspose(1, 2, true)
-	k := m.project(l.k, h).MustView([]int64{B, T, KV, hd}, true).MustTranspose(1, 2, true)
-	v := m.project(l.v, h).MustView([]int64{B, T, KV, hd}, true).MustTranspose(1, 2, true)
+	q = m.project(l.q, h).MustView([]int64{B, T, H, hd}, true).MustTranspose(1, 2, true)
+	k = m.project(l.k, h).MustView([]int64{B, T, KV, hd}, true).MustTranspose(1, 2, true)
+	v = m.project(l.v, h).MustView([]int64{B, T, KV, hd}, true).MustTranspose(1, 2, true)
 	h.MustDrop()
 	q = rope(q, st)
 	k = rope(k, st)
 	if st.cache != nil {
 		k, v = st.cache.append(i, k, v, st)
 	}
-	S := st.past + T
-	// Grouped-query attention without repeating K/V: the rep query heads
-	// that share a KV head are stacked along the sequence axis.
-	q = q.MustMulScalar(ts.FloatScalar(1/math.Sqrt(float64(hd))), true).MustReshape([]int64{B, KV, rep * T, hd}, true)
-	kt := k.MustTranspose(2, 3, false)
-	scores := q.MustMatmul(kt, true) // [B, KV, rep*T, S]
-	kt.MustDrop()
-	k.MustDrop()
-	if st.mask != nil {
-		scores = scores.MustView([]int64{B, KV, rep, T, S}, true).MustAdd(st.mask, true).MustView([]int64{B, KV, rep * T, S}, true)
-	}
-	probs := scores.MustSoftmax(-1, gotch.Float, true)
-	if probs.DType() != v.DType() {
-		probs = probs.MustTotype(v.DType(), true)
-	}
-	a := probs.MustMatmul(v, true) // [B, KV, rep*T, hd]
-	v.MustDrop()
-	a = a.MustView([]int64{B, H, T, hd}, true).MustTranspose(1, 2, true).MustReshape([]int64{B, T, H * hd}, true)
+	return q, k, v
+}
+
+// attnOutput is a layer's last segment: output projection of the
+// attention a [B, H, T, hd], residual, post-attention norm, MLP (or
+// Mixtral's experts) and residual. It consumes x and a.
+func (m *Model) attnOutput(l *layer, x, a *ts.Tensor, st *fwdState, aux *moeStats) *ts.Tensor {
+	c := m.Config
+	B, T := st.batch, st.seq
+	H, hd := int64(c.NumAttentionHeads), int64(c.HeadDim)
+	a = a.MustTranspose(1, 2, true).MustReshape([]int64{B, T, H * hd}, true)
 	o := m.project(l.o, a)
 	a.MustDrop()
 	x = x.MustAdd(o, true)
 	o.MustDrop()
 
-	h = rmsNorm(x, l.postNorm, c.RMSNormEps)
+	h := rmsNorm(x, l.postNorm, c.RMSNormEps)
 	var y *ts.Tensor
 	if c.IsMoE() {
 		y = m.moe(l, h, st, aux)
@@ -784,26 +816,36 @@ func (m *Model) moe(l *layer, h *ts.Tensor, st *fwdState, aux *moeStats) *ts.Ten
 	accumulate(&aux.probPerExpert, ppe)
 	probs.MustDrop()
 
-	// Route on the host: N·K small integers say which rows go where.
-	sel := topI.Int64Values()
-	topI.MustDrop()
-	rows := make([][]int64, E)
-	slots := make([][]int64, E)
-	for i, e := range sel {
-		rows[e] = append(rows[e], int64(i)/K)
-		slots[e] = append(slots[e], int64(i))
+	// Route on the device: per expert, the (token, slot) pairs that chose
+	// it, in token order (what Mixtral's torch.where does). Only the
+	// count, a shape, reaches the host; no routing table is copied.
+	type route struct{ rows, slots *ts.Tensor }
+	routes := make([]route, E)
+	for e := range E {
+		hit := topI.MustEq(ts.IntScalar(e), false)
+		nz := hit.MustNonzero(true) // [n, 2]: token, slot
+		if nz.MustSize()[0] == 0 {
+			nz.MustDrop()
+			continue
+		}
+		rows := nz.MustSelect(1, 0, false)
+		k := nz.MustSelect(1, 1, false)
+		slots := rows.MustMulScalar(ts.IntScalar(K), false).MustAdd(k, true)
+		k.MustDrop()
+		nz.MustDrop()
+		routes[e] = route{rows, slots}
 	}
+	topI.MustDrop()
 	wFlat := topW.MustView([]int64{N * K}, true)
 	if wFlat.DType() != h.DType() {
 		wFlat = wFlat.MustTotype(h.DType(), true)
 	}
 	out := ts.MustZeros([]int64{N, D}, h.DType(), m.opts.Device)
 	for e := range E {
-		if len(rows[e]) == 0 {
+		idx, slot := routes[e].rows, routes[e].slots
+		if idx == nil {
 			continue
 		}
-		idx := int64Tensor(rows[e], []int64{int64(len(rows[e]))}, m.opts.Device)
-		slot := int64Tensor(slots[e], []int64{int64(len(slots[e]))}, m.opts.Device)
 		xe := flat.MustIndexSelect(0, idx, false)
 		ex := l.experts[e]
 		ye := m.mlp(ex.w1, ex.w3, ex.w2, xe)

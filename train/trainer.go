@@ -19,6 +19,7 @@ import (
 
 	"github.com/pltune/pltune/internal/torchx"
 	"github.com/schollz/progressbar/v3"
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 	"golang.org/x/term"
 )
@@ -45,6 +46,63 @@ type Loss struct {
 	Sum     *ts.Tensor         // scalar, summed over the micro-batch's units
 	Tokens  int                // input tokens processed (padding excluded)
 	Metrics map[string]float64 // extra metrics, each summed over units
+	// DeviceMetrics are more such metrics as scalar tensors: the trainer
+	// sums them on the device and reads them once per optimizer step with
+	// the loss, so an objective needs no host round-trip per micro-batch.
+	DeviceMetrics map[string]*ts.Tensor
+	// Pass, when set, is the model pass Sum was computed from, whose
+	// Backward the trainer calls instead of Sum's own (activation
+	// checkpointing); the trainer frees it.
+	Pass *Pass
+}
+
+// backward runs the backward of loss, computed from l.Sum, and frees l's
+// pass.
+func (l *Loss) backward(loss *ts.Tensor) error {
+	if l.Pass == nil {
+		return loss.Backward()
+	}
+	err := l.Pass.Backward(loss)
+	l.Pass.Drop()
+	l.Pass = nil
+	return err
+}
+
+// Metric is metric name's value, from Metrics or read from DeviceMetrics.
+func (l *Loss) Metric(name string) float64 {
+	if t, ok := l.DeviceMetrics[name]; ok {
+		return torchx.Float64s(t, false)[0]
+	}
+	return l.Metrics[name]
+}
+
+// AllMetrics returns Metrics and DeviceMetrics together, reading the
+// device ones to the host.
+func (l *Loss) AllMetrics() map[string]float64 {
+	out := make(map[string]float64, len(l.Metrics)+len(l.DeviceMetrics))
+	for k, v := range l.Metrics {
+		out[k] = v
+	}
+	for k, t := range l.DeviceMetrics {
+		out[k] += torchx.Float64s(t, false)[0]
+	}
+	return out
+}
+
+// Release frees the tensors l holds (Sum, DeviceMetrics, Pass), for a
+// caller that computed a loss without training on it.
+func (l *Loss) Release() {
+	if l.Sum != nil {
+		l.Sum.MustDrop()
+	}
+	for _, t := range l.DeviceMetrics {
+		t.MustDrop()
+	}
+	l.DeviceMetrics = nil
+	if l.Pass != nil {
+		l.Pass.Drop()
+		l.Pass = nil
+	}
 }
 
 // Communicator joins a data-parallel group of processes. A nil
@@ -329,6 +387,8 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		log.Info("checkpoint written", "dir", dir)
 		return pruneCheckpoints(cfg.OutDir, cfg.KeepLast)
 	}
+	grads := newStepGrads(opt.Params())
+	defer grads.reset()
 	order := epochOrder(n, cfg.Seed, st.Epoch)
 	start := time.Now()
 	elapsedBefore := st.ElapsedS
@@ -372,33 +432,74 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		// Dropout draws from a generator seeded per step, so a resumed run
 		// draws what the uninterrupted one did.
 		torchx.ManualSeed(cfg.Seed*1_000_003 + int64(st.Step)*7919 + int64(t.rank()))
-		var lossSum float64
+		// The micro-batches' losses are summed on the device and read once
+		// per optimizer step: no host round-trip between micro-batches.
+		var lossAcc *ts.Tensor
 		tokens := 0
 		extra := map[string]float64{}
+		devExtra := map[string]*ts.Tensor{}
 		for _, idx := range micro {
 			l, err := t.obj.Loss(idx)
 			if err != nil {
+				dropAll([]*ts.Tensor{lossAcc})
 				return sum, fmt.Errorf("train: step %d: %w", st.Step+1, err)
 			}
-			v := torchx.Float64s(l.Sum, false)[0]
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				l.Sum.MustDrop()
-				return sum, fmt.Errorf("train: step %d: loss is %v: %w; the last good checkpoint is %q", st.Step+1, v, ErrNonFinite, sum.Checkpoint)
+			d := l.Sum.MustDetach(false)
+			if lossAcc == nil {
+				lossAcc = d.MustTotype(gotch.Double, true)
+			} else {
+				lossAcc = lossAcc.MustAdd(d, true)
+				d.MustDrop()
 			}
-			scaled := l.Sum.MustDivScalar(ts.FloatScalar(units[0]), true)
-			if err := scaled.Backward(); err != nil {
-				scaled.MustDrop()
+			scaled := l.Sum.MustDivScalar(ts.FloatScalar(units[0]), false)
+			err = l.backward(scaled)
+			scaled.MustDrop()
+			if err != nil {
+				l.Release()
+				lossAcc.MustDrop()
 				return sum, fmt.Errorf("train: step %d: backward: %w", st.Step+1, err)
 			}
-			scaled.MustDrop()
-			lossSum += v
+			grads.collect()
 			tokens += l.Tokens
 			for k, x := range l.Metrics {
 				extra[k] += x
 			}
+			for k, x := range l.DeviceMetrics {
+				d := x.MustDetach(false).MustTotype(gotch.Double, true)
+				if devExtra[k] == nil {
+					devExtra[k] = d
+				} else {
+					devExtra[k] = devExtra[k].MustAdd(d, true)
+					d.MustDrop()
+				}
+			}
+			l.Release()
 		}
+		// One read for the loss and every device metric.
+		devKeys := make([]string, 0, len(devExtra))
+		for k := range devExtra {
+			devKeys = append(devKeys, k)
+		}
+		sort.Strings(devKeys)
+		read := []*ts.Tensor{lossAcc.MustView([]int64{1}, false)}
+		for _, k := range devKeys {
+			read = append(read, devExtra[k].MustView([]int64{1}, true))
+		}
+		lossAcc.MustDrop()
+		all := ts.MustCat(read, 0)
+		dropAll(read)
+		got := torchx.Float64s(all, true)
+		lossSum := got[0]
+		for i, k := range devKeys {
+			extra[k] += got[1+i]
+		}
+		if math.IsNaN(lossSum) || math.IsInf(lossSum, 0) {
+			return sum, fmt.Errorf("train: step %d: loss is %v: %w; the last good checkpoint is %q", st.Step+1, lossSum, ErrNonFinite, sum.Checkpoint)
+		}
+		step := grads.grads()
 		if t.world() > 1 {
-			if err := t.reduceGrads(opt.Params()); err != nil {
+			if err := t.reduceGrads(opt.Params(), step); err != nil {
+				dropAll(step)
 				return sum, err
 			}
 		}
@@ -412,20 +513,22 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			vals = append(vals, extra[k])
 		}
 		if vals, err = t.allReduce(vals); err != nil {
+			dropAll(step)
 			return sum, err
 		}
-		norm, err := ClipGradNorm(opt.Params(), cfg.MaxGradNorm)
-		if err != nil {
-			return sum, err
-		}
+		norm := clipGrads(step, cfg.MaxGradNorm)
 		if math.IsNaN(norm) || math.IsInf(norm, 0) {
+			dropAll(step)
 			return sum, fmt.Errorf("train: step %d: gradient norm is %v: %w; the last good checkpoint is %q", st.Step+1, norm, ErrNonFinite, sum.Checkpoint)
 		}
 		lr := sched.LR(st.Step)
-		if err := opt.Step(lr); err != nil {
+		err = opt.StepGrads(lr, step)
+		dropAll(step)
+		if err != nil {
 			return sum, err
 		}
 		opt.ZeroGrad()
+		grads.reset()
 		torchx.ReleaseFreeMemory()
 		st.Step++
 		st.Cursor++
@@ -516,44 +619,43 @@ func (t *Trainer) allReduce(vals []float64) ([]float64, error) {
 	return torchx.Float64s(x, false), nil
 }
 
-// reduceGrads sums the gradients over ranks. Every rank scaled its loss by
-// the window's units over all ranks, so the sum is the gradient of the
-// whole window's mean loss.
-func (t *Trainer) reduceGrads(params []Param) error {
-	// A parameter this rank's micro-batches did not reach (an unused expert)
-	// gets a zero gradient, so every rank sends the same list.
-	var unused *ts.Tensor
-	for _, p := range params {
-		g := p.T.MustGrad(false)
-		if !g.MustDefined() {
-			z := p.T.MustMulScalar(ts.FloatScalar(0), false).MustSum(p.T.DType(), true)
-			if unused == nil {
-				unused = z
-			} else {
-				unused = unused.MustAdd(z, true)
-				z.MustDrop()
-			}
-		}
-		g.MustDrop()
+// reduceGrads sums the step's gradients (fp32 for low-precision
+// parameters) over ranks. Every rank scaled its loss by the window's units
+// over all ranks, so the sum is the gradient of the whole window's mean
+// loss. A parameter this rank's micro-batches did not reach (an unused
+// expert) sends zeros, so every rank sends the same list; it keeps no
+// gradient only when no rank reached it.
+func (t *Trainer) reduceGrads(params []Param, grads []*ts.Tensor) error {
+	dev := gotch.CPU
+	if len(params) > 0 {
+		dev = params[0].T.MustDevice()
 	}
-	if unused != nil {
-		err := unused.Backward()
-		unused.MustDrop()
-		if err != nil {
-			return fmt.Errorf("train: zero gradients for unused parameters: %w", err)
-		}
-	}
-	grads := make([]*ts.Tensor, len(params))
+	flags := make([]float32, len(params))
+	send := make([]*ts.Tensor, 0, len(params)+1)
 	for i, p := range params {
-		grads[i] = p.T.MustGrad(false)
+		if grads[i] != nil {
+			flags[i] = 1
+		} else {
+			grads[i] = ts.MustZeros(p.T.MustSize(), gotch.Float, p.T.MustDevice())
+		}
+		send = append(send, grads[i])
 	}
+	f := ts.MustOfSlice(flags)
+	if !sameDevice(dev, gotch.CPU) {
+		f = f.MustTo(dev, true)
+	}
+	send = append(send, f)
 	var err error
-	torchx.NoGrad(func() { err = t.cfg.Comm.AllReduceSum(grads) })
-	for _, g := range grads {
-		g.MustDrop()
-	}
+	torchx.NoGrad(func() { err = t.cfg.Comm.AllReduceSum(send) })
 	if err != nil {
+		f.MustDrop()
 		return fmt.Errorf("train: gradient all-reduce: %w", err)
+	}
+	for i, v := range torchx.Float64s(f, true) {
+		if v == 0 {
+			grads[i].MustDrop()
+			grads[i] = nil
+		}
 	}
 	return nil
 }
@@ -576,7 +678,8 @@ func EvalLoss(obj Objective, batchSize int) (float64, error) {
 			if l, err = obj.Loss(idx); err != nil {
 				return
 			}
-			lossSum += torchx.Float64s(l.Sum, true)[0]
+			lossSum += torchx.Float64s(l.Sum, false)[0]
+			l.Release()
 			units += float64(obj.Units(idx))
 		}
 	})

@@ -57,6 +57,7 @@ type trainFlags struct {
 	saveEvery, evalEvery     int
 	quiet                    bool
 	stores                   storeFlags
+	gradCheckpointing        bool
 	// comm is the data-parallel group joined when the command runs under
 	// pltune launch or torchrun; nil otherwise.
 	comm train.Communicator
@@ -89,6 +90,7 @@ func (f *trainFlags) register(fs *flag.FlagSet, defaultLR float64) {
 	fs.IntVar(&f.evalEvery, "eval-every", 0, "held-out loss every N steps on 5% of the data (0: never)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar and no log lines")
 	f.stores.register(fs)
+	fs.BoolVar(&f.gradCheckpointing, "gradient-checkpointing", false, "keep only each layer's input and recompute the layer in backward (less memory, about one more forward pass)")
 }
 
 // check validates the flags after parsing; rest are the arguments after the
@@ -120,7 +122,7 @@ func (f *trainFlags) check(rest []string) error {
 }
 
 func (f *trainFlags) modelOptions() (train.ModelOptions, error) {
-	opts := train.ModelOptions{Seed: f.seed}
+	opts := train.ModelOptions{Seed: f.seed, GradientCheckpointing: f.gradCheckpointing}
 	if f.device == "cuda" {
 		if !gotch.CUDA.IsAvailable() {
 			return opts, errors.New("--device cuda: no CUDA device in the linked libtorch (set LIBTORCH to a CUDA build and rerun make setup)")

@@ -163,3 +163,34 @@ func freeTCPPort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// TestPretrainGradientCheckpointing: --gradient-checkpointing trains the
+// same run (equal losses step by step, to float32 rounding) as without.
+func TestPretrainGradientCheckpointing(t *testing.T) {
+	tok := trainedTokenizerDir(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.json")
+	os.WriteFile(cfg, []byte(tinyConfig), 0o644)
+	text := filepath.Join(dir, "text.txt")
+	os.WriteFile(text, []byte(strings.Repeat("Ala ma kota, a kot ma Alę.\nStolicą Polski jest Warszawa.\n\nCześć! Jak się masz?\n\n", 20)), 0o644)
+	var losses [2][]float64
+	for i, extra := range [][]string{nil, {"--gradient-checkpointing"}} {
+		out := filepath.Join(dir, "out"+strconv.Itoa(i))
+		args := append([]string{"pretrain", "--model-config", cfg, "--tokenizer", tok, "--data", text,
+			"--out", out, "--max-len", "64", "--batch-size", "2", "--max-steps", "3", "--lr", "3e-3", "--quiet"}, extra...)
+		if code, stdout, stderr := runTrainCLI(t, args...); code != 0 {
+			t.Fatalf("%v: exit %d\nstdout: %s\nstderr: %s", extra, code, stdout, stderr)
+		}
+		for _, r := range metricsLines(t, filepath.Join(out, "metrics.jsonl")) {
+			losses[i] = append(losses[i], r["loss"])
+		}
+	}
+	if len(losses[0]) != 3 || len(losses[1]) != 3 {
+		t.Fatalf("losses %v", losses)
+	}
+	for s := range losses[0] {
+		if d := losses[0][s] - losses[1][s]; d > 1e-5 || d < -1e-5 {
+			t.Errorf("step %d: loss %v with checkpointing, %v without", s+1, losses[1][s], losses[0][s])
+		}
+	}
+}

@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.loraRank, "lora-rank", 16, "LoRA rank with --model")
 	fs.StringVar(&o.device, "device", "cpu", "cpu or cuda (bf16 weights; needs a CUDA libtorch, see make setup)")
 	fs.BoolVar(&o.quiet, "quiet", false, "print only where the report is")
+	fs.BoolVar(&o.gradCheckpointing, "gradient-checkpointing", false, "recompute each decoder layer in backward instead of keeping its activations (less memory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)

@@ -31,6 +31,8 @@ type options struct {
 	seed       int64
 	loraRank   int
 	quiet      bool
+	// gradCheckpointing recomputes each decoder layer in backward.
+	gradCheckpointing bool
 }
 
 // sizes fix the model, the steps and the evaluation subset. The full plan
@@ -353,7 +355,7 @@ func charsPerToken(tok *tokenize.Tokenizer, texts []string) float64 {
 // --model and puts LoRA adapters on it; the one adapter set trains through
 // every stage, so each stage's adapter applies to the original base.
 func openModel(o options, z sizes, tok *tokenize.Tokenizer) (*train.Model, error) {
-	opts := train.ModelOptions{Seed: o.seed}
+	opts := train.ModelOptions{Seed: o.seed, GradientCheckpointing: o.gradCheckpointing}
 	if o.device == "cuda" {
 		if !gotch.CUDA.IsAvailable() {
 			return nil, errors.New("--device cuda: the linked libtorch has no CUDA device (point LIBTORCH at a CUDA build and rerun make setup)")

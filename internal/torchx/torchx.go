@@ -42,6 +42,14 @@ func SetGradEnabled(on bool) bool {
 	return C.at_grad_set_enabled(C.int(b)) == 1
 }
 
+// GradEnabled tells whether grad mode is on for the calling OS thread
+// (lock the goroutine to its thread for the answer to stay true).
+func GradEnabled() bool {
+	prev := SetGradEnabled(true)
+	SetGradEnabled(prev)
+	return prev
+}
+
 // NoGrad runs fn with grad mode off and restores the previous state
 // afterwards, also when fn panics. Grad mode belongs to the OS thread, so
 // the goroutine is locked to its thread meanwhile.
