@@ -119,6 +119,13 @@ type TrainerConfig struct {
 	Export            func(dir string) error
 	ExportCheckpoints bool
 	Comm              Communicator
+	// ZeroStage shards the optimizer over Comm's ranks (see zero.go): 0
+	// plain data parallel; 1 AdamW state and fp32 master weights sharded;
+	// 2 gradients too.
+	ZeroStage int
+	// OffloadOptimizer keeps the optimizer shard (moments and fp32 master
+	// weights) in CPU memory; with ZeroStage 1 or 2.
+	OffloadOptimizer bool
 	// OnStep, when set, sees every step's record after it is written.
 	OnStep func(StepRecord)
 }
@@ -254,7 +261,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return nil, err
 	}
-	opt, err := NewAdamW(t.params, cfg.AdamW)
+	opt, err := t.newOptimizer()
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +282,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		if dir, err := LatestCheckpoint(cfg.OutDir); err != nil {
 			return nil, err
 		} else if dir != "" {
-			if st, err = loadCheckpoint(dir, opt); err != nil {
+			if st, err = t.loadCheckpoint(dir, opt); err != nil {
 				return nil, err
 			}
 			if st.Seed != cfg.Seed {
@@ -331,15 +338,12 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 	}
 	sum := &Summary{}
 	save := func() error {
-		if !isMain {
-			return nil
-		}
 		var export func(string) error
 		if cfg.ExportCheckpoints {
 			export = cfg.Export
 		}
-		dir, err := saveCheckpoint(cfg.OutDir, st, opt, export)
-		if err != nil {
+		dir, err := t.saveCheckpoint(st, opt, export)
+		if err != nil || !isMain {
 			return err
 		}
 		sum.Checkpoint = dir
@@ -424,13 +428,6 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		if math.IsNaN(lossSum) || math.IsInf(lossSum, 0) {
 			return sum, fmt.Errorf("train: step %d: loss is %v: %w; the last good checkpoint is %q", st.Step+1, lossSum, ErrNonFinite, sum.Checkpoint)
 		}
-		step := grads.grads()
-		if t.world() > 1 {
-			if err := t.reduceGrads(opt.Params(), step); err != nil {
-				dropAll(step)
-				return sum, err
-			}
-		}
 		keys := make([]string, 0, len(extra))
 		for k := range extra {
 			keys = append(keys, k)
@@ -441,17 +438,13 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			vals = append(vals, extra[k])
 		}
 		if vals, err = t.allReduce(vals); err != nil {
-			dropAll(step)
 			return sum, err
 		}
-		norm := clipGrads(step, cfg.MaxGradNorm)
-		if math.IsNaN(norm) || math.IsInf(norm, 0) {
-			dropAll(step)
-			return sum, fmt.Errorf("train: step %d: gradient norm is %v: %w; the last good checkpoint is %q", st.Step+1, norm, ErrNonFinite, sum.Checkpoint)
-		}
 		lr := sched.LR(st.Step)
-		err = opt.StepGrads(lr, step)
-		dropAll(step)
+		norm, err := t.update(opt, lr, grads.grads())
+		if errors.Is(err, ErrNonFinite) {
+			return sum, fmt.Errorf("train: step %d: %w; the last good checkpoint is %q", st.Step+1, err, sum.Checkpoint)
+		}
 		if err != nil {
 			return sum, err
 		}
@@ -532,6 +525,27 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		sum.Final = final
 	}
 	return sum, nil
+}
+
+// update reduces the step's gradients over the ranks, clips them to
+// MaxGradNorm and applies the optimizer (grads are the step's, one per
+// parameter, owned by update). It returns the norm before clipping, with
+// ErrNonFinite and no update when it is not finite.
+func (t *Trainer) update(opt optimizer, lr float64, step []*ts.Tensor) (float64, error) {
+	if z, ok := opt.(*zeroOptimizer); ok && z.stage >= 2 {
+		return z.reduceScatterStep(t, lr, t.cfg.MaxGradNorm, step)
+	}
+	defer dropAll(step)
+	if t.world() > 1 {
+		if err := t.reduceGrads(opt.Params(), step); err != nil {
+			return 0, err
+		}
+	}
+	norm := clipGrads(step, t.cfg.MaxGradNorm)
+	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return norm, fmt.Errorf("gradient norm is %v: %w", norm, ErrNonFinite)
+	}
+	return norm, opt.StepGrads(lr, step)
 }
 
 // allReduce sums vals over ranks (a no-op for one process).

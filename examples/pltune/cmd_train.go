@@ -54,6 +54,8 @@ type trainFlags struct {
 	saveEvery, evalEvery     int
 	quiet                    bool
 	gradCheckpointing        bool
+	zeroStage                int
+	offloadOptimizer         bool
 	// comm is the data-parallel group joined when the command runs under
 	// pltune launch or torchrun; nil otherwise.
 	comm train.Communicator
@@ -86,6 +88,8 @@ func (f *trainFlags) register(fs *flag.FlagSet, defaultLR float64) {
 	fs.IntVar(&f.evalEvery, "eval-every", 0, "held-out loss every N steps on 5% of the data (0: never)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar and no log lines")
 	fs.BoolVar(&f.gradCheckpointing, "gradient-checkpointing", false, "keep only each layer's input and recompute the layer in backward (less memory, about one more forward pass)")
+	fs.IntVar(&f.zeroStage, "zero-stage", 0, "shard over the data-parallel processes: 1 optimizer state and fp32 master weights, 2 also gradients (0: every process holds everything)")
+	fs.BoolVar(&f.offloadOptimizer, "offload-optimizer", false, "keep the optimizer shard in CPU memory (with --zero-stage; for GPU runs)")
 }
 
 // check validates the flags after parsing; rest are the arguments after the
@@ -109,6 +113,10 @@ func (f *trainFlags) check(rest []string) error {
 		return usagef("--batch-size, --grad-accum, --max-len must be positive; --epochs, --max-steps, --lora-rank not negative")
 	case f.lr <= 0:
 		return usagef("--lr must be positive")
+	case f.zeroStage < 0 || f.zeroStage > 2:
+		return usagef("--zero-stage %d: want 0, 1 or 2", f.zeroStage)
+	case f.offloadOptimizer && f.zeroStage == 0:
+		return usagef("--offload-optimizer needs --zero-stage 1 or 2")
 	}
 	if f.tokenizer == "" {
 		f.tokenizer = f.model
@@ -179,6 +187,7 @@ func (f *trainFlags) trainerConfig(env *cliEnv) train.TrainerConfig {
 	cfg.BatchSize, cfg.GradAccum, cfg.Seed, cfg.Resume = f.batch, f.accum, f.seed, f.resume
 	cfg.SaveEvery, cfg.EvalEvery = f.saveEvery, f.evalEvery
 	cfg.Comm = f.comm
+	cfg.ZeroStage, cfg.OffloadOptimizer = f.zeroStage, f.offloadOptimizer
 	if f.quiet {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	} else {

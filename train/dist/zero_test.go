@@ -1,0 +1,216 @@
+package dist_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pltune/pltune/align"
+	"github.com/pltune/pltune/internal/torchx"
+	"github.com/pltune/pltune/tokenize"
+	"github.com/pltune/pltune/train"
+	"github.com/pltune/pltune/train/dist"
+)
+
+// zeroSetup builds the model and objective of a ZeRO job: a tiny Llama
+// (two layers, so pieces of a shard span several parameters and a shard
+// boundary cuts through one) for language modelling or ORPO, full or LoRA.
+func zeroSetup(seed int64, obj string, lora bool) (*train.Model, train.Objective, error) {
+	cfg, err := train.ParseConfig([]byte(`{"architectures":["LlamaForCausalLM"],"vocab_size":61,"hidden_size":16,"intermediate_size":24,
+		"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"rms_norm_eps":1e-5,"rope_theta":10000}`))
+	if err != nil {
+		return nil, nil, err
+	}
+	base := seed
+	if lora {
+		base = 1
+	}
+	m, err := train.NewModel(cfg, train.ModelOptions{Seed: base})
+	if err != nil {
+		return nil, nil, err
+	}
+	if lora {
+		// Adapters start from seed's draws (the initial broadcast makes
+		// them rank 0's); the frozen base is not broadcast, so under
+		// LoRA every rank builds the same one, as loading one folder does.
+		torchx.ManualSeed(seed)
+		if err := train.ApplyLoRA(m, train.LoRAConfig{Rank: 4, Alpha: 8, TargetModules: []string{"q_proj", "v_proj", "down_proj"}}); err != nil {
+			return nil, nil, err
+		}
+	}
+	m.SetTraining(true)
+	if obj == "orpo" {
+		var pairs []tokenize.PreferenceExample
+		for i := range 16 {
+			a := (i * 3) % 61
+			prompt := []int{(i * 7) % 61, a}
+			c, r := append([]int(nil), prompt...), append([]int(nil), prompt...)
+			for j := 1; j <= 3+i%3; j++ {
+				c = append(c, (a+j)%61)
+				r = append(r, (a+5*j)%61)
+			}
+			mask := func(ids []int) tokenize.Sequence {
+				l := append([]int(nil), ids...)
+				for k := range prompt {
+					l[k] = tokenize.IgnoreIndex
+				}
+				return tokenize.Sequence{IDs: ids, Labels: l}
+			}
+			pairs = append(pairs, tokenize.PreferenceExample{Chosen: mask(c), Rejected: mask(r), PromptLen: len(prompt)})
+		}
+		o, err := align.NewORPO(m, pairs, 0, align.ORPOConfig{Beta: 0.5})
+		return m, o, err
+	}
+	return m, tinyLlamaRows(m), nil
+}
+
+// tinyLlamaRows is tinyLlama's data for model m.
+func tinyLlamaRows(m *train.Model) train.Objective {
+	rows := make([]tokenize.PackedRow, 16)
+	for i := range rows {
+		ids, labels, pos, seg := make([]int, 12), make([]int, 12), make([]int, 12), make([]int, 12)
+		for j := range ids {
+			ids[j] = (i*7 + j*j*3 + 1) % 61
+			labels[j] = ids[j]
+			if j < i%5 {
+				labels[j] = tokenize.IgnoreIndex
+			}
+			pos[j], seg[j] = j, 1
+		}
+		rows[i] = tokenize.PackedRow{IDs: ids, Labels: labels, PositionIDs: pos, SegmentIDs: seg}
+	}
+	return train.NewLMObjective(m, rows, 0)
+}
+
+func zeroConfig(out string, batch int) train.TrainerConfig {
+	cfg := toyConfig(out, batch, 1)
+	cfg.LR = 3e-3
+	cfg.Epochs = 2
+	cfg.SaveEvery = 3
+	return cfg
+}
+
+func zeroWorker(ctx context.Context, cancel context.CancelFunc, g *dist.Group, j job) error {
+	m, obj, err := zeroSetup(int64(1+g.Rank()), j.Obj, j.LoRA)
+	if err != nil {
+		return err
+	}
+	cfg := zeroConfig(j.Out, j.Batch)
+	cfg.Comm = g
+	cfg.ZeroStage = j.Zero
+	cfg.OffloadOptimizer = j.Offload
+	cfg.Resume = j.Resume
+	if j.CancelAt > 0 && g.Rank() == j.CancelRank {
+		cfg.OnStep = func(r train.StepRecord) {
+			if r.Step == j.CancelAt {
+				cancel()
+			}
+		}
+	}
+	tr, err := train.NewTrainer(cfg, m.NamedParameters(), obj, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := tr.Run(ctx); err != nil && !(j.CancelAt > 0 && errors.Is(err, context.Canceled)) {
+		return err
+	}
+	b, _ := json.Marshal(llamaWeights(m))
+	return os.WriteFile(fmt.Sprintf("%s-rank%d.json", j.Result, g.Rank()), b, 0o644)
+}
+
+// TestZeroEqualsOneProcess: for ZeRO stages 1 and 2, two ranks with batch 2
+// each end with the weights of one unsharded process with batch 4, for
+// language modelling and ORPO, full fine-tuning and LoRA; and a sharded
+// run stopped after step 4 (its checkpoint-3 written by both ranks' shards,
+// then the stop's checkpoint-4) and resumed ends there too.
+func TestZeroEqualsOneProcess(t *testing.T) {
+	requireGloo(t)
+	torchx.SetGradEnabled(true)
+	for _, obj := range []string{"lm", "orpo"} {
+		for _, lora := range []bool{false, true} {
+			m, o, err := zeroSetup(1, obj, lora)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := llamaWeights(m)
+			tr, err := train.NewTrainer(zeroConfig(t.TempDir(), 4), m.NamedParameters(), o, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tr.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			ref := llamaWeights(m)
+			m.Drop()
+			if maxAbsDiff(ref, start) < 1e-3 {
+				t.Fatalf("%s lora=%v: training did not move the weights; the comparison would prove nothing", obj, lora)
+			}
+			for _, stage := range []int{1, 2} {
+				t.Run(fmt.Sprintf("%s/lora=%v/stage%d", obj, lora, stage), func(t *testing.T) {
+					j := job{Mode: "zero", Batch: 2, Zero: stage, Obj: obj, LoRA: lora, Out: t.TempDir()}
+					check := func(what string, got [][]float64) {
+						for r, w := range got {
+							d := maxAbsDiff(w, ref)
+							if d > 1e-5 {
+								t.Errorf("%s: rank %d: max |Δw| = %.3g against one unsharded process with batch 4, want ≤ 1e-5", what, r, d)
+							}
+							t.Logf("%s: rank %d: max |Δw| = %.3g over %d weights (training moved them by up to %.3g)", what, r, d, len(w), maxAbsDiff(ref, start))
+						}
+						if d := maxAbsDiff(got[0], got[1]); d != 0 {
+							t.Errorf("%s: ranks disagree by %.3g", what, d)
+						}
+					}
+					check("uninterrupted", runGroup(t, j))
+					j.Out, j.CancelAt, j.CancelRank = t.TempDir(), 4, 1
+					runGroup(t, j)
+					for _, f := range []string{"checkpoint-4/optimizer-zero-rank0-of-2.safetensors", "checkpoint-4/optimizer-zero-rank1-of-2.safetensors", "checkpoint-4/trainable.safetensors"} {
+						if _, err := os.Stat(filepath.Join(j.Out, f)); err != nil {
+							t.Fatalf("the stopped run wrote no %s: %v", f, err)
+						}
+					}
+					j.CancelAt, j.Resume = 0, true
+					check("stopped at step 4 and resumed", runGroup(t, j))
+				})
+			}
+		}
+	}
+}
+
+// TestZeroOffloadAndResumeErrors: the optimizer-offload code path runs (on
+// the CPU the offloaded state lives where it would anyway, so it gives the
+// same weights), and a sharded checkpoint refuses an unsharded resume and a
+// different number of processes.
+func TestZeroOffloadAndResumeErrors(t *testing.T) {
+	requireGloo(t)
+	torchx.SetGradEnabled(true)
+	dir := t.TempDir()
+	plain := runGroup(t, job{Mode: "zero", Batch: 2, Zero: 2, Obj: "lm", Out: t.TempDir()})
+	off := runGroup(t, job{Mode: "zero", Batch: 2, Zero: 2, Obj: "lm", Offload: true, Out: dir})
+	if d := maxAbsDiff(plain[0], off[0]); d > 1e-6 {
+		t.Errorf("offloaded optimizer: weights differ by %.3g", d)
+	}
+	for _, c := range []struct {
+		stage int
+		want  string
+	}{{0, "ZeRO-sharded optimizer"}, {1, "written by a run of 2 processes"}} {
+		m, o, err := zeroSetup(1, "lm", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := zeroConfig(dir, 4)
+		cfg.Resume, cfg.ZeroStage = true, c.stage
+		tr, err := train.NewTrainer(cfg, m.NamedParameters(), o, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.Run(context.Background()); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("one process with stage %d resuming a two-process sharded run: %v, want an error saying %q", c.stage, err, c.want)
+		}
+		m.Drop()
+	}
+}
