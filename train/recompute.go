@@ -163,8 +163,15 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 		defer aux.drop()
 	}
 	var x *ts.Tensor
+	var uerr error
 	torchx.NoGrad(func() {
+		if uerr = m.gatherUnit(embedUnit, false); uerr != nil {
+			return
+		}
 		x = ts.MustEmbedding(m.embed, t.ids, -1, false, false)
+		if uerr = m.releaseUnit(embedUnit, false); uerr != nil {
+			return
+		}
 		for i, l := range m.layers {
 			if grad {
 				t.inputs = append(t.inputs, x.MustShallowClone())
@@ -172,9 +179,26 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 			if t.seeds != nil {
 				torchx.ManualSeed(t.seeds[i])
 			}
+			if uerr = m.gatherUnit(i, false); uerr != nil {
+				return
+			}
 			x = m.layerForward(i, l, x, st, aux)
+			if uerr = m.releaseUnit(i, false); uerr != nil {
+				return
+			}
 		}
 	})
+	if uerr != nil {
+		if x != nil {
+			x.MustDrop()
+		}
+		return nil, uerr
+	}
+	// The head (final norm, LM head) stays gathered until its backward.
+	if err := m.gatherUnit(m.headUnit(), grad); err != nil {
+		x.MustDrop()
+		return nil, err
+	}
 	t.hidden = x
 	if grad {
 		x.MustRequiresGrad_(true)
@@ -206,7 +230,7 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 	ok = true
 	if !grad {
 		t.drop()
-		return p, nil
+		return p, m.releaseUnit(m.headUnit(), false)
 	}
 	p.tape = t
 	return p, nil
@@ -268,6 +292,9 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 	}
 	t.normed.MustDrop()
 	t.normed = nil
+	if err := m.releaseUnit(m.headUnit(), true); err != nil {
+		return err
+	}
 	dy := gradOf(t.hidden)
 	t.hidden.MustDrop()
 	t.hidden = nil
@@ -279,7 +306,14 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 		if t.seeds != nil {
 			torchx.ManualSeed(t.seeds[i])
 		}
-		if err := m.layerBackward(i, x, dy, dppe, t.st); err != nil {
+		err := m.gatherUnit(i, true)
+		if err == nil {
+			err = m.layerBackward(i, x, dy, dppe, t.st)
+		}
+		if err == nil {
+			err = m.releaseUnit(i, true)
+		}
+		if err != nil {
 			x.MustDrop()
 			if dy != nil {
 				dy.MustDrop()
@@ -299,13 +333,16 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 	if !m.embed.MustRequiresGrad() {
 		return nil
 	}
+	if err := m.gatherUnit(embedUnit, true); err != nil {
+		return err
+	}
 	e := ts.MustEmbedding(m.embed, t.ids, -1, false, false)
 	err := backwardOf(e, dy)
 	e.MustDrop()
 	if err != nil {
 		return fmt.Errorf("train: backward of the embedding: %w", err)
 	}
-	return nil
+	return m.releaseUnit(embedUnit, true)
 }
 
 // layerBackward recomputes decoder layer i from its input x (a leaf

@@ -121,11 +121,15 @@ type TrainerConfig struct {
 	Comm              Communicator
 	// ZeroStage shards the optimizer over Comm's ranks (see zero.go): 0
 	// plain data parallel; 1 AdamW state and fp32 master weights sharded;
-	// 2 gradients too.
+	// 2 gradients too;
+	// 3 parameters too, gathered one unit (embedding, decoder layer, head)
+	// at a time: needs Model, with activation checkpointing on.
 	ZeroStage int
 	// OffloadOptimizer keeps the optimizer shard (moments and fp32 master
-	// weights) in CPU memory; with ZeroStage 1 or 2.
+	// weights) in CPU memory; with ZeroStage 1 to 3.
 	OffloadOptimizer bool
+	// Model is the model params belong to; needed by ZeroStage 3 only.
+	Model *Model
 	// OnStep, when set, sees every step's record after it is written.
 	OnStep func(StepRecord)
 }
@@ -309,7 +313,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			}
 		}
 	}
-	if t.world() > 1 && st.Step == 0 {
+	if t.world() > 1 && st.Step == 0 && !isStage3(opt) {
 		// A fresh run (also a Resume with no checkpoint yet): every rank
 		// starts from rank 0's weights.
 		tensors := make([]*ts.Tensor, 0, len(opt.Params()))
@@ -321,6 +325,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		if berr != nil {
 			return nil, fmt.Errorf("train: broadcasting initial weights: %w", berr)
 		}
+		refreshMasters(opt)
 	}
 	var metrics *metricsWriter
 	if isMain {
@@ -350,7 +355,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		log.Info("checkpoint written", "dir", dir)
 		return pruneCheckpoints(cfg.OutDir, cfg.KeepLast)
 	}
-	grads := newStepGrads(opt.Params())
+	grads := newStepGrads(stepGradParams(opt))
 	defer grads.reset()
 	order := epochOrder(n, cfg.Seed, st.Epoch)
 	start := time.Now()
@@ -383,6 +388,9 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			}
 			if serr := save(); serr != nil {
 				return sum, errors.Join(err, serr)
+			}
+			if rerr := restoreModel(opt); rerr != nil {
+				return sum, errors.Join(err, rerr)
 			}
 			return sum, fmt.Errorf("train: stopped at step %d: %w", st.Step, err)
 		}
@@ -508,6 +516,9 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			return sum, err
 		}
 	}
+	if err := restoreModel(opt); err != nil {
+		return sum, err
+	}
 	if isMain && cfg.Export != nil {
 		final := filepath.Join(cfg.OutDir, "final")
 		tmp := final + ".tmp"
@@ -532,8 +543,12 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 // parameter, owned by update). It returns the norm before clipping, with
 // ErrNonFinite and no update when it is not finite.
 func (t *Trainer) update(opt optimizer, lr float64, step []*ts.Tensor) (float64, error) {
-	if z, ok := opt.(*zeroOptimizer); ok && z.stage >= 2 {
+	if z, ok := opt.(*zeroOptimizer); ok && z.stage == 2 {
 		return z.reduceScatterStep(t, lr, t.cfg.MaxGradNorm, step)
+	}
+	if z, ok := opt.(*zeroOptimizer); ok && z.stage == 3 {
+		dropAll(step) // none: the layers' backward passes reduced them
+		return z.step3(t, lr, t.cfg.MaxGradNorm)
 	}
 	defer dropAll(step)
 	if t.world() > 1 {

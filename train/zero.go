@@ -48,6 +48,16 @@ type zeroOptimizer struct {
 	offload bool          // optimizer state on the CPU whatever the parameters' device
 	steps   int
 	pSteps  []int
+
+	// Stage 3 (zero3.go).
+	model      *Model
+	unitOf     []int        // per parameter
+	unitParams [][]int      // per unit+1: its parameters
+	shape      [][]int64    // per parameter
+	wshard     []*ts.Tensor // per own piece: its weights, in the parameter's dtype and device
+	gacc       []*ts.Tensor // per own piece: the step's fp32 gradient sum; nil before any
+	has        []bool       // per parameter: a gradient arrived this step
+	gathered   []bool       // per parameter: whole now
 }
 
 // zeroPiece is a run of a parameter's flattened elements inside one shard.
@@ -59,11 +69,8 @@ type zeroPiece struct {
 
 // ZeroStageError reports an unusable TrainerConfig.ZeroStage.
 func checkZeroStage(stage int) error {
-	if stage < 0 || stage > 2 {
-		if stage == 3 {
-			return fmt.Errorf("train: ZeroStage 3 (parameters sharded per layer) is not implemented; use 1 or 2")
-		}
-		return fmt.Errorf("train: ZeroStage %d: want 0 (plain data parallel), 1 or 2", stage)
+	if stage < 0 || stage > 3 {
+		return fmt.Errorf("train: ZeroStage %d: want 0 (plain data parallel), 1, 2 or 3", stage)
 	}
 	return nil
 }
@@ -91,7 +98,7 @@ func zeroPartition(sizes []int64, world int) ([][]zeroPiece, int64, int64) {
 	return pieces, shard, total
 }
 
-func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communicator, offload bool) (*zeroOptimizer, error) {
+func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communicator, offload bool, model *Model) (*zeroOptimizer, error) {
 	if err := checkZeroStage(stage); err != nil {
 		return nil, err
 	}
@@ -115,6 +122,25 @@ func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communica
 	}
 	z.pSteps = make([]int, len(z.params))
 	z.pieces, z.shard, z.total = zeroPartition(sizes, z.world)
+	if stage == 3 {
+		z.pieces = zeroPartitionPerParam(sizes, z.world)
+		if err := z.checkStage3(model); err != nil {
+			return nil, err
+		}
+		if z.world > 1 {
+			// Every rank starts from rank 0's weights; the pieces and
+			// masters below are cut from them.
+			all := make([]*ts.Tensor, len(z.params))
+			for i, p := range z.params {
+				all[i] = p.T
+			}
+			var err error
+			torchx.NoGrad(func() { err = comm.Broadcast(all, 0) })
+			if err != nil {
+				return nil, fmt.Errorf("train: broadcasting initial weights: %w", err)
+			}
+		}
+	}
 	torchx.NoGrad(func() {
 		for _, pc := range z.pieces[z.rank] {
 			p := z.params[pc.param]
@@ -132,7 +158,27 @@ func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communica
 			z.master = append(z.master, master)
 		}
 	})
+	if stage == 3 {
+		z.setupStage3(model)
+	}
 	return z, nil
+}
+
+// refreshMasters copies the parameters into the fp32 masters (after the
+// initial broadcast replaced the parameters).
+func (z *zeroOptimizer) refreshMasters() {
+	if z.stage == 3 {
+		return // cut from the broadcast weights already
+	}
+	torchx.NoGrad(func() {
+		for k, pc := range z.pieces[z.rank] {
+			if z.master[k] != nil {
+				v := z.view(pc)
+				z.master[k].Copy_(v)
+				v.MustDrop()
+			}
+		}
+	})
 }
 
 func (z *zeroOptimizer) stateDevice(p Param) gotch.Device {
@@ -207,7 +253,12 @@ func (z *zeroOptimizer) stepShard(lr float64, shard []*ts.Tensor, has []bool) er
 				g = g.MustShallowClone()
 			}
 			w := z.master[k]
-			view := z.view(pc)
+			var view *ts.Tensor
+			if z.stage == 3 {
+				view = z.wshard[k].MustShallowClone()
+			} else {
+				view = z.view(pc)
+			}
 			if w == nil {
 				w = view
 			}
@@ -219,6 +270,9 @@ func (z *zeroOptimizer) stepShard(lr float64, shard []*ts.Tensor, has []bool) er
 			view.MustDrop()
 		}
 	})
+	if z.stage == 3 {
+		return nil // gathered unit by unit when next used
+	}
 	return z.allGather()
 }
 
@@ -265,8 +319,6 @@ func (z *zeroOptimizer) reduceScatterStep(t *Trainer, lr, maxNorm float64, grads
 		has[i] = g != nil
 	}
 	shard := make([]*ts.Tensor, len(z.pieces[z.rank]))
-	var norm float64
-	var err error
 	torchx.NoGrad(func() {
 		for k, pc := range z.pieces[z.rank] {
 			if g := grads[pc.param]; g != nil {
@@ -289,6 +341,22 @@ func (z *zeroOptimizer) reduceScatterStep(t *Trainer, lr, maxNorm float64, grads
 			grads[i] = nil
 		}
 		z.ZeroGrad()
+	})
+	defer dropAll(shard)
+	norm, err := z.clipShard(t, shard, maxNorm)
+	if err != nil {
+		return norm, err
+	}
+	return norm, z.stepShard(lr, shard, has)
+}
+
+// clipShard scales the shard's gradients (nil entries skipped) so that the
+// norm over all ranks' shards is at most maxNorm (when positive) and
+// returns the norm before clipping; ErrNonFinite when it is not finite.
+func (z *zeroOptimizer) clipShard(t *Trainer, shard []*ts.Tensor, maxNorm float64) (float64, error) {
+	var norm float64
+	var err error
+	torchx.NoGrad(func() {
 		sq := 0.0
 		for _, g := range shard {
 			if g != nil {
@@ -310,14 +378,13 @@ func (z *zeroOptimizer) reduceScatterStep(t *Trainer, lr, maxNorm float64, grads
 			}
 		}
 	})
-	defer dropAll(shard)
 	if err != nil {
 		return 0, err
 	}
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
 		return norm, fmt.Errorf("gradient norm is %v: %w", norm, ErrNonFinite)
 	}
-	return norm, z.stepShard(lr, shard, has)
+	return norm, nil
 }
 
 // StateBytes is a rank's training state, in bytes, at its peak within a
@@ -332,26 +399,34 @@ type StateBytes struct {
 func (b StateBytes) Total() int64 { return b.Weights + b.Grads + b.Optimizer }
 
 // ShardedStateBytes is the StateBytes of rank of a world-rank group
-// training params with ZeRO stage (0: plain data parallel), as this
-// package allocates them. Gradients are counted whole at every stage up to
-// 2: libtorch's autograd accumulates every parameter's full gradient
-// during the backward pass, and stage 2 shards them only after it (see
-// zeroOptimizer).
+// training params (Model.NamedParameters) with ZeRO stage (0: plain data
+// parallel), as this package allocates them. Up to stage 2 gradients are
+// counted whole: libtorch's autograd accumulates every parameter's full
+// gradient during the backward pass, and stage 2 shards them only after
+// it (see zeroOptimizer). Stage 3 counts the rank's pieces plus the
+// largest unit (embedding, decoder layer or head) whole: its weights, its
+// gradients and their fp32 copies for the reduction.
 func ShardedStateBytes(params []Param, stage, world, rank int) StateBytes {
 	var b StateBytes
 	var sizes []int64
 	var trainable []Param
 	for _, p := range params {
 		n := int64(p.T.Numel())
-		b.Weights += n * int64(p.T.DType().Size())
 		if !p.Trainable {
+			b.Weights += n * int64(p.T.DType().Size())
 			continue
 		}
 		trainable = append(trainable, p)
 		sizes = append(sizes, n)
-		b.Grads += n * int64(p.T.DType().Size())
-		if p.T.DType() != gotch.Float {
-			b.Grads += 4 * n // the fp32 step sum
+	}
+	if stage == 0 || world <= 1 || stage < 3 {
+		for i, p := range trainable {
+			n, es := sizes[i], int64(p.T.DType().Size())
+			b.Weights += n * es
+			b.Grads += n * es
+			if es != 4 {
+				b.Grads += 4 * n // the fp32 step sum
+			}
 		}
 	}
 	if stage == 0 || world <= 1 {
@@ -363,12 +438,48 @@ func ShardedStateBytes(params []Param, stage, world, rank int) StateBytes {
 		}
 		return b
 	}
-	pieces, _, _ := zeroPartition(sizes, world)
+	var pieces [][]zeroPiece
+	if stage < 3 {
+		pieces, _, _ = zeroPartition(sizes, world)
+	} else {
+		pieces = zeroPartitionPerParam(sizes, world)
+	}
 	for _, pc := range pieces[rank] {
+		p := trainable[pc.param]
 		b.Optimizer += 8 * pc.n
-		if trainable[pc.param].T.DType() != gotch.Float {
+		if p.T.DType() != gotch.Float {
 			b.Optimizer += 4 * pc.n
 		}
+		if stage == 3 {
+			b.Weights += pc.n * int64(p.T.DType().Size())
+			b.Grads += 4 * pc.n // the fp32 gradient sum
+		}
+	}
+	if stage == 3 {
+		layers := 0
+		for _, p := range trainable {
+			if u := paramUnit(p.Name, 1<<30); u >= 0 && u < 1<<30 {
+				layers = max(layers, u+1)
+			}
+		}
+		unitW, unitG := map[int]int64{}, map[int]int64{}
+		for i, p := range trainable {
+			u := paramUnit(p.Name, layers)
+			es := int64(p.T.DType().Size())
+			unitW[u] += sizes[i] * es
+			unitG[u] += sizes[i] * es
+			if es != 4 {
+				unitG[u] += 4 * sizes[i]
+			}
+		}
+		var mw, mg int64
+		for u := range unitW {
+			if unitW[u]+unitG[u] > mw+mg {
+				mw, mg = unitW[u], unitG[u]
+			}
+		}
+		b.Weights += mw
+		b.Grads += mg
 	}
 	return b
 }

@@ -30,7 +30,10 @@ func (t *Trainer) newOptimizer() (optimizer, error) {
 		}
 		return NewAdamW(t.params, t.cfg.AdamW)
 	}
-	return newZeroOptimizer(t.params, t.cfg.AdamW, t.cfg.ZeroStage, t.cfg.Comm, t.cfg.OffloadOptimizer)
+	if t.cfg.ZeroStage == 3 && t.cfg.ExportCheckpoints {
+		return nil, errors.New("train: ExportCheckpoints is not available with ZeroStage 3 (the parameters are sharded during training; final/ is exported)")
+	}
+	return newZeroOptimizer(t.params, t.cfg.AdamW, t.cfg.ZeroStage, t.cfg.Comm, t.cfg.OffloadOptimizer, t.cfg.Model)
 }
 
 // zeroShardFile is rank's optimizer shard in a checkpoint of a world-rank
@@ -97,8 +100,11 @@ func (t *Trainer) saveCheckpoint(st trainerState, opt optimizer, export func(str
 	for i, p := range z.params {
 		names[i], tensors[i] = p.Name, p.T
 	}
-	if err := writeTensors(filepath.Join(stage, paramsFile), names, tensors); err != nil {
-		return fail(err)
+	if z.stage < 3 {
+		// Stage 3's parameters are in the ranks' shard files.
+		if err := writeTensors(filepath.Join(stage, paramsFile), names, tensors); err != nil {
+			return fail(err)
+		}
 	}
 	b, _ := json.MarshalIndent(struct {
 		trainerState
@@ -134,6 +140,10 @@ func (z *zeroOptimizer) writeShard(path string) error {
 		if z.master[k] != nil {
 			names = append(names, zeroPieceName("master", name, pc))
 			tensors = append(tensors, z.master[k])
+		}
+		if z.stage == 3 {
+			names = append(names, zeroPieceName("weight", name, pc))
+			tensors = append(tensors, z.wshard[k])
 		}
 	}
 	return writeTensors(path, names, tensors)
@@ -172,11 +182,9 @@ func (t *Trainer) loadCheckpoint(dir string, opt optimizer) (trainerState, error
 	if len(st.ParamSteps) != len(z.pSteps) {
 		return trainerState{}, fmt.Errorf("resume: %s: param_steps has %d entries for %d parameters", filepath.Join(dir, stateFile), len(st.ParamSteps), len(z.pSteps))
 	}
-	pf, err := safetensors.OpenFile(filepath.Join(dir, paramsFile))
-	if err != nil {
-		return trainerState{}, fmt.Errorf("resume: %w", err)
+	if (st.ZeroStage == 3) != (z.stage == 3) {
+		return trainerState{}, fmt.Errorf("resume: %s was written with ZeroStage %d, this run has %d: stage 3 keeps the parameters in the shards, so resume stage 3 with stage 3 and 1 or 2 with 1 or 2", dir, st.ZeroStage, z.stage)
 	}
-	defer pf.Close()
 	sf, err := safetensors.OpenFile(filepath.Join(dir, zeroShardFile(z.rank, z.world)))
 	if err != nil {
 		return trainerState{}, fmt.Errorf("resume: rank %d's optimizer shard: %w", z.rank, err)
@@ -192,9 +200,16 @@ func (t *Trainer) loadCheckpoint(dir string, opt optimizer) (trainerState, error
 		}
 		return nil
 	}
-	for _, p := range z.params {
-		if err := load(pf, p.Name, p.T); err != nil {
-			return trainerState{}, err
+	if z.stage < 3 {
+		pf, err := safetensors.OpenFile(filepath.Join(dir, paramsFile))
+		if err != nil {
+			return trainerState{}, fmt.Errorf("resume: %w", err)
+		}
+		defer pf.Close()
+		for _, p := range z.params {
+			if err := load(pf, p.Name, p.T); err != nil {
+				return trainerState{}, err
+			}
 		}
 	}
 	for k, pc := range z.pieces[z.rank] {
@@ -207,6 +222,11 @@ func (t *Trainer) loadCheckpoint(dir string, opt optimizer) (trainerState, error
 		}
 		if z.master[k] != nil {
 			if err := load(sf, zeroPieceName("master", name, pc), z.master[k]); err != nil {
+				return trainerState{}, err
+			}
+		}
+		if z.stage == 3 {
+			if err := load(sf, zeroPieceName("weight", name, pc), z.wshard[k]); err != nil {
 				return trainerState{}, err
 			}
 		}

@@ -1,14 +1,17 @@
 // Command zero measures ZeRO sharding (train.TrainerConfig.ZeroStage) on
 // c10d: per-rank peak resident memory, the training state each rank holds
 // (weights, gradients, optimizer, from train.ShardedStateBytes) and
-// throughput of plain data parallel (stage 0) and stages 1 and 2, on a
+// throughput of plain data parallel (stage 0) and stages 1 to 3, on a
 // Llama where state dominates (vocab 32,000, hidden 512, 8 layers, 8
 // heads, MLP 1376: 58 M parameters, fp32 on the CPU) with short rows, so
 // activations are small beside the state. Each rank runs -warmup untimed
 // steps and -steps timed ones and prints one JSON line; bench/zero/run.sh
 // runs the stages one after the other, two ranks each under pltune launch:
 //
-//	pltune launch --nproc-per-node 2 -- zero -stage 1 [-steps 3] [-seq 128]
+//	pltune launch --nproc-per-node 2 -- zero -stage 1 [-steps 3] [-seq 128] [-checkpointing]
+//
+// Stage 3 needs -checkpointing; run.sh passes it to every stage, so all
+// of them keep the same activations.
 package main
 
 import (
@@ -95,7 +98,7 @@ func run(stage, steps, warmup, seq, threads int, ckpt bool) error {
 	defer os.RemoveAll(dir)
 	tc := train.DefaultTrainerConfig()
 	tc.OutDir, tc.MaxSteps, tc.BatchSize, tc.NoFinalCheckpoint = dir, warmup+steps, 1, true
-	tc.Epochs, tc.WarmupRatio, tc.Comm, tc.ZeroStage = 1, 0, g, stage
+	tc.Epochs, tc.WarmupRatio, tc.Comm, tc.ZeroStage, tc.Model = 1, 0, g, stage, m
 	var times []float64
 	last := time.Now()
 	tc.OnStep = func(rec train.StepRecord) {

@@ -9,8 +9,9 @@ import (
 )
 
 // TestSFTZeroUnderLaunch: `pltune launch -- pltune sft --zero-stage 2`
-// trains the run plain data parallel does (equal losses step by step), and
-// its checkpoint holds one optimizer shard per rank.
+// and `--zero-stage 3 --gradient-checkpointing` train the run plain data
+// parallel does (equal losses step by step), their checkpoints hold one
+// optimizer shard per rank, and final/ holds the whole model.
 func TestSFTZeroUnderLaunch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two processes")
@@ -22,8 +23,8 @@ func TestSFTZeroUnderLaunch(t *testing.T) {
 	os.WriteFile(cfg, []byte(tinyConfig), 0o644)
 	os.WriteFile(data, []byte(chatFile), 0o644)
 	t.Setenv(cliEnvVar, "1")
-	var losses [2][]float64
-	for i, extra := range [][]string{nil, {"--zero-stage", "2"}} {
+	var losses [3][]float64
+	for i, extra := range [][]string{nil, {"--zero-stage", "2"}, {"--zero-stage", "3", "--gradient-checkpointing"}} {
 		out := filepath.Join(dir, "out"+strconv.Itoa(i))
 		args := append([]string{"launch", "--nproc-per-node", "2", "--master-port", strconv.Itoa(freeTCPPort(t)), "--",
 			os.Args[0], "sft", "--model-config", cfg, "--tokenizer", tok, "--data", data, "--out", out,
@@ -47,12 +48,14 @@ func TestSFTZeroUnderLaunch(t *testing.T) {
 			}
 		}
 	}
-	if len(losses[0]) != 4 || len(losses[1]) != 4 {
-		t.Fatalf("losses %v", losses)
-	}
-	for s := range losses[0] {
-		if d := losses[0][s] - losses[1][s]; d > 1e-5 || d < -1e-5 {
-			t.Errorf("step %d: loss %v with --zero-stage 2, %v without", s+1, losses[1][s], losses[0][s])
+	for i := 1; i < len(losses); i++ {
+		if len(losses[0]) != 4 || len(losses[i]) != 4 {
+			t.Fatalf("losses %v", losses)
+		}
+		for s := range losses[0] {
+			if d := losses[0][s] - losses[i][s]; d > 1e-5 || d < -1e-5 {
+				t.Errorf("step %d: loss %v with --zero-stage %d, %v without", s+1, losses[i][s], i+1, losses[0][s])
+			}
 		}
 	}
 }
@@ -64,6 +67,7 @@ func TestZeroFlagsUsage(t *testing.T) {
 	}{
 		{[]string{"sft", "--model", "m", "--out", "o", "--data", "d", "--zero-stage", "4"}, "--zero-stage 4"},
 		{[]string{"sft", "--model", "m", "--out", "o", "--data", "d", "--offload-optimizer"}, "--offload-optimizer needs"},
+		{[]string{"sft", "--model", "m", "--out", "o", "--data", "d", "--zero-stage", "3"}, "needs --gradient-checkpointing"},
 	} {
 		code, _, stderr := runTrainCLI(t, c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) {

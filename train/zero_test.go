@@ -1,0 +1,205 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/pltune/pltune/internal/torchx"
+	"github.com/pltune/pltune/tokenize"
+	"github.com/sugarme/gotch"
+)
+
+// TestZeroPartitions: both partitions cover every element of every
+// parameter exactly once, in contiguous pieces, and the flat one gives
+// each rank at most ceil(N/world) elements.
+func TestZeroPartitions(t *testing.T) {
+	sizes := []int64{7, 1, 30, 2, 13}
+	for world := 1; world <= 5; world++ {
+		flat, shard, total := zeroPartition(sizes, world)
+		for name, parts := range map[string][][]zeroPiece{"flat": flat, "per-parameter": zeroPartitionPerParam(sizes, world)} {
+			seen := make([][]int, len(sizes))
+			for i, n := range sizes {
+				seen[i] = make([]int, n)
+			}
+			for r, ps := range parts {
+				var n int64
+				for _, pc := range ps {
+					for e := pc.start; e < pc.start+pc.n; e++ {
+						seen[pc.param][e]++
+					}
+					n += pc.n
+				}
+				if name == "flat" && n > shard {
+					t.Errorf("world %d: rank %d holds %d elements, shard is %d", world, r, n, shard)
+				}
+			}
+			for i := range seen {
+				for e, c := range seen[i] {
+					if c != 1 {
+						t.Fatalf("%s, world %d: parameter %d element %d covered %d times", name, world, i, e, c)
+					}
+				}
+			}
+		}
+		if total != 53 {
+			t.Fatalf("total %d", total)
+		}
+	}
+}
+
+func TestParamUnit(t *testing.T) {
+	for name, want := range map[string]int{
+		"model.embed_tokens.weight":                           embedUnit,
+		"model.layers.0.input_layernorm.weight":               0,
+		"model.layers.11.self_attn.q_proj.lora_A.weight":      11,
+		"model.layers.3.block_sparse_moe.experts.7.w2.weight": 3,
+		"model.norm.weight":                                   12,
+		"lm_head.weight":                                      12,
+	} {
+		if got := paramUnit(name, 12); got != want {
+			t.Errorf("%s: unit %d, want %d", name, got, want)
+		}
+	}
+}
+
+func zeroTinyLlama(t *testing.T, checkpointing, lora bool) (*Model, Objective) {
+	t.Helper()
+	cfg, err := ParseConfig([]byte(`{"architectures":["LlamaForCausalLM"],"vocab_size":61,"hidden_size":16,"intermediate_size":24,
+		"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"rms_norm_eps":1e-5,"rope_theta":10000}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewModel(cfg, ModelOptions{Seed: 3, GradientCheckpointing: checkpointing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lora {
+		torchx.ManualSeed(5)
+		if err := ApplyLoRA(m, LoRAConfig{Rank: 4, Alpha: 8, TargetModules: []string{"q_proj", "v_proj", "down_proj"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := make([]tokenize.PackedRow, 8)
+	for i := range rows {
+		for j := range 10 {
+			id := (i*5 + j*j + 2) % 61
+			rows[i].IDs, rows[i].Labels = append(rows[i].IDs, id), append(rows[i].Labels, id)
+			rows[i].PositionIDs, rows[i].SegmentIDs = append(rows[i].PositionIDs, j), append(rows[i].SegmentIDs, 1)
+		}
+	}
+	m.SetTraining(true)
+	return m, NewLMObjective(m, rows, 0)
+}
+
+func modelWeights(m *Model) []float64 {
+	var w []float64
+	for _, p := range m.NamedParameters() {
+		w = append(w, p.T.Float64Values()...)
+	}
+	return w
+}
+
+// TestZeroOneProcess: every stage in a single process (no group: one
+// shard holding everything) trains as plain AdamW; stage 3 also through
+// its gather/free cycle and its own gradient sums (the CPU counterpart of
+// the issue's world-size-1 GPU check), with the optimizer offloaded too.
+func TestZeroOneProcess(t *testing.T) {
+	torchx.SetGradEnabled(true)
+	for _, lora := range []bool{false, true} {
+		for _, stage := range []int{1, 2, 3} {
+			for _, offload := range []bool{false, true} {
+				t.Run(fmt.Sprintf("lora=%v/stage%d/offload=%v", lora, stage, offload), func(t *testing.T) {
+					run := func(stage int) []float64 {
+						m, obj := zeroTinyLlama(t, true, lora)
+						defer m.Drop()
+						cfg := DefaultTrainerConfig()
+						cfg.OutDir, cfg.LR, cfg.Epochs, cfg.BatchSize, cfg.GradAccum = t.TempDir(), 3e-3, 2, 2, 2
+						cfg.AdamW.WeightDecay = 0.01
+						cfg.ZeroStage, cfg.Model = stage, m
+						cfg.OffloadOptimizer = offload && stage > 0
+						tr, err := NewTrainer(cfg, m.NamedParameters(), obj, nil)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if _, err := tr.Run(context.Background()); err != nil {
+							t.Fatal(err)
+						}
+						return modelWeights(m)
+					}
+					ref, got := run(0), run(stage)
+					d := 0.0
+					for i := range ref {
+						d = math.Max(d, math.Abs(ref[i]-got[i]))
+					}
+					if d > 1e-6 {
+						t.Errorf("max |Δw| = %.3g against plain AdamW, want ≤ 1e-6", d)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestZeroStage3Requirements: stage 3 refuses a model without activation
+// checkpointing, a missing Model, and checkpoint exports.
+func TestZeroStage3Requirements(t *testing.T) {
+	torchx.SetGradEnabled(true)
+	m, obj := zeroTinyLlama(t, false, false)
+	defer m.Drop()
+	for _, c := range []struct {
+		cfg  func(*TrainerConfig)
+		want string
+	}{
+		{func(c *TrainerConfig) { c.Model = m }, "activation checkpointing"},
+		{func(c *TrainerConfig) {}, "needs TrainerConfig.Model"},
+		{func(c *TrainerConfig) { c.Model, c.ExportCheckpoints = m, true }, "ExportCheckpoints"},
+		{func(c *TrainerConfig) { c.ZeroStage = 4 }, "ZeroStage 4"},
+		{func(c *TrainerConfig) { c.ZeroStage, c.OffloadOptimizer = 0, true }, "OffloadOptimizer needs"},
+	} {
+		cfg := DefaultTrainerConfig()
+		cfg.OutDir, cfg.ZeroStage = t.TempDir(), 3
+		c.cfg(&cfg)
+		tr, err := NewTrainer(cfg, m.NamedParameters(), obj, nil)
+		if err == nil {
+			_, err = tr.Run(context.Background())
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("got %v, want an error saying %q", err, c.want)
+		}
+	}
+}
+
+// TestShardedStateBytes: the accounting of a rank's state: plain data
+// parallel holds 16 bytes per fp32 parameter; stage 1 shards the 8 bytes of
+// moments; stage 3 holds 16/world bytes per parameter plus the largest
+// unit's weights and gradients whole.
+func TestShardedStateBytes(t *testing.T) {
+	m, _ := zeroTinyLlama(t, true, false)
+	defer m.Drop()
+	ps := m.NamedParameters()
+	var n int64
+	for _, p := range ps {
+		if p.T.DType() != gotch.Float {
+			t.Fatal("want an fp32 model")
+		}
+		n += int64(p.T.Numel())
+	}
+	ddp := ShardedStateBytes(ps, 0, 2, 0)
+	if ddp.Total() != 16*n {
+		t.Errorf("DDP: %d bytes, want %d", ddp.Total(), 16*n)
+	}
+	s1 := ShardedStateBytes(ps, 1, 2, 0)
+	if s1.Weights != 4*n || s1.Grads != 4*n || s1.Optimizer > 4*n+8 || s1.Optimizer < 4*n-8 {
+		t.Errorf("stage 1: %+v for %d parameters", s1, n)
+	}
+	s3 := ShardedStateBytes(ps, 3, 2, 0)
+	// The largest unit is a decoder layer: two norms (16 each), q and o
+	// (16×16), k and v (8×16), the MLP (3 × 24×16).
+	unit := int64(2*16 + 2*256 + 2*128 + 3*384)
+	if s3.Weights != 2*n+4*unit || s3.Grads != 2*n+4*unit || s3.Optimizer != 4*n {
+		t.Errorf("stage 3: %+v for %d parameters (largest unit %d)", s3, n, unit)
+	}
+}
