@@ -389,9 +389,6 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			if serr := save(); serr != nil {
 				return sum, errors.Join(err, serr)
 			}
-			if rerr := restoreModel(opt); rerr != nil {
-				return sum, errors.Join(err, rerr)
-			}
 			return sum, fmt.Errorf("train: stopped at step %d: %w", st.Step, err)
 		}
 		if units[0] == 0 {
@@ -516,8 +513,12 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			return sum, err
 		}
 	}
-	if err := restoreModel(opt); err != nil {
+	staging, err := t.prepareExport(opt, st.Step)
+	if err != nil {
 		return sum, err
+	}
+	if staging != "" && isMain {
+		defer os.RemoveAll(staging)
 	}
 	if isMain && cfg.Export != nil {
 		final := filepath.Join(cfg.OutDir, "final")

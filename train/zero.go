@@ -58,6 +58,7 @@ type zeroOptimizer struct {
 	gacc       []*ts.Tensor // per own piece: the step's fp32 gradient sum; nil before any
 	has        []bool       // per parameter: a gradient arrived this step
 	gathered   []bool       // per parameter: whole now
+	exportFrom string       // folder of shard files the final export reads
 }
 
 // zeroPiece is a run of a parameter's flattened elements inside one shard.

@@ -1,11 +1,16 @@
 package train
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/pltune/pltune/internal/torchx"
+	"github.com/pltune/pltune/train/safetensors"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -22,6 +27,12 @@ import (
 // rank's fp32 piece sums and freeing the gradients too. So a rank holds
 // whole one layer's weights and gradients at a time (the head from its
 // forward to its backward), beside its 1/world of everything else.
+//
+// The model stays sharded when Run returns. The final export (final/)
+// streams it: rank 0 writes the Hugging Face (or PEFT) files one
+// parameter at a time, each assembled from the ranks' shard files of the
+// final checkpoint, so no rank ever holds the whole model; the ranks must
+// share OutDir's file system, as for resuming.
 //
 // The hook points are the layer loop of a checkpointed pass (recompute.go),
 // so stage 3 needs activation checkpointing. The collectives are
@@ -315,19 +326,117 @@ func (z *zeroOptimizer) step3(t *Trainer, lr, maxNorm float64) (float64, error) 
 	return norm, z.stepShard(lr, z.gacc, z.has)
 }
 
-// restoreStage3 makes every parameter whole again on every rank and
-// detaches the optimizer from the model, which is then usable as any.
-func (z *zeroOptimizer) restoreStage3() error {
-	if z.model == nil || z.model.units != z {
-		return nil
+// whole is parameter t's whole value for saving (fp32, on the CPU),
+// assembled from the ranks' shard files in the folder z.exportFrom one
+// piece at a time; nil when t is not a sharded parameter or is whole now.
+func (z *zeroOptimizer) whole(t *ts.Tensor) (*ts.Tensor, error) {
+	i := slices.IndexFunc(z.params, func(p Param) bool { return p.T == t })
+	if i < 0 || z.gathered[i] {
+		return nil, nil
 	}
-	for u := embedUnit; u <= z.model.headUnit(); u++ {
-		if err := z.gather(u, false); err != nil {
-			return err
+	if z.exportFrom == "" {
+		return nil, fmt.Errorf("train: %s is sharded (ZeRO stage 3) and only the final export may save it", z.params[i].Name)
+	}
+	var n int64 = 1
+	for _, d := range z.shape[i] {
+		n *= d
+	}
+	vals := make([]float32, 0, n)
+	for r := range z.world {
+		for _, pc := range z.pieces[r] {
+			if pc.param != i {
+				continue
+			}
+			f, err := safetensors.OpenFile(filepath.Join(z.exportFrom, zeroShardFile(r, z.world)))
+			if err != nil {
+				return nil, err
+			}
+			v, err := f.ReadFloat32(zeroPieceName("weight", z.params[i].Name, pc))
+			f.Close()
+			if err != nil {
+				return nil, err
+			}
+			vals = append(vals, v...)
 		}
 	}
-	z.model.units = nil
+	if int64(len(vals)) != n {
+		return nil, fmt.Errorf("train: %s: the shards hold %d of its %d elements", z.params[i].Name, len(vals), n)
+	}
+	return ts.MustOfSlice(vals).MustView(z.shape[i], true), nil
+}
+
+// wholeShape is parameter t's shape, also while it is sharded.
+func (z *zeroOptimizer) wholeShape(t *ts.Tensor) []int64 {
+	if i := slices.IndexFunc(z.params, func(p Param) bool { return p.T == t }); i >= 0 {
+		return z.shape[i]
+	}
 	return nil
+}
+
+// saveBytes is tensorBytes of t, or of its whole value assembled from the
+// shard files when t is a parameter sharded by ZeRO stage 3: the export
+// streams the model one parameter at a time.
+func (m *Model) saveBytes(t *ts.Tensor, kind gotch.DType) ([]byte, error) {
+	if z, ok := m.units.(*zeroOptimizer); ok {
+		w, err := z.whole(t)
+		if err != nil {
+			return nil, err
+		}
+		if w != nil {
+			defer w.MustDrop()
+			return tensorBytes(w, kind)
+		}
+	}
+	return tensorBytes(t, kind)
+}
+
+// saveShape is t's shape, its whole one while ZeRO stage 3 shards it.
+func (m *Model) saveShape(t *ts.Tensor) []int64 {
+	if z, ok := m.units.(*zeroOptimizer); ok {
+		if s := z.wholeShape(t); s != nil {
+			return s
+		}
+	}
+	return t.MustSize()
+}
+
+// prepareExport, under stage 3, points the export at shard files holding
+// the current weights: the final checkpoint's, or (without one) a staging
+// folder every rank writes its shard into. It returns the staging folder
+// to remove after the export ("" when none).
+func (t *Trainer) prepareExport(opt optimizer, step int) (string, error) {
+	z, ok := opt.(*zeroOptimizer)
+	if !ok || z.stage != 3 || t.cfg.Export == nil {
+		return "", nil
+	}
+	if !t.cfg.NoFinalCheckpoint {
+		z.exportFrom = filepath.Join(t.cfg.OutDir, checkpointPrefix+strconv.Itoa(step))
+		return "", nil
+	}
+	dir := filepath.Join(t.cfg.OutDir, ".zero-export")
+	if t.rank() == 0 {
+		os.RemoveAll(dir)
+	}
+	if _, err := t.allReduce([]float64{0}); err != nil {
+		return "", err
+	}
+	werr := os.MkdirAll(dir, 0o755)
+	if werr == nil {
+		werr = z.writeShard(filepath.Join(dir, zeroShardFile(t.rank(), t.world())))
+	}
+	failed := 0.0
+	if werr != nil {
+		failed = 1
+	}
+	agree, err := t.allReduce([]float64{failed})
+	if err != nil {
+		return "", err
+	}
+	if werr != nil || agree[0] > 0 {
+		return "", fmt.Errorf("train: writing the shards for the final export: %v", errors.Join(werr, errors.New("a rank failed")))
+	}
+	z.exportFrom = dir
+	return dir, nil
 }
 
 func isStage3(opt optimizer) bool {
@@ -360,12 +469,4 @@ func refreshMasters(opt optimizer) {
 			}
 		})
 	}
-}
-
-// restoreModel makes a stage-3 model whole again at the end of a run.
-func restoreModel(opt optimizer) error {
-	if z, ok := opt.(*zeroOptimizer); ok && z.stage == 3 {
-		return z.restoreStage3()
-	}
-	return nil
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/pltune/pltune/internal/torchx"
 	"github.com/pltune/pltune/tokenize"
+	"github.com/pltune/pltune/train/safetensors"
 	"github.com/sugarme/gotch"
 )
 
@@ -120,6 +123,13 @@ func TestZeroOneProcess(t *testing.T) {
 						cfg.AdamW.WeightDecay = 0.01
 						cfg.ZeroStage, cfg.Model = stage, m
 						cfg.OffloadOptimizer = offload && stage > 0
+						cfg.NoFinalCheckpoint = stage == 3 && offload // the export's staging path
+						cfg.Export = func(dir string) error {
+							if lora {
+								return m.SaveAdapter(dir, "")
+							}
+							return m.Save(dir, SaveOptions{})
+						}
 						tr, err := NewTrainer(cfg, m.NamedParameters(), obj, nil)
 						if err != nil {
 							t.Fatal(err)
@@ -127,7 +137,38 @@ func TestZeroOneProcess(t *testing.T) {
 						if _, err := tr.Run(context.Background()); err != nil {
 							t.Fatal(err)
 						}
-						return modelWeights(m)
+						if stage < 3 {
+							return modelWeights(m)
+						}
+						// Stage 3 leaves the model sharded: read final/,
+						// streamed from the shard files.
+						file, prefix := "model.safetensors", ""
+						if lora {
+							file, prefix = "adapter_model.safetensors", peftPrefix
+						}
+						f, err := safetensors.OpenFile(filepath.Join(cfg.OutDir, "final", file))
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer f.Close()
+						var w []float64
+						for _, p := range m.NamedParameters() {
+							if !p.Trainable {
+								w = append(w, p.T.Float64Values()...)
+								continue
+							}
+							v, err := f.ReadFloat32(prefix + p.Name)
+							if err != nil {
+								t.Fatal(err)
+							}
+							for _, x := range v {
+								w = append(w, float64(x))
+							}
+						}
+						if _, err := os.Stat(filepath.Join(cfg.OutDir, ".zero-export")); !os.IsNotExist(err) {
+							t.Errorf("the export's staging folder is left behind: %v", err)
+						}
+						return w
 					}
 					ref, got := run(0), run(stage)
 					d := 0.0
