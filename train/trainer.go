@@ -269,6 +269,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer detachUnits(opt)
 	global := cfg.BatchSize * t.world() // examples per micro-step, all ranks
 	window := global * cfg.GradAccum    // examples per optimizer step
 	n := t.obj.Len()
@@ -544,12 +545,12 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 // parameter, owned by update). It returns the norm before clipping, with
 // ErrNonFinite and no update when it is not finite.
 func (t *Trainer) update(opt optimizer, lr float64, step []*ts.Tensor) (float64, error) {
+	if z, ok := opt.(*zeroOptimizer); ok && z.perLayer {
+		dropAll(step) // none: the layers' backward passes reduced them
+		return z.stepFromSums(t, lr, t.cfg.MaxGradNorm)
+	}
 	if z, ok := opt.(*zeroOptimizer); ok && z.stage == 2 {
 		return z.reduceScatterStep(t, lr, t.cfg.MaxGradNorm, step)
-	}
-	if z, ok := opt.(*zeroOptimizer); ok && z.stage == 3 {
-		dropAll(step) // none: the layers' backward passes reduced them
-		return z.step3(t, lr, t.cfg.MaxGradNorm)
 	}
 	defer dropAll(step)
 	if t.world() > 1 {

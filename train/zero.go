@@ -59,6 +59,9 @@ type zeroOptimizer struct {
 	has        []bool       // per parameter: a gradient arrived this step
 	gathered   []bool       // per parameter: whole now
 	exportFrom string       // folder of shard files the final export reads
+	// perLayer: gradients are reduced unit by unit inside the backward
+	// pass into gacc (stage 3; stage 2 when the model checkpoints).
+	perLayer bool
 }
 
 // zeroPiece is a run of a parameter's flattened elements inside one shard.
@@ -159,8 +162,12 @@ func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communica
 			z.master = append(z.master, master)
 		}
 	})
-	if stage == 3 {
+	switch {
+	case stage == 3:
 		z.setupStage3(model)
+	case stage == 2 && model != nil && model.GradientCheckpointing() && model.units == nil:
+		// Gradients reduced and freed layer by layer in the backward pass.
+		z.setupUnits(model)
 	}
 	return z, nil
 }
@@ -400,14 +407,18 @@ type StateBytes struct {
 func (b StateBytes) Total() int64 { return b.Weights + b.Grads + b.Optimizer }
 
 // ShardedStateBytes is the StateBytes of rank of a world-rank group
-// training params (Model.NamedParameters) with ZeRO stage (0: plain data
-// parallel), as this package allocates them. Up to stage 2 gradients are
-// counted whole: libtorch's autograd accumulates every parameter's full
-// gradient during the backward pass, and stage 2 shards them only after
-// it (see zeroOptimizer). Stage 3 counts the rank's pieces plus the
-// largest unit (embedding, decoder layer or head) whole: its weights, its
-// gradients and their fp32 copies for the reduction.
-func ShardedStateBytes(params []Param, stage, world, rank int) StateBytes {
+// training params (Model.NamedParameters, whole) with ZeRO stage (0: plain
+// data parallel), as this package allocates them; checkpointing tells
+// whether the model uses activation checkpointing. Stages 0 and 1, and
+// stage 2 without checkpointing, count gradients whole: libtorch's
+// autograd accumulates every parameter's gradient during the backward
+// pass, and stage 2 without checkpointing shards them only after it.
+// Stage 2 with checkpointing and stage 3 reduce and free them unit by unit
+// (embedding, decoder layer, head): they count the rank's fp32 gradient
+// pieces plus the largest unit's gradients whole (with fp32 copies of
+// low-precision ones for the reduction); stage 3 also counts the rank's
+// weight pieces plus the largest unit's weights whole.
+func ShardedStateBytes(params []Param, stage, world, rank int, checkpointing bool) StateBytes {
 	var b StateBytes
 	var sizes []int64
 	var trainable []Param
@@ -420,10 +431,13 @@ func ShardedStateBytes(params []Param, stage, world, rank int) StateBytes {
 		trainable = append(trainable, p)
 		sizes = append(sizes, n)
 	}
-	if stage == 0 || world <= 1 || stage < 3 {
-		for i, p := range trainable {
-			n, es := sizes[i], int64(p.T.DType().Size())
+	perLayer := stage == 3 || stage == 2 && checkpointing
+	for i, p := range trainable {
+		n, es := sizes[i], int64(p.T.DType().Size())
+		if stage < 3 || world <= 1 {
 			b.Weights += n * es
+		}
+		if !perLayer || world <= 1 {
 			b.Grads += n * es
 			if es != 4 {
 				b.Grads += 4 * n // the fp32 step sum
@@ -453,10 +467,12 @@ func ShardedStateBytes(params []Param, stage, world, rank int) StateBytes {
 		}
 		if stage == 3 {
 			b.Weights += pc.n * int64(p.T.DType().Size())
+		}
+		if perLayer {
 			b.Grads += 4 * pc.n // the fp32 gradient sum
 		}
 	}
-	if stage == 3 {
+	if perLayer {
 		layers := 0
 		for _, p := range trainable {
 			if u := paramUnit(p.Name, 1<<30); u >= 0 && u < 1<<30 {
@@ -479,7 +495,9 @@ func ShardedStateBytes(params []Param, stage, world, rank int) StateBytes {
 				mw, mg = unitW[u], unitG[u]
 			}
 		}
-		b.Weights += mw
+		if stage == 3 {
+			b.Weights += mw
+		}
 		b.Grads += mg
 	}
 	return b

@@ -118,7 +118,29 @@ func (z *zeroOptimizer) checkStage3(m *Model) error {
 // each rank keeps its pieces and the whole tensors are freed; m's
 // checkpointed passes then call z around each unit.
 func (z *zeroOptimizer) setupStage3(m *Model) {
+	z.setupUnits(m)
+	clear(z.gathered)
+	torchx.NoGrad(func() {
+		for _, pc := range z.pieces[z.rank] {
+			v := z.view(pc)
+			w := v.MustZerosLike(false)
+			w.Copy_(v)
+			v.MustDrop()
+			z.wshard = append(z.wshard, w)
+		}
+		for _, p := range z.params {
+			p.T.ZeroGrad()
+			p.T.MustSet_()
+		}
+	})
+}
+
+// setupUnits maps the parameters to m's units and hooks z into m's
+// checkpointed passes; the parameters stay whole (stage 2 reducing
+// gradients layer by layer; setupStage3 then shards them).
+func (z *zeroOptimizer) setupUnits(m *Model) {
 	z.model = m
+	z.perLayer = true
 	z.unitOf = make([]int, len(z.params))
 	z.unitParams = make([][]int, len(m.layers)+2)
 	z.shape = make([][]int64, len(z.params))
@@ -128,22 +150,12 @@ func (z *zeroOptimizer) setupStage3(m *Model) {
 		z.unitParams[u+1] = append(z.unitParams[u+1], i)
 		z.shape[i] = p.T.MustSize()
 	}
-	torchx.NoGrad(func() {
-		for _, pc := range z.pieces[z.rank] {
-			v := z.view(pc)
-			w := v.MustZerosLike(false)
-			w.Copy_(v)
-			v.MustDrop()
-			z.wshard = append(z.wshard, w)
-			z.gacc = append(z.gacc, nil)
-		}
-		for _, p := range z.params {
-			p.T.ZeroGrad()
-			p.T.MustSet_()
-		}
-	})
+	z.gacc = make([]*ts.Tensor, len(z.pieces[z.rank]))
 	z.has = make([]bool, len(z.params))
 	z.gathered = make([]bool, len(z.params))
+	for i := range z.gathered {
+		z.gathered[i] = true
+	}
 	m.units = z
 }
 
@@ -166,10 +178,10 @@ func (z *zeroOptimizer) gather(unit int, backward bool) error {
 			p := z.params[i]
 			full[i] = ts.MustZeros(z.shape[i], p.T.DType(), p.T.MustDevice())
 		}
-		if len(full) == 0 {
-			return
-		}
 		for r := range z.world {
+			if len(full) == 0 {
+				break
+			}
 			var views []*ts.Tensor
 			for k, pc := range z.pieces[r] {
 				f := full[pc.param]
@@ -236,8 +248,10 @@ func (z *zeroOptimizer) release(unit int, backward bool) error {
 				}
 				g.MustDrop()
 			}
-			p.MustSet_()
-			z.gathered[i] = false
+			if z.stage == 3 {
+				p.MustSet_()
+				z.gathered[i] = false
+			}
 		}
 	})
 	return err
@@ -306,10 +320,11 @@ func (z *zeroOptimizer) reduceUnit(idx []int) error {
 	return nil
 }
 
-// step3 is stage 3's optimizer step from the gradient sums the backward
-// passes left: clip by the norm over all shards, update this rank's pieces.
-// It returns the norm before clipping.
-func (z *zeroOptimizer) step3(t *Trainer, lr, maxNorm float64) (float64, error) {
+// stepFromSums is the optimizer step of stage 3 (and of stage 2 reducing
+// layer by layer) from the gradient sums the backward passes left: clip by
+// the norm over all shards, update this rank's pieces (stage 2: and
+// all-gather them). It returns the norm before clipping.
+func (z *zeroOptimizer) stepFromSums(t *Trainer, lr, maxNorm float64) (float64, error) {
 	defer func() {
 		for k := range z.gacc {
 			if z.gacc[k] != nil {
@@ -445,10 +460,10 @@ func isStage3(opt optimizer) bool {
 }
 
 // stepGradParams are the parameters whose gradients the trainer collects
-// after each micro-batch: none under stage 3, whose gradients are reduced
-// and freed layer by layer inside the backward pass.
+// after each micro-batch: none when ZeRO reduces and frees them layer by
+// layer inside the backward pass (stage 3, stage 2 with checkpointing).
 func stepGradParams(opt optimizer) []Param {
-	if isStage3(opt) {
+	if z, ok := opt.(*zeroOptimizer); ok && z.perLayer {
 		return nil
 	}
 	return opt.Params()
@@ -468,5 +483,13 @@ func refreshMasters(opt optimizer) {
 				}
 			}
 		})
+	}
+}
+
+// detachUnits unhooks a stage-2 optimizer from the model when the run
+// ends (a stage-3 model stays sharded, hooked to its optimizer).
+func detachUnits(opt optimizer) {
+	if z, ok := opt.(*zeroOptimizer); ok && z.stage == 2 && z.perLayer && z.model.units == z {
+		z.model.units = nil
 	}
 }

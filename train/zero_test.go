@@ -116,7 +116,10 @@ func TestZeroOneProcess(t *testing.T) {
 			for _, offload := range []bool{false, true} {
 				t.Run(fmt.Sprintf("lora=%v/stage%d/offload=%v", lora, stage, offload), func(t *testing.T) {
 					run := func(stage int) []float64 {
-						m, obj := zeroTinyLlama(t, true, lora)
+						// Stage 2 runs the per-layer reduction with
+						// checkpointing, the step-end one without (offload
+						// variant).
+						m, obj := zeroTinyLlama(t, !(stage == 2 && offload), lora)
 						defer m.Drop()
 						cfg := DefaultTrainerConfig()
 						cfg.OutDir, cfg.LR, cfg.Epochs, cfg.BatchSize, cfg.GradAccum = t.TempDir(), 3e-3, 2, 2, 2
@@ -215,8 +218,9 @@ func TestZeroStage3Requirements(t *testing.T) {
 
 // TestShardedStateBytes: the accounting of a rank's state: plain data
 // parallel holds 16 bytes per fp32 parameter; stage 1 shards the 8 bytes of
-// moments; stage 3 holds 16/world bytes per parameter plus the largest
-// unit's weights and gradients whole.
+// moments; stage 2 with checkpointing also the gradients but for the
+// largest unit's; stage 3 holds 16/world bytes per parameter plus the
+// largest unit's weights and gradients whole.
 func TestShardedStateBytes(t *testing.T) {
 	m, _ := zeroTinyLlama(t, true, false)
 	defer m.Drop()
@@ -228,19 +232,25 @@ func TestShardedStateBytes(t *testing.T) {
 		}
 		n += int64(p.T.Numel())
 	}
-	ddp := ShardedStateBytes(ps, 0, 2, 0)
+	ddp := ShardedStateBytes(ps, 0, 2, 0, true)
 	if ddp.Total() != 16*n {
 		t.Errorf("DDP: %d bytes, want %d", ddp.Total(), 16*n)
 	}
-	s1 := ShardedStateBytes(ps, 1, 2, 0)
+	s1 := ShardedStateBytes(ps, 1, 2, 0, true)
 	if s1.Weights != 4*n || s1.Grads != 4*n || s1.Optimizer > 4*n+8 || s1.Optimizer < 4*n-8 {
 		t.Errorf("stage 1: %+v for %d parameters", s1, n)
 	}
-	s3 := ShardedStateBytes(ps, 3, 2, 0)
+	s3 := ShardedStateBytes(ps, 3, 2, 0, true)
 	// The largest unit is a decoder layer: two norms (16 each), q and o
 	// (16×16), k and v (8×16), the MLP (3 × 24×16).
 	unit := int64(2*16 + 2*256 + 2*128 + 3*384)
 	if s3.Weights != 2*n+4*unit || s3.Grads != 2*n+4*unit || s3.Optimizer != 4*n {
 		t.Errorf("stage 3: %+v for %d parameters (largest unit %d)", s3, n, unit)
+	}
+	if s2 := ShardedStateBytes(ps, 2, 2, 0, false); s2 != s1 {
+		t.Errorf("stage 2 without checkpointing: %+v, want stage 1's %+v (gradients whole in backward)", s2, s1)
+	}
+	if s2 := ShardedStateBytes(ps, 2, 2, 0, true); s2.Weights != 4*n || s2.Grads != 2*n+4*unit || s2.Optimizer != 4*n {
+		t.Errorf("stage 2 with checkpointing: %+v for %d parameters (largest unit %d)", s2, n, unit)
 	}
 }

@@ -114,7 +114,7 @@ func run(stage, steps, warmup, seq, threads int, ckpt bool) error {
 		return err
 	}
 	// Accounted while the parameters are whole (stage 3 leaves them sharded).
-	sb := train.ShardedStateBytes(params, stage, g.Size(), g.Rank())
+	sb := train.ShardedStateBytes(params, stage, g.Size(), g.Rank(), ckpt)
 	var np int64
 	for _, p := range params {
 		np += int64(p.T.Numel())
