@@ -173,28 +173,14 @@ func forwardLogps(fwd forwardFunc, b *pairBatch, withAll bool) (resp, all, aux *
 	ix := tgt.MustUnsqueeze(2, true)
 	lp := full.MustGather(2, ix, false, true).MustSqueezeDim(2, true) // [2P, T]
 	ix.MustDrop()
-	masked := func(mask *ts.Tensor) *ts.Tensor {
-		m := mask.MustTotype(dt, false).MustTo(dev, true)
-		s := lp.MustMul(m, false).MustSumDimIntlist([]int64{1}, false, dt, true)
-		m.MustDrop()
-		return s
-	}
-	resp = masked(b.respMask)
-	if withAll {
-		all = masked(b.allMask)
-	}
+	resp, all = b.maskedSums(lp, withAll)
 	lp.MustDrop()
 	return resp, all, out.AuxLoss, nil
 }
 
-// passLogps is forwardLogps through m.ForwardLogProbs, for a model with
-// activation checkpointing: the pass's Backward replaces the loss's.
-func passLogps(m *train.Model, b *pairBatch, withAll bool) (resp, all, aux *ts.Tensor, pass *train.Pass, err error) {
-	pass, err = m.ForwardLogProbs(b.ids, b.targets, train.ForwardOptions{PositionIDs: b.pos, SegmentIDs: b.seg, AttentionMask: b.attn})
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	lp := pass.LogProbs
+// maskedSums returns per-row sums of log-probs lp [2P, T] over the
+// response targets and, when withAll, over every target.
+func (b *pairBatch) maskedSums(lp *ts.Tensor, withAll bool) (resp, all *ts.Tensor) {
 	dt, dev := lp.DType(), lp.MustDevice()
 	masked := func(mask *ts.Tensor) *ts.Tensor {
 		m := mask.MustTotype(dt, false).MustTo(dev, true)
@@ -206,6 +192,17 @@ func passLogps(m *train.Model, b *pairBatch, withAll bool) (resp, all, aux *ts.T
 	if withAll {
 		all = masked(b.allMask)
 	}
+	return resp, all
+}
+
+// passLogps is forwardLogps through m.ForwardLogProbs, for a model with
+// activation checkpointing: the pass's Backward replaces the loss's.
+func passLogps(m *train.Model, b *pairBatch, withAll bool) (resp, all, aux *ts.Tensor, pass *train.Pass, err error) {
+	pass, err = m.ForwardLogProbs(b.ids, b.targets, train.ForwardOptions{PositionIDs: b.pos, SegmentIDs: b.seg, AttentionMask: b.attn})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	resp, all = b.maskedSums(pass.LogProbs, withAll)
 	if pass.AuxLoss != nil {
 		aux = pass.AuxLoss.MustShallowClone()
 	}
@@ -230,11 +227,4 @@ func vecOf(vals []float64, dt gotch.DType, dev gotch.Device) *ts.Tensor {
 // halves splits a [2P] tensor into its chosen and rejected halves.
 func halves(x *ts.Tensor, P int) (chosen, rejected *ts.Tensor) {
 	return x.MustNarrow(0, 0, int64(P), false), x.MustNarrow(0, int64(P), int64(P), false)
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }

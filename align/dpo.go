@@ -174,24 +174,26 @@ func (o *DPO) Loss(idx []int) (*train.Loss, error) {
 	for _, t := range []*ts.Tensor{rc, rr, refT, resp} {
 		t.MustDrop()
 	}
-	sum := perPair.MustSum(perPair.DType(), true)
-	m := map[string]float64{}
+	dt := perPair.DType()
+	sum := perPair.MustSum(dt, true)
+	m := map[string]*ts.Tensor{}
 	if aux != nil {
-		m["aux_loss"] = torchx.Float64s(aux, false)[0] * float64(b.P)
+		m["aux_loss"] = aux.MustDetach(false).MustMulScalar(ts.FloatScalar(float64(b.P)), true)
 		w := aux.MustMulScalar(ts.FloatScalar(o.auxCoef*float64(b.P)), true)
 		sum = sum.MustAdd(w, true)
 		w.MustDrop()
 	}
-	vc, vr, lc, lr := torchx.Float64s(rewC, true), torchx.Float64s(rewR, true), torchx.Float64s(pc, true), torchx.Float64s(pr, true)
-	for i := range b.P {
-		m["rewards_chosen"] += vc[i]
-		m["rewards_rejected"] += vr[i]
-		m["reward_margin"] += vc[i] - vr[i]
-		m["reward_accuracy"] += b2f(vc[i] > vr[i])
-		m["logps_chosen"] += lc[i]
-		m["logps_rejected"] += lr[i]
+	// The metrics stay on the device: the trainer reads them once per
+	// optimizer step.
+	total := func(t *ts.Tensor) *ts.Tensor { return t.MustDetach(false).MustSum(dt, true) }
+	m["rewards_chosen"], m["rewards_rejected"] = total(rewC), total(rewR)
+	m["reward_margin"] = m["rewards_chosen"].MustSub(m["rewards_rejected"], false)
+	m["reward_accuracy"] = rewC.MustGtTensor(rewR, false).MustSum(dt, true)
+	m["logps_chosen"], m["logps_rejected"] = total(pc), total(pr)
+	for _, t := range []*ts.Tensor{rewC, rewR, pc, pr} {
+		t.MustDrop()
 	}
-	return &train.Loss{Sum: sum, Tokens: b.tokens, Metrics: m, Pass: pass}, nil
+	return &train.Loss{Sum: sum, Tokens: b.tokens, DeviceMetrics: m, Pass: pass}, nil
 }
 
 // dpoLoss returns the per-pair sigmoid DPO loss and the implicit rewards

@@ -30,10 +30,11 @@ func Evaluate(ctx context.Context, obj train.Objective, batchSize int) (loss flo
 			if l, err = obj.Loss(idx); err != nil {
 				return
 			}
-			loss += torchx.Float64s(l.Sum, true)[0]
-			for k, v := range l.Metrics {
+			loss += torchx.Float64s(l.Sum, false)[0]
+			for k, v := range l.AllMetrics() {
 				metrics[k] += v
 			}
+			l.Release()
 			units += float64(obj.Units(idx))
 		}
 	})

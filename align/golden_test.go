@@ -116,8 +116,8 @@ func TestMatchesPyTorchReference(t *testing.T) {
 		odds += g.ORPO.LogOdds[i]
 		lc += g.ORPO.LogpsChosen[i]
 	}
-	if sum := l.Sum.Float64Values()[0]; !near(sum, g.ORPO.LossSum) || !near(l.Metrics["log_odds"], odds) || !near(l.Metrics["logps_chosen"], lc) {
-		t.Errorf("ORPO: loss %.8g log_odds %.8g logps_chosen %.8g; PyTorch %.8g, %.8g, %.8g", sum, l.Metrics["log_odds"], l.Metrics["logps_chosen"], g.ORPO.LossSum, odds, lc)
+	if sum := l.Sum.Float64Values()[0]; !near(sum, g.ORPO.LossSum) || !near(l.Metric("log_odds"), odds) || !near(l.Metric("logps_chosen"), lc) {
+		t.Errorf("ORPO: loss %.8g log_odds %.8g logps_chosen %.8g; PyTorch %.8g, %.8g, %.8g", sum, l.Metric("log_odds"), l.Metric("logps_chosen"), g.ORPO.LossSum, odds, lc)
 	}
 	grad("ORPO", leaf, l, g.ORPO.Grad)
 	leaf.MustDrop()
@@ -131,8 +131,8 @@ func TestMatchesPyTorchReference(t *testing.T) {
 	for _, v := range g.ORPOPrompt.NLL {
 		nll += v
 	}
-	if sum := l.Sum.Float64Values(true)[0]; !near(sum, g.ORPOPrompt.LossSum) || !near(l.Metrics["nll_loss"], nll) {
-		t.Errorf("ORPO with the prompt: loss %.8g nll %.8g; PyTorch %.8g, %.8g", sum, l.Metrics["nll_loss"], g.ORPOPrompt.LossSum, nll)
+	if sum := l.Sum.Float64Values(true)[0]; !near(sum, g.ORPOPrompt.LossSum) || !near(l.Metric("nll_loss"), nll) {
+		t.Errorf("ORPO with the prompt: loss %.8g nll %.8g; PyTorch %.8g, %.8g", sum, l.Metric("nll_loss"), g.ORPOPrompt.LossSum, nll)
 	}
 	leaf.MustDrop()
 
@@ -149,8 +149,8 @@ func TestMatchesPyTorchReference(t *testing.T) {
 	for _, v := range g.DPO.LogpsRejected {
 		pr += v
 	}
-	if sum := l.Sum.Float64Values()[0]; !near(sum, g.DPO.LossSum) || !near(l.Metrics["logps_rejected"], pr) {
-		t.Errorf("DPO: loss %.8g logps_rejected %.8g; PyTorch %.8g, %.8g", sum, l.Metrics["logps_rejected"], g.DPO.LossSum, pr)
+	if sum := l.Sum.Float64Values()[0]; !near(sum, g.DPO.LossSum) || !near(l.Metric("logps_rejected"), pr) {
+		t.Errorf("DPO: loss %.8g logps_rejected %.8g; PyTorch %.8g, %.8g", sum, l.Metric("logps_rejected"), g.DPO.LossSum, pr)
 	}
 	grad("DPO", leaf, l, g.DPO.Grad)
 	leaf.MustDrop()

@@ -264,8 +264,8 @@ func TestORPOObjectiveOnFixedLogits(t *testing.T) {
 		if !closeTo(got, want, 1e-12) {
 			t.Errorf("NLLOnPrompt=%v: loss sum %.15g, want %.15g", onPrompt, got, want)
 		}
-		if !closeTo(l.Metrics["log_odds"], odds, 1e-12) || l.Metrics["reward_accuracy"] != acc {
-			t.Errorf("NLLOnPrompt=%v: metrics %v; want log_odds %g, reward_accuracy %g", onPrompt, l.Metrics, odds, acc)
+		if !closeTo(l.Metric("log_odds"), odds, 1e-12) || l.Metric("reward_accuracy") != acc {
+			t.Errorf("NLLOnPrompt=%v: metrics %v; want log_odds %g, reward_accuracy %g", onPrompt, l.DeviceMetrics, odds, acc)
 		}
 		if wantTok := 5 + 4 + 5 + 4 + 2 + 5; l.Tokens != wantTok {
 			t.Errorf("Tokens = %d, want %d", l.Tokens, wantTok)
@@ -301,8 +301,8 @@ func TestDPOObjectiveOnFixedLogits(t *testing.T) {
 	if got := l.Sum.Float64Values(true)[0]; !closeTo(got, want, 1e-12) {
 		t.Errorf("loss sum %.15g, want %.15g", got, want)
 	}
-	if !closeTo(l.Metrics["reward_margin"], margin, 1e-12) {
-		t.Errorf("reward_margin %.15g, want %.15g", l.Metrics["reward_margin"], margin)
+	if !closeTo(l.Metric("reward_margin"), margin, 1e-12) {
+		t.Errorf("reward_margin %.15g, want %.15g", l.Metric("reward_margin"), margin)
 	}
 }
 

@@ -3,7 +3,6 @@ package align
 import (
 	"errors"
 	"fmt"
-	"github.com/pltune/pltune/internal/torchx"
 	"math"
 
 	"github.com/pltune/pltune/tokenize"
@@ -106,28 +105,27 @@ func (o *ORPO) Loss(idx []int) (*train.Loss, error) {
 	}
 	perPair, logOdds, ratio := orpoLoss(lc, lr, nll, o.Config.Beta)
 	sum := perPair.MustSum(dt, true)
-	m := map[string]float64{}
+	m := map[string]*ts.Tensor{}
 	if aux != nil {
-		m["aux_loss"] = torchx.Float64s(aux, false)[0] * float64(b.P)
+		m["aux_loss"] = aux.MustDetach(false).MustMulScalar(ts.FloatScalar(float64(b.P)), true)
 		w := aux.MustMulScalar(ts.FloatScalar(o.auxCoef*float64(b.P)), true)
 		sum = sum.MustAdd(w, true)
 		w.MustDrop()
 	}
+	// The metrics stay on the device: the trainer reads them once per
+	// optimizer step.
 	beta := o.Config.Beta
-	vc, vr, vo, vs, vn := torchx.Float64s(lc, true), torchx.Float64s(lr, true), torchx.Float64s(logOdds, true), torchx.Float64s(ratio, true), torchx.Float64s(nll, true)
-	for i := range b.P {
-		rc, rr := beta*vc[i], beta*vr[i]
-		m["rewards_chosen"] += rc
-		m["rewards_rejected"] += rr
-		m["reward_margin"] += rc - rr
-		m["reward_accuracy"] += b2f(vc[i] > vr[i])
-		m["log_odds"] += vo[i]
-		m["log_odds_ratio"] += vs[i]
-		m["nll_loss"] += vn[i]
-		m["logps_chosen"] += vc[i]
-		m["logps_rejected"] += vr[i]
+	total := func(t *ts.Tensor) *ts.Tensor { return t.MustDetach(false).MustSum(dt, true) }
+	m["logps_chosen"], m["logps_rejected"] = total(lc), total(lr)
+	m["rewards_chosen"] = m["logps_chosen"].MustMulScalar(ts.FloatScalar(beta), false)
+	m["rewards_rejected"] = m["logps_rejected"].MustMulScalar(ts.FloatScalar(beta), false)
+	m["reward_margin"] = m["rewards_chosen"].MustSub(m["rewards_rejected"], false)
+	m["reward_accuracy"] = lc.MustGtTensor(lr, false).MustSum(dt, true)
+	m["log_odds"], m["log_odds_ratio"], m["nll_loss"] = total(logOdds), total(ratio), total(nll)
+	for _, t := range []*ts.Tensor{lc, lr, logOdds, ratio, nll} {
+		t.MustDrop()
 	}
-	return &train.Loss{Sum: sum, Tokens: b.tokens, Metrics: m, Pass: pass}, nil
+	return &train.Loss{Sum: sum, Tokens: b.tokens, DeviceMetrics: m, Pass: pass}, nil
 }
 
 // orpoLoss returns the per-pair ORPO loss nll − β·log σ(log-odds), the

@@ -403,7 +403,7 @@ func TestMixtralAuxLoss(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v, l.Metrics["aux_loss"]
+		return v, l.Metric("aux_loss")
 	}
 	base, aux := loss(0)
 	with, _ := loss(0.5)

@@ -2,7 +2,6 @@ package train
 
 import (
 	"fmt"
-	"github.com/pltune/pltune/internal/torchx"
 
 	"github.com/pltune/pltune/tokenize"
 	"github.com/sugarme/gotch"
@@ -151,19 +150,13 @@ func (o *LMObjective) Loss(idx []int) (*Loss, error) {
 	}
 	sum := logits.MustCrossEntropyLoss(tgt, ts.NewTensor(), 2, tokenize.IgnoreIndex, 0, true) // reduction: sum
 	tgt.MustDrop()
-	metrics := map[string]float64{}
-	if out.AuxLoss != nil {
-		units := float64(o.Units(idx))
-		aux := out.AuxLoss.MustMulScalar(ts.FloatScalar(o.Model.Config.RouterAuxLossCoef*units), false)
-		metrics["aux_loss"] = torchx.Float64s(out.AuxLoss, false)[0] * units
-		sum = sum.MustAdd(aux, true)
-		aux.MustDrop()
-	}
+	metrics := map[string]*ts.Tensor{}
+	sum = o.addAux(idx, sum, out.AuxLoss, metrics)
 	out.Logits.MustDrop()
 	if out.AuxLoss != nil {
 		out.AuxLoss.MustDrop()
 	}
-	return &Loss{Sum: sum, Tokens: bt.tokens, Metrics: metrics}, nil
+	return &Loss{Sum: sum, Tokens: bt.tokens, DeviceMetrics: metrics}, nil
 }
 
 // checkpointedLoss is Loss with activation checkpointing: the summed
@@ -175,13 +168,22 @@ func (o *LMObjective) checkpointedLoss(idx []int, bt *batchTensors) (*Loss, erro
 		return nil, err
 	}
 	sum := p.LogProbs.MustSum(gotch.Float, false).MustNeg(true)
-	metrics := map[string]float64{}
-	if p.AuxLoss != nil {
-		units := float64(o.Units(idx))
-		aux := p.AuxLoss.MustMulScalar(ts.FloatScalar(o.Model.Config.RouterAuxLossCoef*units), false)
-		metrics["aux_loss"] = torchx.Float64s(p.AuxLoss, false)[0] * units
-		sum = sum.MustAdd(aux, true)
-		aux.MustDrop()
+	metrics := map[string]*ts.Tensor{}
+	sum = o.addAux(idx, sum, p.AuxLoss, metrics)
+	return &Loss{Sum: sum, Tokens: bt.tokens, DeviceMetrics: metrics, Pass: p}, nil
+}
+
+// addAux adds Mixtral's router loss (aux, nil for dense models), weighted
+// by router_aux_loss_coef per trained token of rows idx, to sum and records
+// it in metrics; it consumes sum and leaves aux.
+func (o *LMObjective) addAux(idx []int, sum, aux *ts.Tensor, metrics map[string]*ts.Tensor) *ts.Tensor {
+	if aux == nil {
+		return sum
 	}
-	return &Loss{Sum: sum, Tokens: bt.tokens, Metrics: metrics, Pass: p}, nil
+	units := float64(o.Units(idx))
+	w := aux.MustMulScalar(ts.FloatScalar(o.Model.Config.RouterAuxLossCoef*units), false)
+	metrics["aux_loss"] = aux.MustDetach(false).MustMulScalar(ts.FloatScalar(units), true)
+	sum = sum.MustAdd(w, true)
+	w.MustDrop()
+	return sum
 }

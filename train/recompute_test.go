@@ -25,7 +25,7 @@ func gradsAfter(t *testing.T, m *Model, obj Objective, idx []int) (float64, map[
 		t.Fatal(err)
 	}
 	scaled.MustDrop()
-	l.release()
+	l.Release()
 	out := map[string][]float64{}
 	for _, p := range m.NamedParameters() {
 		g := p.T.MustGrad(false)

@@ -46,6 +46,10 @@ type Loss struct {
 	Sum     *ts.Tensor         // scalar, summed over the micro-batch's units
 	Tokens  int                // input tokens processed (padding excluded)
 	Metrics map[string]float64 // extra metrics, each summed over units
+	// DeviceMetrics are more such metrics as scalar tensors: the trainer
+	// sums them on the device and reads them once per optimizer step with
+	// the loss, so an objective needs no host round-trip per micro-batch.
+	DeviceMetrics map[string]*ts.Tensor
 	// Pass, when set, is the model pass Sum was computed from, whose
 	// Backward the trainer calls instead of Sum's own (activation
 	// checkpointing); the trainer frees it.
@@ -64,11 +68,37 @@ func (l *Loss) backward(loss *ts.Tensor) error {
 	return err
 }
 
-// release frees what l holds.
-func (l *Loss) release() {
+// Metric is metric name's value, from Metrics or read from DeviceMetrics.
+func (l *Loss) Metric(name string) float64 {
+	if t, ok := l.DeviceMetrics[name]; ok {
+		return torchx.Float64s(t, false)[0]
+	}
+	return l.Metrics[name]
+}
+
+// AllMetrics returns Metrics and DeviceMetrics together, reading the
+// device ones to the host.
+func (l *Loss) AllMetrics() map[string]float64 {
+	out := make(map[string]float64, len(l.Metrics)+len(l.DeviceMetrics))
+	for k, v := range l.Metrics {
+		out[k] = v
+	}
+	for k, t := range l.DeviceMetrics {
+		out[k] += torchx.Float64s(t, false)[0]
+	}
+	return out
+}
+
+// Release frees the tensors l holds (Sum, DeviceMetrics, Pass), for a
+// caller that computed a loss without training on it.
+func (l *Loss) Release() {
 	if l.Sum != nil {
 		l.Sum.MustDrop()
 	}
+	for _, t := range l.DeviceMetrics {
+		t.MustDrop()
+	}
+	l.DeviceMetrics = nil
 	if l.Pass != nil {
 		l.Pass.Drop()
 		l.Pass = nil
@@ -403,6 +433,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		var lossAcc *ts.Tensor
 		tokens := 0
 		extra := map[string]float64{}
+		devExtra := map[string]*ts.Tensor{}
 		for _, idx := range micro {
 			l, err := t.obj.Loss(idx)
 			if err != nil {
@@ -419,8 +450,8 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			scaled := l.Sum.MustDivScalar(ts.FloatScalar(units[0]), false)
 			err = l.backward(scaled)
 			scaled.MustDrop()
-			l.release()
 			if err != nil {
+				l.Release()
 				lossAcc.MustDrop()
 				return sum, fmt.Errorf("train: step %d: backward: %w", st.Step+1, err)
 			}
@@ -429,8 +460,35 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			for k, x := range l.Metrics {
 				extra[k] += x
 			}
+			for k, x := range l.DeviceMetrics {
+				d := x.MustDetach(false).MustTotype(gotch.Double, true)
+				if devExtra[k] == nil {
+					devExtra[k] = d
+				} else {
+					devExtra[k] = devExtra[k].MustAdd(d, true)
+					d.MustDrop()
+				}
+			}
+			l.Release()
 		}
-		lossSum := torchx.Float64s(lossAcc, true)[0]
+		// One read for the loss and every device metric.
+		devKeys := make([]string, 0, len(devExtra))
+		for k := range devExtra {
+			devKeys = append(devKeys, k)
+		}
+		sort.Strings(devKeys)
+		read := []*ts.Tensor{lossAcc.MustView([]int64{1}, false)}
+		for _, k := range devKeys {
+			read = append(read, devExtra[k].MustView([]int64{1}, true))
+		}
+		lossAcc.MustDrop()
+		all := ts.MustCat(read, 0)
+		dropAll(read)
+		got := torchx.Float64s(all, true)
+		lossSum := got[0]
+		for i, k := range devKeys {
+			extra[k] += got[1+i]
+		}
 		if math.IsNaN(lossSum) || math.IsInf(lossSum, 0) {
 			return sum, fmt.Errorf("train: step %d: loss is %v: %w; the last good checkpoint is %q", st.Step+1, lossSum, ErrNonFinite, sum.Checkpoint)
 		}
@@ -638,7 +696,7 @@ func EvalLoss(obj Objective, batchSize int) (float64, error) {
 				return
 			}
 			lossSum += torchx.Float64s(l.Sum, false)[0]
-			l.release()
+			l.Release()
 			units += float64(obj.Units(idx))
 		}
 	})

@@ -12,7 +12,7 @@
 // threads: less affected by other load on a shared machine) of its last
 // step (after -warmup steps; none at lengths above -warmup-max):
 //
-//	go run ./bench/memory [-seq 1024,4096,8192,16384] [-skip PATTERNS] [-lock /tmp/heavy.lock]
+//	go run ./bench/memory [-seq 1024,4096,8192,16384] [-skip PATTERNS] [-lock /tmp/heavy.lock] [-nolock PATTERNS]
 //
 // A configuration is named side/checkpointing/tuning/length, e.g.
 // pytorch/plain/full/16384; -skip takes comma-separated path.Match
@@ -69,6 +69,7 @@ func main() {
 	warmup := flag.Int("warmup", 1, "untimed steps before the timed one")
 	warmupMax := flag.Int("warmup-max", 8192, "no warm-up step above this length (the timed step is the first)")
 	lock := flag.String("lock", "", "run each child under `flock` on this file")
+	nolock := flag.String("nolock", "", "comma-separated patterns of configurations that run without -lock (known to stay small)")
 	flag.IntVar(&base.Threads, "threads", runtime.NumCPU(), "libtorch intra-op threads, for both sides")
 	python := flag.String("python", "/usr/bin/python3", "Python with Debian's python3-torch")
 	worker := flag.String("worker", "", "internal: run pltune's side with this configuration (JSON)")
@@ -116,7 +117,7 @@ func main() {
 					if side == "pytorch" {
 						cmd = []string{*python, script, string(args)}
 					}
-					if *lock != "" {
+					if *lock != "" && !skipped(name, *nolock) {
 						cmd = append([]string{"flock", *lock}, cmd...)
 					}
 					res, err := runChild(cmd)
