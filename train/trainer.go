@@ -149,16 +149,20 @@ type TrainerConfig struct {
 	Export            func(dir string) error
 	ExportCheckpoints bool
 	Comm              Communicator
-	// ZeroStage shards the optimizer over Comm's ranks (see zero.go): 0
-	// plain data parallel; 1 AdamW state and fp32 master weights sharded;
-	// 2 gradients too;
-	// 3 parameters too, gathered one unit (embedding, decoder layer, head)
-	// at a time: needs Model, with activation checkpointing on.
+	// ZeroStage shards training state over Comm's ranks (zero.go,
+	// zero3.go): 0 plain data parallel; 1 AdamW state and fp32 master
+	// weights; 2 gradients too (reduced unit by unit inside the backward
+	// pass when Model checkpoints, after it otherwise); 3 parameters too,
+	// gathered one unit (embedding, decoder layer, head) at a time: needs
+	// Model, with activation checkpointing on. A stage-3 model stays
+	// sharded when Run returns; final/ (Export) is streamed from the
+	// ranks' shard files.
 	ZeroStage int
 	// OffloadOptimizer keeps the optimizer shard (moments and fp32 master
 	// weights) in CPU memory; with ZeroStage 1 to 3.
 	OffloadOptimizer bool
-	// Model is the model params belong to; needed by ZeroStage 3 only.
+	// Model is the model params belong to: needed by ZeroStage 3, and by
+	// stage 2 to reduce gradients layer by layer.
 	Model *Model
 	// OnStep, when set, sees every step's record after it is written.
 	OnStep func(StepRecord)

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pltune/pltune/align"
 	"github.com/pltune/pltune/internal/torchx"
@@ -168,6 +171,9 @@ func zeroWorker(ctx context.Context, cancel context.CancelFunc, g *dist.Group, j
 		if j.CancelAt > 0 && g.Rank() == j.CancelRank && r.Step == j.CancelAt {
 			cancel()
 		}
+		if j.DieAt > 0 && g.Rank() == 1 && r.Step == j.DieAt {
+			os.Exit(3) // no goodbye: the peers see the connection drop
+		}
 	}
 	tr, err := train.NewTrainer(cfg, m.NamedParameters(), obj, nil)
 	if err != nil {
@@ -304,4 +310,39 @@ func TestZeroOffloadAndResumeErrors(t *testing.T) {
 		}
 		m.Drop()
 	}
+}
+
+// TestZeroFailedRankStopsTheOthers: under stage 3, whose collectives run
+// inside the forward and backward passes, a rank that dies makes the other
+// exit non-zero at once with an error naming the failed collective.
+func TestZeroFailedRankStopsTheOthers(t *testing.T) {
+	requireGloo(t)
+	j := job{Mode: "zero", Batch: 2, Zero: 3, Obj: "lm", Out: t.TempDir(), DieAt: 2}
+	j.Result = filepath.Join(t.TempDir(), "weights")
+	ranks := spawn(t, 2, j, "20s")
+	for _, rk := range ranks {
+		go io.Copy(io.Discard, rk.stdout)
+	}
+	if err := ranks[1].cmd.Wait(); err == nil {
+		t.Fatal("rank 1 finished instead of dying")
+	}
+	died := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- ranks[0].cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("rank 0 still running 15s after its peer died")
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("rank 0 ended with %v, want a non-zero exit", err)
+	}
+	msg := ranks[0].stderr.String()
+	if !strings.Contains(msg, "rank 0 of 2") || !strings.Contains(msg, "failed") {
+		t.Errorf("rank 0's error does not say where it failed: %s", msg)
+	}
+	t.Logf("rank 0 stopped %v after rank 1 died", time.Since(died).Round(time.Millisecond))
+	t.Logf("rank 0: %s", strings.TrimSpace(msg))
 }
