@@ -199,7 +199,7 @@ func (z *zeroOptimizer) gather(unit int, backward bool) error {
 			}
 			dropAll(views)
 			if err != nil {
-				err = fmt.Errorf("train: ZeRO-3 gathering unit %d from rank %d: %w", unit, r, err)
+				err = fmt.Errorf("train: ZeRO-3 gathering %s from rank %d: %w", z.unitName(unit), r, err)
 				break
 			}
 		}
@@ -287,7 +287,7 @@ func (z *zeroOptimizer) reduceUnit(idx []int) error {
 	defer dropAll(send)
 	if z.world > 1 {
 		if err := z.comm.AllReduceSum(send); err != nil {
-			return fmt.Errorf("train: ZeRO-3 gradient reduction: %w", err)
+			return fmt.Errorf("train: ZeRO gradient reduction of %s: %w", z.unitName(z.unitOf[idx[0]]), err)
 		}
 	}
 	got := torchx.Float64s(f, false)
@@ -492,4 +492,15 @@ func detachUnits(opt optimizer) {
 	if z, ok := opt.(*zeroOptimizer); ok && z.stage == 2 && z.perLayer && z.model.units == z {
 		z.model.units = nil
 	}
+}
+
+// unitName names a unit in messages.
+func (z *zeroOptimizer) unitName(u int) string {
+	switch {
+	case u == embedUnit:
+		return "the embedding"
+	case z.model != nil && u == z.model.headUnit():
+		return "the head (final norm, LM head)"
+	}
+	return fmt.Sprintf("decoder layer %d", u)
 }

@@ -44,7 +44,7 @@ type job struct {
 	Obj     string
 	LoRA    bool
 	Offload bool
-	DieAt   int // rank 1 exits abruptly after this step (0: never)
+	DieAt   int // rank 1 exits abruptly at this call of Loss (0: never)
 }
 
 func TestMain(m *testing.M) {

@@ -171,9 +171,9 @@ func zeroWorker(ctx context.Context, cancel context.CancelFunc, g *dist.Group, j
 		if j.CancelAt > 0 && g.Rank() == j.CancelRank && r.Step == j.CancelAt {
 			cancel()
 		}
-		if j.DieAt > 0 && g.Rank() == 1 && r.Step == j.DieAt {
-			os.Exit(3) // no goodbye: the peers see the connection drop
-		}
+	}
+	if j.DieAt > 0 && g.Rank() == 1 {
+		obj = &dyingObjective{Objective: obj, at: j.DieAt}
 	}
 	tr, err := train.NewTrainer(cfg, m.NamedParameters(), obj, nil)
 	if err != nil {
@@ -312,12 +312,28 @@ func TestZeroOffloadAndResumeErrors(t *testing.T) {
 	}
 }
 
-// TestZeroFailedRankStopsTheOthers: under stage 3, whose collectives run
-// inside the forward and backward passes, a rank that dies makes the other
-// exit non-zero at once with an error naming the failed collective.
+// dyingObjective exits the process, without a word to its peers, when
+// Loss is called for the at-th time: after the step's first all-reduce,
+// before the micro-batch's forward pass.
+type dyingObjective struct {
+	train.Objective
+	at, calls int
+}
+
+func (d *dyingObjective) Loss(idx []int) (*train.Loss, error) {
+	if d.calls++; d.calls == d.at {
+		os.Exit(3)
+	}
+	return d.Objective.Loss(idx)
+}
+
+// TestZeroFailedRankStopsTheOthers: under stage 3 a rank that dies inside
+// a step makes the other fail in the collective it is then in — the
+// gathering of a unit's weights in its forward pass — and exit non-zero at
+// once with an error saying so.
 func TestZeroFailedRankStopsTheOthers(t *testing.T) {
 	requireGloo(t)
-	j := job{Mode: "zero", Batch: 2, Zero: 3, Obj: "lm", Out: t.TempDir(), DieAt: 2}
+	j := job{Mode: "zero", Batch: 2, Zero: 3, Obj: "lm", Out: t.TempDir(), DieAt: 3}
 	j.Result = filepath.Join(t.TempDir(), "weights")
 	ranks := spawn(t, 2, j, "20s")
 	for _, rk := range ranks {
@@ -340,7 +356,7 @@ func TestZeroFailedRankStopsTheOthers(t *testing.T) {
 		t.Fatalf("rank 0 ended with %v, want a non-zero exit", err)
 	}
 	msg := ranks[0].stderr.String()
-	if !strings.Contains(msg, "rank 0 of 2") || !strings.Contains(msg, "failed") {
+	if !strings.Contains(msg, "rank 0 of 2") || !strings.Contains(msg, "ZeRO-3 gathering the embedding") {
 		t.Errorf("rank 0's error does not say where it failed: %s", msg)
 	}
 	t.Logf("rank 0 stopped %v after rank 1 died", time.Since(died).Round(time.Millisecond))
