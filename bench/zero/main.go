@@ -37,8 +37,9 @@ type result struct {
 	Rank         int     `json:"rank"`
 	World        int     `json:"world"`
 	Params       int64   `json:"params"`
-	BaseRSSMB    float64 `json:"base_rss_mb"` // VmRSS before the model is built (libtorch loaded)
-	PeakRSSMB    float64 `json:"peak_rss_mb"` // VmHWM at the end
+	BaseRSSMB    float64 `json:"base_rss_mb"`      // VmRSS before the model is built (libtorch loaded)
+	PeakRSSMB    float64 `json:"peak_rss_mb"`      // VmHWM at the end: the whole run, model building included
+	StepPeakMB   float64 `json:"step_peak_rss_mb"` // VmHWM over the timed steps only (reset after the warm-up)
 	WeightsMB    float64 `json:"weights_mb"`
 	GradsMB      float64 `json:"grads_mb"`
 	OptimizerMB  float64 `json:"optimizer_mb"`
@@ -101,7 +102,16 @@ func run(stage, steps, warmup, seq, threads int, ckpt bool) error {
 	tc.Epochs, tc.WarmupRatio, tc.Comm, tc.ZeroStage, tc.Model = 1, 0, g, stage, m
 	var times []float64
 	last := time.Now()
+	var peakBefore float64
 	tc.OnStep = func(rec train.StepRecord) {
+		if rec.Step == warmup {
+			// Reset VmHWM (Linux: clear_refs 5), so the peak that follows is
+			// that of training steps, not of building and sharding the model.
+			peakBefore = status("VmHWM:")
+			if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+				peakBefore = -1
+			}
+		}
 		now := time.Now()
 		if rec.Step > warmup {
 			times = append(times, now.Sub(last).Seconds())
@@ -124,9 +134,13 @@ func run(stage, steps, warmup, seq, threads int, ckpt bool) error {
 	}
 	slices.Sort(times)
 	med := times[len(times)/2]
+	stepPeak := status("VmHWM:") / 1024
+	if peakBefore < 0 {
+		stepPeak = 0 // no clear_refs: unknown
+	}
 	out, _ := json.Marshal(result{
 		Stage: stage, Rank: g.Rank(), World: g.Size(), Params: np,
-		BaseRSSMB: base / 1024, PeakRSSMB: status("VmHWM:") / 1024,
+		BaseRSSMB: base / 1024, PeakRSSMB: max(peakBefore, status("VmHWM:")) / 1024, StepPeakMB: stepPeak,
 		WeightsMB: float64(sb.Weights) / 1e6, GradsMB: float64(sb.Grads) / 1e6, OptimizerMB: float64(sb.Optimizer) / 1e6,
 		StepS: med, TokensPerSec: float64(seq*g.Size()) / med,
 	})
