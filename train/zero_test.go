@@ -133,12 +133,24 @@ func TestZeroOneProcess(t *testing.T) {
 							}
 							return m.Save(dir, SaveOptions{})
 						}
-						tr, err := NewTrainer(cfg, m.NamedParameters(), obj, nil)
+						// Held-out loss every 2 steps: under stage 3 its
+						// passes gather the units without gradients.
+						cfg.EvalEvery = 2
+						var evals []float64
+						cfg.OnStep = func(r StepRecord) {
+							if r.EvalLoss != nil {
+								evals = append(evals, *r.EvalLoss)
+							}
+						}
+						tr, err := NewTrainer(cfg, m.NamedParameters(), obj, obj)
 						if err != nil {
 							t.Fatal(err)
 						}
 						if _, err := tr.Run(context.Background()); err != nil {
 							t.Fatal(err)
+						}
+						if len(evals) == 0 {
+							t.Fatal("no held-out loss")
 						}
 						if stage < 3 {
 							return modelWeights(m)
