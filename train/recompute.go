@@ -11,7 +11,7 @@ import (
 // Activation checkpointing. A training step is split into a body (the
 // decoder layers) and a head (final norm, LM head, the objective's loss).
 // The body runs without gradients, keeping only each layer's input and its
-// attention's output and logsumexp (no T×T tensor, no activations); the
+// attention's output (no T×T tensor, no activations); the
 // head turns the last hidden state, made a leaf, into per-position target
 // log-probabilities in token chunks, never holding all [T, V] logits. In
 // backward the head is redone chunk by chunk and the layers are walked
@@ -44,26 +44,25 @@ type tape struct {
 	st     *fwdState
 	ids    *ts.Tensor   // [B, T] on the model's device
 	inputs []*ts.Tensor // each layer's input, without graph
-	// attnOut and lse are each layer's attention output [B, H, T, hd] and
-	// per-row logsumexp [B, H, T] from the forward pass: with them the
-	// recompute skips the attention's forward (its backward needs only
-	// them), for 2·T·D + H·T more values per layer.
-	attnOut, lse []*ts.Tensor
-	seeds        []int64    // per-layer dropout seeds (nil without dropout)
-	hidden       *ts.Tensor // the last layer's output as a leaf
-	normed       *ts.Tensor // final norm of hidden, with graph
-	targets      *ts.Tensor // [B, T] int64 on the device
-	ppe          *ts.Tensor // Σ router probabilities per expert, a leaf
-	tpe          *ts.Tensor // Σ routed shares per expert
+	// attnOut is each layer's attention output [B, H, T, hd] from the
+	// forward pass (T·D values): with it the layer's last segment and its
+	// backward run before the attention is recomputed, block by block.
+	attnOut []*ts.Tensor
+	seeds   []int64    // per-layer dropout seeds (nil without dropout)
+	hidden  *ts.Tensor // the last layer's output as a leaf
+	normed  *ts.Tensor // final norm of hidden, with graph
+	targets *ts.Tensor // [B, T] int64 on the device
+	ppe     *ts.Tensor // Σ router probabilities per expert, a leaf
+	tpe     *ts.Tensor // Σ routed shares per expert
 }
 
 func (t *tape) drop() {
-	for _, xs := range [][]*ts.Tensor{t.inputs, t.attnOut, t.lse} {
+	for _, xs := range [][]*ts.Tensor{t.inputs, t.attnOut} {
 		for _, x := range xs {
 			x.MustDrop()
 		}
 	}
-	t.inputs, t.attnOut, t.lse = nil, nil, nil
+	t.inputs, t.attnOut = nil, nil
 	for _, x := range []*ts.Tensor{t.ids, t.hidden, t.normed, t.targets, t.ppe, t.tpe} {
 		if x != nil {
 			x.MustDrop()
@@ -94,7 +93,7 @@ func (p *Pass) Drop() {
 // log-probability of targets [batch, seq] (int64, tokenize.IgnoreIndex where
 // nothing is predicted) at each position. With gradient checkpointing on and
 // grad mode on, the layers keep only their inputs (and their attention's
-// output and logsumexp, T·D + H·T values) and Pass.Backward recomputes them; otherwise it is Forward followed by a log-softmax, and
+// output, T·D values) and Pass.Backward recomputes them; otherwise it is Forward followed by a log-softmax, and
 // Backward is the loss's own.
 func (m *Model) ForwardLogProbs(input, targets *ts.Tensor, opts ForwardOptions) (*Pass, error) {
 	if s, ts0 := targets.MustSize(), input.MustSize(); len(s) != 2 || len(ts0) != 2 || s[0] != ts0[0] || s[1] != ts0[1] {
@@ -194,12 +193,14 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 				x = m.layerForward(i, l, x, st, aux)
 			} else {
 				q, k, v := m.attnInputs(i, l, x, st)
-				o, lse := blockAttentionForward(q, k, v, st.attn, m.attnScale(), 0)
+				o, err := attention(q, k, v, st.attn, m.attnScale())
 				q.MustDrop()
 				k.MustDrop()
 				v.MustDrop()
+				if err != nil {
+					panic(err)
+				}
 				t.attnOut = append(t.attnOut, o.MustShallowClone())
-				t.lse = append(t.lse, lse)
 				x = m.attnOutput(l, x, o, st, aux)
 			}
 			if uerr = m.releaseUnit(i, false); uerr != nil {
@@ -325,17 +326,16 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 		if t.seeds != nil {
 			torchx.ManualSeed(t.seeds[i])
 		}
-		o, lse := t.attnOut[i], t.lse[i]
-		t.attnOut, t.lse = t.attnOut[:i], t.lse[:i]
+		o := t.attnOut[i]
+		t.attnOut = t.attnOut[:i]
 		err := m.gatherUnit(i, true)
 		if err == nil {
-			err = m.layerBackward(i, x, o, lse, dy, dppe, t.st)
+			err = m.layerBackward(i, x, o, dy, dppe, t.st)
 		}
 		if err == nil {
 			err = m.releaseUnit(i, true)
 		}
 		o.MustDrop()
-		lse.MustDrop()
 		if err != nil {
 			x.MustDrop()
 			if dy != nil {
@@ -372,11 +372,11 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 // requiring grad) and runs its backward from dy, the gradient of its
 // output (nil: none), and dppe, that of the summed router probabilities
 // (Mixtral; nil otherwise). The layer runs as three segments:
-// attnInputs and attnOutput with autograd, the attention between them
-// from the forward's output o and logsumexp lse with
-// blockAttentionBackward, which keeps no T×S tensor — only one query
+// attnInputs and attnOutput with autograd (the latter from the forward's
+// attention output o), the attention between them recomputed by
+// blockwiseAttentionGrads, which keeps no T×S tensor — only one query
 // block's scores exist at a time.
-func (m *Model) layerBackward(i int, x, o, lse, dy, dppe *ts.Tensor, st *fwdState) error {
+func (m *Model) layerBackward(i int, x, o, dy, dppe *ts.Tensor, st *fwdState) error {
 	l := m.layers[i]
 	q, k, v := m.attnInputs(i, l, x, st)
 	defer func() {
@@ -417,8 +417,11 @@ func (m *Model) layerBackward(i int, x, o, lse, dy, dppe *ts.Tensor, st *fwdStat
 		}
 		return nil
 	}
-	dq, dk, dv := blockAttentionBackward(q, k, v, o, lse, dO, st.attn, scale, 0)
+	dq, dk, dv, err := blockwiseAttentionGrads(q, k, v, dO, st.attn, scale)
 	dO.MustDrop()
+	if err != nil {
+		return fmt.Errorf("train: backward of layer %d's attention: %w", i, err)
+	}
 	var outs, grads []*ts.Tensor
 	for j, t := range []*ts.Tensor{q, k, v} {
 		g := []*ts.Tensor{dq, dk, dv}[j]
