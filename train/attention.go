@@ -196,6 +196,20 @@ func defaultAttnBlock(heads, S int64) int64 {
 
 const attnBlockElems = 1 << 22
 
+// dims returns the sizes of q [B, H, T, hd] and k [B, KV, S, hd], the
+// query heads per key head and the query block (block, or
+// defaultAttnBlock when block ≤ 0).
+func dims(q, k *ts.Tensor, mask *attnMask, block int64) (B, H, T, hd, KV, rep, blk int64) {
+	s := q.MustSize()
+	B, H, T, hd = s[0], s[1], s[2], s[3]
+	KV = k.MustSize()[1]
+	blk = block
+	if blk <= 0 {
+		blk = defaultAttnBlock(H, mask.S)
+	}
+	return B, H, T, hd, KV, H / KV, blk
+}
+
 // gqaLayout returns q viewed as [B, KV, rep, T, hd], so the rep query heads
 // that share a key head sit beside each other.
 func gqaLayout(q *ts.Tensor, KV int64) *ts.Tensor {
@@ -236,13 +250,7 @@ func blockScores(q5, k *ts.Tensor, mask *attnMask, scale float64, t0, t1, lo, hi
 // (0: defaultAttnBlock): the explicit path where SDPA is missing. It
 // returns [B, H, T, hd] in v's dtype and frees none of its inputs.
 func blockAttention(q, k, v *ts.Tensor, mask *attnMask, scale float64, block int64) *ts.Tensor {
-	s := q.MustSize()
-	B, H, T, hd := s[0], s[1], s[2], s[3]
-	KV := k.MustSize()[1]
-	rep := H / KV
-	if block <= 0 {
-		block = defaultAttnBlock(H, mask.S)
-	}
+	B, H, T, hd, KV, rep, block := dims(q, k, mask, block)
 	q5 := gqaLayout(q, KV)
 	defer q5.MustDrop()
 	var outs []*ts.Tensor
@@ -271,15 +279,16 @@ func blockAttention(q, k, v *ts.Tensor, mask *attnMask, scale float64, block int
 // blocks of block rows (0: defaultAttnBlock), keeping only what backward
 // needs: out [B, H, T, hd] in v's dtype and the per-row logsumexp of the
 // scaled, masked scores, lse [B, H, T] fp32. Inputs are not freed.
+//
+// Where the linked libtorch has SDPA, attention (the plain path) runs
+// SDPA's kernels, which round differently: on 2.11's CPU flash kernel the
+// tiny test models' gradients differ from this path's by up to about 2e-6
+// of their largest value. A checkpointed layer that must reproduce the
+// plain path's gradients to 1e-6 there recomputes attention with SDPA under
+// autograd instead (its backward keeps only the output and logsumexp too).
 func blockAttentionForward(q, k, v *ts.Tensor, mask *attnMask, scale float64, block int64) (out, lse *ts.Tensor) {
 	torchx.NoGrad(func() {
-		s := q.MustSize()
-		B, H, T, hd := s[0], s[1], s[2], s[3]
-		KV := k.MustSize()[1]
-		rep := H / KV
-		if block <= 0 {
-			block = defaultAttnBlock(H, mask.S)
-		}
+		B, H, T, hd, KV, rep, block := dims(q, k, mask, block)
 		dev := q.MustDevice()
 		q5 := gqaLayout(q, KV)
 		defer q5.MustDrop()
@@ -329,14 +338,8 @@ func blockAttentionForward(q, k, v *ts.Tensor, mask *attnMask, scale float64, bl
 // replace this one without changing callers.
 func blockAttentionBackward(q, k, v, out, lse, dOut *ts.Tensor, mask *attnMask, scale float64, block int64) (dq, dk, dv *ts.Tensor) {
 	torchx.NoGrad(func() {
-		s := q.MustSize()
-		B, H, T, hd := s[0], s[1], s[2], s[3]
-		ks := k.MustSize()
-		KV, S := ks[1], ks[2]
-		rep := H / KV
-		if block <= 0 {
-			block = defaultAttnBlock(H, mask.S)
-		}
+		B, H, T, hd, KV, rep, block := dims(q, k, mask, block)
+		S := k.MustSize()[2]
 		dev := q.MustDevice()
 		q5 := gqaLayout(q, KV)
 		do5 := gqaLayout(dOut, KV)
@@ -532,20 +535,14 @@ func (m *attnMask) segments() (rows [][]span, ok bool) {
 // Key and value heads are repeated for GQA (the 2.x API gotch wraps has no
 // enable_gqa). It returns [B, H, T, hd] and frees none of its inputs.
 func sdpaAttention(q, k, v *ts.Tensor, mask *attnMask, scale float64, block int64) (*ts.Tensor, error) {
-	s := q.MustSize()
-	B, H, hd := s[0], s[1], s[3]
-	ks := k.MustSize()
-	KV, S := ks[1], ks[2]
-	rep := H / KV
+	B, H, _, hd, KV, rep, block := dims(q, k, mask, block)
+	S := k.MustSize()[2]
 	ke, ve := k, v
 	if rep > 1 {
 		ke = k.MustUnsqueeze(2, false).MustExpand([]int64{B, KV, rep, S, hd}, false, true).MustReshape([]int64{B, H, S, hd}, true)
 		ve = v.MustUnsqueeze(2, false).MustExpand([]int64{B, KV, rep, S, hd}, false, true).MustReshape([]int64{B, H, S, hd}, true)
 		defer ke.MustDrop()
 		defer ve.MustDrop()
-	}
-	if block <= 0 {
-		block = defaultAttnBlock(H, mask.S)
 	}
 	if mask.causalOnly() {
 		return causalCall(q, ke, ve, scale, block)

@@ -139,14 +139,7 @@ func gradsOf(t *testing.T, out, dOut *ts.Tensor, leaves ...*ts.Tensor) [][]float
 	if err := backwardWith([]*ts.Tensor{out}, []*ts.Tensor{dOut}); err != nil {
 		t.Fatal(err)
 	}
-	var gs [][]float32
-	for _, l := range leaves {
-		g := l.MustGrad(false)
-		gs = append(gs, values(g))
-		g.MustZero_()
-		g.MustDrop()
-	}
-	return gs
+	return leafGrads(leaves...)
 }
 
 // maxRelDiff is the largest |a − b| over the largest |b|, or over 1 when
@@ -362,6 +355,85 @@ func TestAttnMaskSegments(t *testing.T) {
 						}
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestBlockAttentionBF16 runs the blockwise paths on bf16 inputs (the casts
+// the fp32 tests do not reach) and checks outputs and gradients against
+// fp32 explicit attention within bf16's precision.
+func TestBlockAttentionBF16(t *testing.T) {
+	s := newAttnSetup(t, attnCases[3]) // packed, padded, GQA
+	defer s.drop()
+	ref := explicitAttention(s.q, s.k, s.v, s.st.mask, s.scale)
+	want := values(ref)
+	wantG := gradsOf(t, ref, s.dOut, s.q, s.k, s.v)
+	ref.MustDrop()
+	bf := func(x *ts.Tensor) *ts.Tensor { return x.MustDetach(false).MustTotype(gotch.BFloat16, true) }
+	q, k, v, dOut := bf(s.q), bf(s.k), bf(s.v), bf(s.dOut)
+	defer func() {
+		for _, x := range []*ts.Tensor{q, k, v, dOut} {
+			x.MustDrop()
+		}
+	}()
+	const tol = 3e-2
+	o, lse := blockAttentionForward(q, k, v, s.mask, s.scale, 5)
+	defer o.MustDrop()
+	defer lse.MustDrop()
+	if o.DType() != gotch.BFloat16 || lse.DType() != gotch.Float {
+		t.Errorf("dtypes: out %v, lse %v; want bfloat16, float", o.DType(), lse.DType())
+	}
+	if d := maxRelDiff(values(o), want); d > tol {
+		t.Errorf("out: difference %g from fp32", d)
+	}
+	dq, dk, dv := blockAttentionBackward(q, k, v, o, lse, dOut, s.mask, s.scale, 5)
+	for i, g := range []*ts.Tensor{dq, dk, dv} {
+		if g.DType() != gotch.BFloat16 {
+			t.Errorf("gradient %d dtype %v; want bfloat16", i, g.DType())
+		}
+		if d := maxRelDiff(values(g), wantG[i]); d > tol {
+			t.Errorf("gradient %d: difference %g from fp32", i, d)
+		}
+		g.MustDrop()
+	}
+	out := blockAttention(q, k, v, s.mask, s.scale, 5)
+	defer out.MustDrop()
+	if d := maxRelDiff(values(out), want); d > tol {
+		t.Errorf("autograd path out: difference %g from fp32", d)
+	}
+}
+
+// TestSDPABF16 checks the SDPA path on bf16 inputs against fp32 explicit
+// attention within bf16's precision, where SDPA is available.
+func TestSDPABF16(t *testing.T) {
+	if !sdpaAvailable() {
+		t.Skipf("the linked libtorch has no scaled_dot_product_attention (1.13 stubs it): %v", sdpaErr)
+	}
+	for _, c := range attnCases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newAttnSetup(t, c)
+			defer s.drop()
+			ref := explicitAttention(s.q, s.k, s.v, s.st.mask, s.scale)
+			want := values(ref)
+			ref.MustDrop()
+			bf := func(x *ts.Tensor) *ts.Tensor { return x.MustDetach(false).MustTotype(gotch.BFloat16, true) }
+			q, k, v := bf(s.q), bf(s.k), bf(s.v)
+			defer func() {
+				for _, x := range []*ts.Tensor{q, k, v} {
+					x.MustDrop()
+				}
+			}()
+			out, err := sdpaAttention(q, k, v, s.mask, s.scale, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.MustDrop()
+			if out.DType() != gotch.BFloat16 {
+				t.Errorf("out dtype %v; want bfloat16", out.DType())
+			}
+			if d := maxRelDiff(values(out), want); d > 3e-2 {
+				t.Errorf("out: difference %g from fp32", d)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/pltune/pltune/internal/torchx"
 	"github.com/sugarme/gotch"
@@ -117,7 +118,7 @@ func (h *Head) TokenLogProbsBackward(hidden, targets, dLogProbs *ts.Tensor) (*He
 		return nil, err
 	}
 	defer p.drop()
-	if s := dLogProbs.MustSize(); !sameShape(s, p.lead) {
+	if s := dLogProbs.MustSize(); !slices.Equal(s, p.lead) {
 		return nil, fmt.Errorf("train: head backward: gradient shape %v; want %v like the targets", s, p.lead)
 	}
 	var g *HeadGrads
@@ -233,21 +234,9 @@ func computeDType(hidden *ts.Tensor) gotch.DType {
 	return gotch.Float
 }
 
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // maskLike returns mask in like's dtype and device, checking its shape.
 func maskLike(mask, like *ts.Tensor) (*ts.Tensor, error) {
-	if s, w := mask.MustSize(), like.MustSize(); !sameShape(s, w) {
+	if s, w := mask.MustSize(), like.MustSize(); !slices.Equal(s, w) {
 		return nil, fmt.Errorf("train: head: mask shape %v; want %v like the targets", s, w)
 	}
 	return mask.MustTotype(like.DType(), false).MustTo(like.MustDevice(), true), nil
@@ -263,7 +252,7 @@ func (h *Head) prepare(hidden, targets *ts.Tensor) (*headInput, error) {
 		return nil, fmt.Errorf("train: head: hidden states shape %v; want [..., %d]", hs, ws[1])
 	}
 	lead := hs[:len(hs)-1]
-	if s := targets.MustSize(); !sameShape(s, lead) {
+	if s := targets.MustSize(); !slices.Equal(s, lead) {
 		return nil, fmt.Errorf("train: head: targets shape %v; want %v like the hidden states", s, lead)
 	}
 	if targets.DType() != gotch.Int64 {

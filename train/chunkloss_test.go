@@ -1,6 +1,7 @@
 package train
 
 import (
+	"math"
 	"testing"
 
 	"github.com/pltune/pltune/internal/torchx"
@@ -353,4 +354,109 @@ func bodyHidden(t *testing.T, m *Model, bt *batchTensors) *ts.Tensor {
 	h := rmsNorm(x, m.norm, m.Config.RMSNormEps)
 	x.MustDrop()
 	return h
+}
+
+// BenchmarkHeadMemory measures the LM head and cross-entropy with their
+// backward for 8,192 tokens of the tiny Llama (hidden 256, vocab 32,000,
+// fp32 CPU, head weight trained): full logits with autograd, as
+// LMObjective.Loss computes them, against the chunked Head. It reports the
+// peak resident memory above the inputs (peak-MB, as
+// BenchmarkAttentionMemory measures it):
+//
+//	go test ./train -run '^$' -bench HeadMemory -benchtime 2x
+func BenchmarkHeadMemory(b *testing.B) {
+	const N, D, V = 8192, 256, 32000
+	for _, path := range []string{"full", "chunked"} {
+		b.Run(path, func(b *testing.B) {
+			torchx.ManualSeed(1)
+			h := ts.MustRandn([]int64{N, D}, gotch.Float, gotch.CPU)
+			w := ts.MustRandn([]int64{V, D}, gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(0.02), true)
+			w.MustRequiresGrad_(true)
+			tg := ts.MustRandint(V, []int64{N}, gotch.Int64, gotch.CPU)
+			defer func() {
+				for _, t := range []*ts.Tensor{h, w, tg} {
+					t.MustDrop()
+				}
+			}()
+			peak := int64(math.MaxInt64)
+			for range b.N {
+				b.StopTimer()
+				hl := h.MustDetach(false)
+				hl.MustRequiresGrad_(true)
+				torchx.ReleaseFreeMemory()
+				base := resetPeakRSS(b)
+				b.StartTimer()
+				switch path {
+				case "full":
+					logits := ts.MustLinear(hl, w, ts.None)
+					sum := logits.MustCrossEntropyLoss(tg, ts.NewTensor(), 2, tokenize.IgnoreIndex, 0, true)
+					if err := sum.Backward(); err != nil {
+						b.Fatal(err)
+					}
+					sum.MustDrop()
+				case "chunked":
+					sum, g, err := (&Head{W: w, WeightGrad: true}).CrossEntropy(hl, tg, 1)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := backwardWith([]*ts.Tensor{hl, w}, []*ts.Tensor{g.Hidden, g.Weight}); err != nil {
+						b.Fatal(err)
+					}
+					sum.MustDrop()
+					g.Drop()
+				}
+				b.StopTimer()
+				peak = min(peak, procStatusKB(b, "VmHWM:")-base)
+				hl.MustDrop()
+				g := w.MustGrad(false)
+				g.MustZero_()
+				g.MustDrop()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(peak)/1024, "peak-MB")
+		})
+	}
+}
+
+// TestHeadBF16 runs the chunked head on bf16 hidden states and weight (the
+// casts the fp32 tests do not reach) and checks loss and gradients against
+// the fp32 full-logit path within bf16's precision, and the dtypes.
+func TestHeadBF16(t *testing.T) {
+	h, w, targets := headInputs(t)
+	defer h.MustDrop()
+	defer w.MustDrop()
+	defer targets.MustDrop()
+	logits := ts.MustLinear(h, w, ts.None).MustView([]int64{-1, headV}, true)
+	tg := targets.MustView([]int64{-1}, false)
+	sum := logits.MustCrossEntropyLoss(tg, ts.NewTensor(), 2, tokenize.IgnoreIndex, 0, true)
+	tg.MustDrop()
+	wantSum := values(sum)
+	if err := sum.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	sum.MustDrop()
+	want := leafGrads(h, w)
+
+	hb := h.MustDetach(false).MustTotype(gotch.BFloat16, true)
+	wb := w.MustDetach(false).MustTotype(gotch.BFloat16, true)
+	defer hb.MustDrop()
+	defer wb.MustDrop()
+	s, g, err := (&Head{W: wb, Chunk: 5, WeightGrad: true}).CrossEntropy(hb, targets, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.MustDrop()
+	defer g.Drop()
+	if s.DType() != gotch.Float || g.Hidden.DType() != gotch.BFloat16 || g.Weight.DType() != gotch.Float {
+		t.Errorf("dtypes: loss %v, dHidden %v, dW %v; want float, bfloat16, float", s.DType(), g.Hidden.DType(), g.Weight.DType())
+	}
+	const tol = 3e-2
+	if d := maxRelDiff(values(s), wantSum); d > tol {
+		t.Errorf("loss: relative difference %g from fp32", d)
+	}
+	for i, x := range []*ts.Tensor{g.Hidden, g.Weight} {
+		if d := maxRelDiff(values(x), want[i]); d > tol {
+			t.Errorf("gradient %d: difference %g from fp32", i, d)
+		}
+	}
 }

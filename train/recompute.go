@@ -385,6 +385,13 @@ func (m *Model) layerBackward(i int, x, o, dy, dppe *ts.Tensor, st *fwdState) er
 		v.MustDrop()
 	}()
 	scale := m.attnScale()
+	if sdpaAvailable() {
+		// SDPA's kernels keep only the output and logsumexp for their
+		// backward, so the layer is recomputed whole under autograd, with
+		// the plain path's kernels (the blockwise path rounds differently
+		// from SDPA's).
+		return m.layerBackwardSDPA(i, l, x, q, k, v, dy, dppe, st, scale)
+	}
 	ol := o.MustDetach(false)
 	defer ol.MustDrop()
 	ol.MustRequiresGrad_(true)
@@ -435,6 +442,39 @@ func (m *Model) layerBackward(i int, x, o, dy, dppe *ts.Tensor, st *fwdState) er
 	dv.MustDrop()
 	if err != nil {
 		return fmt.Errorf("train: backward of layer %d's attention inputs: %w", i, err)
+	}
+	return nil
+}
+
+// layerBackwardSDPA is layerBackward's recompute where libtorch has
+// scaled_dot_product_attention: attention and the last segment run under
+// autograd from q, k, v.
+func (m *Model) layerBackwardSDPA(i int, l *layer, x, q, k, v, dy, dppe *ts.Tensor, st *fwdState, scale float64) error {
+	a, err := attention(q, k, v, st.attn, scale)
+	if err != nil {
+		return fmt.Errorf("train: recomputing layer %d: %w", i, err)
+	}
+	var aux *moeStats
+	if m.Config.IsMoE() {
+		aux = &moeStats{}
+		defer aux.drop()
+	}
+	y := m.attnOutput(l, x.MustShallowClone(), a, st, aux)
+	var s *ts.Tensor
+	if dy != nil {
+		s = mulSum(y, dy)
+	}
+	y.MustDrop()
+	if dppe != nil && aux.probPerExpert.MustRequiresGrad() {
+		accumulate(&s, mulSum(aux.probPerExpert, dppe))
+	}
+	if s == nil {
+		return nil
+	}
+	err = s.Backward()
+	s.MustDrop()
+	if err != nil {
+		return fmt.Errorf("train: backward of layer %d: %w", i, err)
 	}
 	return nil
 }

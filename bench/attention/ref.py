@@ -11,7 +11,7 @@ same way as the Go benchmark:
     /usr/bin/python3 bench/attention/ref.py            # Debian's torch 1.13
     $(internal/scripts/pyref.sh --path)/bin/python bench/attention/ref.py   # 2.11
 """
-import argparse, ctypes, math, statistics, time
+import argparse, ctypes, math, os, statistics, time
 import torch
 import torch.nn.functional as F
 
@@ -52,7 +52,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lengths", default="1024,4096,16384")
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="as libtorch's default in the Go benchmark")
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     libc = ctypes.CDLL("libc.so.6")
     paths = {"explicit": eager}
     if hasattr(F, "scaled_dot_product_attention"):
