@@ -395,27 +395,8 @@ func (m *Model) layerBackward(i int, x, o, dy, dppe *ts.Tensor, st *fwdState) er
 	ol := o.MustDetach(false)
 	defer ol.MustDrop()
 	ol.MustRequiresGrad_(true)
-	var aux *moeStats
-	if m.Config.IsMoE() {
-		aux = &moeStats{}
-		defer aux.drop()
-	}
-	y := m.attnOutput(l, x.MustShallowClone(), ol.MustShallowClone(), st, aux)
-	var s *ts.Tensor
-	if dy != nil {
-		s = mulSum(y, dy)
-	}
-	y.MustDrop()
-	if dppe != nil && aux.probPerExpert.MustRequiresGrad() {
-		accumulate(&s, mulSum(aux.probPerExpert, dppe))
-	}
-	if s == nil {
-		return nil
-	}
-	err := s.Backward()
-	s.MustDrop()
-	if err != nil {
-		return fmt.Errorf("train: backward of layer %d: %w", i, err)
+	if err := m.outputBackward(i, l, x, ol.MustShallowClone(), dy, dppe, st); err != nil {
+		return err
 	}
 	dO := gradOf(ol)
 	if dO == nil || !q.MustRequiresGrad() && !k.MustRequiresGrad() && !v.MustRequiresGrad() {
@@ -454,6 +435,14 @@ func (m *Model) layerBackwardSDPA(i int, l *layer, x, q, k, v, dy, dppe *ts.Tens
 	if err != nil {
 		return fmt.Errorf("train: recomputing layer %d: %w", i, err)
 	}
+	return m.outputBackward(i, l, x, a, dy, dppe, st)
+}
+
+// outputBackward runs a layer's last segment (attnOutput) on x and the
+// attention output a, which it consumes, and its backward from dy (the
+// layer output's gradient) and dppe (that of the summed router
+// probabilities; Mixtral), accumulating into the leaves' gradients.
+func (m *Model) outputBackward(i int, l *layer, x, a, dy, dppe *ts.Tensor, st *fwdState) error {
 	var aux *moeStats
 	if m.Config.IsMoE() {
 		aux = &moeStats{}
@@ -471,7 +460,7 @@ func (m *Model) layerBackwardSDPA(i int, l *layer, x, q, k, v, dy, dppe *ts.Tens
 	if s == nil {
 		return nil
 	}
-	err = s.Backward()
+	err := s.Backward()
 	s.MustDrop()
 	if err != nil {
 		return fmt.Errorf("train: backward of layer %d: %w", i, err)
