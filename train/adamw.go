@@ -106,11 +106,6 @@ func (o *AdamW) StepGrads(lr float64, grads []*ts.Tensor) error {
 				continue
 			}
 			o.pSteps[i]++
-			t := float64(o.pSteps[i])
-			bc1 := 1 - math.Pow(o.cfg.Beta1, t)
-			bc2 := 1 - math.Pow(o.cfg.Beta2, t)
-			stepSize := lr / bc1
-			sqrtBC2 := math.Sqrt(bc2)
 			if g.DType() != gotch.Float {
 				g = g.MustTotype(gotch.Float, false)
 			} else {
@@ -120,29 +115,41 @@ func (o *AdamW) StepGrads(lr float64, grads []*ts.Tensor) error {
 			if o.master[i] != nil {
 				w = o.master[i]
 			}
-			if o.cfg.WeightDecay != 0 && !p.NoDecay {
-				w.MustMulScalar_(ts.FloatScalar(1 - lr*o.cfg.WeightDecay))
-			}
-			o.m[i].MustLerp_(g, ts.FloatScalar(1-o.cfg.Beta1))
-			g2 := g.MustSquare(true)
-			o.v[i].MustMulScalar_(ts.FloatScalar(o.cfg.Beta2))
-			g2.MustMulScalar_(ts.FloatScalar(1 - o.cfg.Beta2))
-			o.v[i].MustAdd_(g2)
-			g2.MustDrop()
-			denom := o.v[i].MustSqrt(false)
-			denom.MustMulScalar_(ts.FloatScalar(1 / sqrtBC2))
-			denom.MustAddScalar_(ts.FloatScalar(o.cfg.Eps))
-			upd := o.m[i].MustDiv(denom, false)
-			denom.MustDrop()
-			upd.MustMulScalar_(ts.FloatScalar(-stepSize))
-			w.MustAdd_(upd)
-			upd.MustDrop()
+			adamwUpdate(o.cfg, w, o.m[i], o.v[i], g, lr, o.pSteps[i], p.NoDecay)
+			g.MustDrop()
 			if o.master[i] != nil {
 				p.T.Copy_(o.master[i])
 			}
 		}
 	})
 	return nil
+}
+
+// adamwUpdate applies one AdamW update, torch.optim.AdamW's arithmetic, to
+// the fp32 weights w (in place) with moments m and v, from the fp32
+// gradient g; t is the parameter's update count including this one.
+func adamwUpdate(cfg AdamWConfig, w, m, v, g *ts.Tensor, lr float64, t int, noDecay bool) {
+	bc1 := 1 - math.Pow(cfg.Beta1, float64(t))
+	bc2 := 1 - math.Pow(cfg.Beta2, float64(t))
+	stepSize := lr / bc1
+	sqrtBC2 := math.Sqrt(bc2)
+	if cfg.WeightDecay != 0 && !noDecay {
+		w.MustMulScalar_(ts.FloatScalar(1 - lr*cfg.WeightDecay))
+	}
+	m.MustLerp_(g, ts.FloatScalar(1-cfg.Beta1))
+	g2 := g.MustSquare(false)
+	v.MustMulScalar_(ts.FloatScalar(cfg.Beta2))
+	g2.MustMulScalar_(ts.FloatScalar(1 - cfg.Beta2))
+	v.MustAdd_(g2)
+	g2.MustDrop()
+	denom := v.MustSqrt(false)
+	denom.MustMulScalar_(ts.FloatScalar(1 / sqrtBC2))
+	denom.MustAddScalar_(ts.FloatScalar(cfg.Eps))
+	upd := m.MustDiv(denom, false)
+	denom.MustDrop()
+	upd.MustMulScalar_(ts.FloatScalar(-stepSize))
+	w.MustAdd_(upd)
+	upd.MustDrop()
 }
 
 // ZeroGrad clears the gradients of the optimizer's parameters.

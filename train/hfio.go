@@ -202,7 +202,7 @@ func (m *Model) Save(dir string, opts SaveOptions) error {
 		t := *b.t
 		srcs = append(srcs, safetensors.Source{
 			Tensor: safetensors.Tensor{Name: b.name, DType: dt, Shape: b.shape},
-			Data:   func() ([]byte, error) { return tensorBytes(t, kind) },
+			Data:   func() ([]byte, error) { return m.saveBytes(t, kind) },
 		})
 	}
 	if _, err := safetensors.WriteSharded(dir, srcs, opts.MaxShardBytes, map[string]string{"format": "pt"}); err != nil {

@@ -194,8 +194,8 @@ func (m *Model) SaveAdapter(dir, baseModel string) error {
 		}{{".lora_A.weight", l.l.a}, {".lora_B.weight", l.l.b}} {
 			t := p.t
 			srcs = append(srcs, safetensors.Source{
-				Tensor: safetensors.Tensor{Name: peftPrefix + l.path + p.suffix, DType: dt, Shape: t.MustSize()},
-				Data:   func() ([]byte, error) { return tensorBytes(t, kind) },
+				Tensor: safetensors.Tensor{Name: peftPrefix + l.path + p.suffix, DType: dt, Shape: m.saveShape(t)},
+				Data:   func() ([]byte, error) { return m.saveBytes(t, kind) },
 			})
 		}
 	}

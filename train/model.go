@@ -54,6 +54,9 @@ type Model struct {
 	loraOff bool
 	// train enables dropout in LoRA adapters.
 	train bool
+	// units, when set, gathers and frees sharded parameters around each
+	// unit of a checkpointed pass (ZeRO stage 3; see zero3.go).
+	units unitGatherer
 }
 
 type layer struct {

@@ -170,8 +170,15 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 		defer aux.drop()
 	}
 	var x *ts.Tensor
+	var uerr error
 	torchx.NoGrad(func() {
+		if uerr = m.gatherUnit(embedUnit, false); uerr != nil {
+			return
+		}
 		x = ts.MustEmbedding(m.embed, t.ids, -1, false, false)
+		if uerr = m.releaseUnit(embedUnit, false); uerr != nil {
+			return
+		}
 		for i, l := range m.layers {
 			if grad {
 				t.inputs = append(t.inputs, x.MustShallowClone())
@@ -179,22 +186,39 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 			if t.seeds != nil {
 				torchx.ManualSeed(t.seeds[i])
 			}
+			if uerr = m.gatherUnit(i, false); uerr != nil {
+				return
+			}
 			if !grad {
 				x = m.layerForward(i, l, x, st, aux)
-				continue
+			} else {
+				q, k, v := m.attnInputs(i, l, x, st)
+				o, err := attention(q, k, v, st.attn, m.attnScale())
+				q.MustDrop()
+				k.MustDrop()
+				v.MustDrop()
+				if err != nil {
+					panic(err)
+				}
+				t.attnOut = append(t.attnOut, o.MustShallowClone())
+				x = m.attnOutput(l, x, o, st, aux)
 			}
-			q, k, v := m.attnInputs(i, l, x, st)
-			o, err := attention(q, k, v, st.attn, m.attnScale())
-			q.MustDrop()
-			k.MustDrop()
-			v.MustDrop()
-			if err != nil {
-				panic(err)
+			if uerr = m.releaseUnit(i, false); uerr != nil {
+				return
 			}
-			t.attnOut = append(t.attnOut, o.MustShallowClone())
-			x = m.attnOutput(l, x, o, st, aux)
 		}
 	})
+	if uerr != nil {
+		if x != nil {
+			x.MustDrop()
+		}
+		return nil, uerr
+	}
+	// The head (final norm, LM head) stays gathered until its backward.
+	if err := m.gatherUnit(m.headUnit(), grad); err != nil {
+		x.MustDrop()
+		return nil, err
+	}
 	t.hidden = x
 	if grad {
 		x.MustRequiresGrad_(true)
@@ -226,7 +250,7 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 	ok = true
 	if !grad {
 		t.drop()
-		return p, nil
+		return p, m.releaseUnit(m.headUnit(), false)
 	}
 	p.tape = t
 	return p, nil
@@ -288,6 +312,9 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 	}
 	t.normed.MustDrop()
 	t.normed = nil
+	if err := m.releaseUnit(m.headUnit(), true); err != nil {
+		return err
+	}
 	dy := gradOf(t.hidden)
 	t.hidden.MustDrop()
 	t.hidden = nil
@@ -301,7 +328,13 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 		}
 		o := t.attnOut[i]
 		t.attnOut = t.attnOut[:i]
-		err := m.layerBackward(i, x, o, dy, dppe, t.st)
+		err := m.gatherUnit(i, true)
+		if err == nil {
+			err = m.layerBackward(i, x, o, dy, dppe, t.st)
+		}
+		if err == nil {
+			err = m.releaseUnit(i, true)
+		}
 		o.MustDrop()
 		if err != nil {
 			x.MustDrop()
@@ -323,13 +356,16 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 	if !m.embed.MustRequiresGrad() {
 		return nil
 	}
+	if err := m.gatherUnit(embedUnit, true); err != nil {
+		return err
+	}
 	e := ts.MustEmbedding(m.embed, t.ids, -1, false, false)
 	err := backwardOf(e, dy)
 	e.MustDrop()
 	if err != nil {
 		return fmt.Errorf("train: backward of the embedding: %w", err)
 	}
-	return nil
+	return m.releaseUnit(embedUnit, true)
 }
 
 // layerBackward recomputes decoder layer i from its input x (a leaf

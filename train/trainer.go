@@ -149,6 +149,21 @@ type TrainerConfig struct {
 	Export            func(dir string) error
 	ExportCheckpoints bool
 	Comm              Communicator
+	// ZeroStage shards training state over Comm's ranks (zero.go,
+	// zero3.go): 0 plain data parallel; 1 AdamW state and fp32 master
+	// weights; 2 gradients too (reduced unit by unit inside the backward
+	// pass when Model checkpoints, after it otherwise); 3 parameters too,
+	// gathered one unit (embedding, decoder layer, head) at a time: needs
+	// Model, with activation checkpointing on. A stage-3 model stays
+	// sharded when Run returns; final/ (Export) is streamed from the
+	// ranks' shard files.
+	ZeroStage int
+	// OffloadOptimizer keeps the optimizer shard (moments and fp32 master
+	// weights) in CPU memory; with ZeroStage 1 to 3.
+	OffloadOptimizer bool
+	// Model is the model params belong to: needed by ZeroStage 3, and by
+	// stage 2 to reduce gradients layer by layer.
+	Model *Model
 	// OnStep, when set, sees every step's record after it is written.
 	OnStep func(StepRecord)
 }
@@ -284,10 +299,11 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return nil, err
 	}
-	opt, err := NewAdamW(t.params, cfg.AdamW)
+	opt, err := t.newOptimizer()
 	if err != nil {
 		return nil, err
 	}
+	defer detachUnits(opt)
 	global := cfg.BatchSize * t.world() // examples per micro-step, all ranks
 	window := global * cfg.GradAccum    // examples per optimizer step
 	n := t.obj.Len()
@@ -309,7 +325,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		if dir, err := LatestCheckpoint(cfg.OutDir); err != nil {
 			return nil, err
 		} else if dir != "" {
-			if st, err = loadCheckpoint(dir, opt); err != nil {
+			if st, err = t.loadCheckpoint(dir, opt); err != nil {
 				return nil, err
 			}
 			if st.Seed != cfg.Seed {
@@ -343,7 +359,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			}
 		}
 	}
-	if t.world() > 1 && st.Step == 0 {
+	if t.world() > 1 && st.Step == 0 && !isStage3(opt) {
 		// A fresh run (also a Resume with no checkpoint yet): every rank
 		// starts from rank 0's weights.
 		tensors := make([]*ts.Tensor, 0, len(opt.Params()))
@@ -355,6 +371,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		if berr != nil {
 			return nil, fmt.Errorf("train: broadcasting initial weights: %w", berr)
 		}
+		refreshMasters(opt)
 	}
 	var metrics *metricsWriter
 	if isMain {
@@ -372,22 +389,19 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 	}
 	sum := &Summary{}
 	save := func() error {
-		if !isMain {
-			return nil
-		}
 		var export func(string) error
 		if cfg.ExportCheckpoints {
 			export = cfg.Export
 		}
-		dir, err := saveCheckpoint(cfg.OutDir, st, opt, export)
-		if err != nil {
+		dir, err := t.saveCheckpoint(st, opt, export)
+		if err != nil || !isMain {
 			return err
 		}
 		sum.Checkpoint = dir
 		log.Info("checkpoint written", "dir", dir)
 		return pruneCheckpoints(cfg.OutDir, cfg.KeepLast)
 	}
-	grads := newStepGrads(opt.Params())
+	grads := newStepGrads(stepGradParams(opt))
 	defer grads.reset()
 	order := epochOrder(n, cfg.Seed, st.Epoch)
 	start := time.Now()
@@ -496,13 +510,6 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		if math.IsNaN(lossSum) || math.IsInf(lossSum, 0) {
 			return sum, fmt.Errorf("train: step %d: loss is %v: %w; the last good checkpoint is %q", st.Step+1, lossSum, ErrNonFinite, sum.Checkpoint)
 		}
-		step := grads.grads()
-		if t.world() > 1 {
-			if err := t.reduceGrads(opt.Params(), step); err != nil {
-				dropAll(step)
-				return sum, err
-			}
-		}
 		keys := make([]string, 0, len(extra))
 		for k := range extra {
 			keys = append(keys, k)
@@ -513,17 +520,13 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			vals = append(vals, extra[k])
 		}
 		if vals, err = t.allReduce(vals); err != nil {
-			dropAll(step)
 			return sum, err
 		}
-		norm := clipGrads(step, cfg.MaxGradNorm)
-		if math.IsNaN(norm) || math.IsInf(norm, 0) {
-			dropAll(step)
-			return sum, fmt.Errorf("train: step %d: gradient norm is %v: %w; the last good checkpoint is %q", st.Step+1, norm, ErrNonFinite, sum.Checkpoint)
-		}
 		lr := sched.LR(st.Step)
-		err = opt.StepGrads(lr, step)
-		dropAll(step)
+		norm, err := t.update(opt, lr, grads.grads())
+		if errors.Is(err, ErrNonFinite) {
+			return sum, fmt.Errorf("train: step %d: %w; the last good checkpoint is %q", st.Step+1, err, sum.Checkpoint)
+		}
 		if err != nil {
 			return sum, err
 		}
@@ -587,6 +590,13 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			return sum, err
 		}
 	}
+	staging, err := t.prepareExport(opt, st.Step)
+	if err != nil {
+		return sum, err
+	}
+	if staging != "" && isMain {
+		defer os.RemoveAll(staging)
+	}
 	if isMain && cfg.Export != nil {
 		final := filepath.Join(cfg.OutDir, "final")
 		tmp := final + ".tmp"
@@ -604,6 +614,31 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		sum.Final = final
 	}
 	return sum, nil
+}
+
+// update reduces the step's gradients over the ranks, clips them to
+// MaxGradNorm and applies the optimizer (grads are the step's, one per
+// parameter, owned by update). It returns the norm before clipping, with
+// ErrNonFinite and no update when it is not finite.
+func (t *Trainer) update(opt optimizer, lr float64, step []*ts.Tensor) (float64, error) {
+	if z, ok := opt.(*zeroOptimizer); ok && z.perLayer {
+		dropAll(step) // none: the layers' backward passes reduced them
+		return z.stepFromSums(t, lr, t.cfg.MaxGradNorm)
+	}
+	if z, ok := opt.(*zeroOptimizer); ok && z.stage == 2 {
+		return z.reduceScatterStep(t, lr, t.cfg.MaxGradNorm, step)
+	}
+	defer dropAll(step)
+	if t.world() > 1 {
+		if err := t.reduceGrads(opt.Params(), step); err != nil {
+			return 0, err
+		}
+	}
+	norm := clipGrads(step, t.cfg.MaxGradNorm)
+	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return norm, fmt.Errorf("gradient norm is %v: %w", norm, ErrNonFinite)
+	}
+	return norm, opt.StepGrads(lr, step)
 }
 
 // allReduce sums vals over ranks (a no-op for one process).

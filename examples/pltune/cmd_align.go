@@ -295,6 +295,7 @@ func (f *alignFlags) splitPairs(pairs []tokenize.PreferenceExample) (trainPairs,
 func (f *alignFlags) runAlign(ctx context.Context, env *cliEnv, m *train.Model, tok *tokenize.Tokenizer, obj, ev train.Objective) error {
 	cfg := f.trainerConfig(env)
 	cfg.Export = f.export(m, tok)
+	cfg.Model = m // ZeRO stage 3 gathers its layers
 	var last train.StepRecord
 	cfg.OnStep = func(r train.StepRecord) { last = r }
 	tr, err := train.NewTrainer(cfg, m.NamedParameters(), obj, ev)

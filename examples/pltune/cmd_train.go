@@ -58,6 +58,8 @@ type trainFlags struct {
 	quiet                    bool
 	stores                   storeFlags
 	gradCheckpointing        bool
+	zeroStage                int
+	offloadOptimizer         bool
 	// comm is the data-parallel group joined when the command runs under
 	// pltune launch or torchrun; nil otherwise.
 	comm train.Communicator
@@ -91,6 +93,8 @@ func (f *trainFlags) register(fs *flag.FlagSet, defaultLR float64) {
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar and no log lines")
 	f.stores.register(fs)
 	fs.BoolVar(&f.gradCheckpointing, "gradient-checkpointing", false, "keep only each layer's input and recompute the layer in backward (less memory, about one more forward pass)")
+	fs.IntVar(&f.zeroStage, "zero-stage", 0, "shard over the data-parallel processes: 1 optimizer state and fp32 master weights, 2 also gradients, 3 also parameters, one layer gathered at a time (needs --gradient-checkpointing; 0: every process holds everything)")
+	fs.BoolVar(&f.offloadOptimizer, "offload-optimizer", false, "keep the optimizer shard in CPU memory (with --zero-stage 1-3; for GPU runs)")
 }
 
 // check validates the flags after parsing; rest are the arguments after the
@@ -114,6 +118,12 @@ func (f *trainFlags) check(rest []string) error {
 		return usagef("--batch-size, --grad-accum, --max-len must be positive; --epochs, --max-steps, --lora-rank not negative")
 	case f.lr <= 0:
 		return usagef("--lr must be positive")
+	case f.zeroStage < 0 || f.zeroStage > 3:
+		return usagef("--zero-stage %d: want 0, 1, 2 or 3", f.zeroStage)
+	case f.zeroStage == 3 && !f.gradCheckpointing:
+		return usagef("--zero-stage 3 needs --gradient-checkpointing (layers are gathered in its layer loop)")
+	case f.offloadOptimizer && f.zeroStage == 0:
+		return usagef("--offload-optimizer needs --zero-stage 1, 2 or 3")
 	}
 	if f.tokenizer == "" {
 		f.tokenizer = f.model
@@ -184,6 +194,7 @@ func (f *trainFlags) trainerConfig(env *cliEnv) train.TrainerConfig {
 	cfg.BatchSize, cfg.GradAccum, cfg.Seed, cfg.Resume = f.batch, f.accum, f.seed, f.resume
 	cfg.SaveEvery, cfg.EvalEvery = f.saveEvery, f.evalEvery
 	cfg.Comm = f.comm
+	cfg.ZeroStage, cfg.OffloadOptimizer = f.zeroStage, f.offloadOptimizer
 	if f.quiet {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	} else {
@@ -234,6 +245,7 @@ func (f *trainFlags) runTraining(ctx context.Context, env *cliEnv, m *train.Mode
 	}
 	cfg := f.trainerConfig(env)
 	cfg.Export = f.export(m, tok)
+	cfg.Model = m // ZeRO stage 3 gathers its layers
 	tr, err := train.NewTrainer(cfg, m.NamedParameters(), obj, ev)
 	if err != nil {
 		return err

@@ -40,6 +40,12 @@ type job struct {
 	CancelAt   int    // rank CancelRank stops after this step (0: never)
 	CancelRank int
 	Resume     bool
+	// ZeRO jobs (mode "zero"): stage, objective ("lm" or "orpo"), LoRA.
+	Zero    int
+	Obj     string
+	LoRA    bool
+	Offload bool
+	DieAt   int // rank 1 exits abruptly at this call of Loss (0: never)
 }
 
 func TestMain(m *testing.M) {
@@ -89,6 +95,8 @@ func worker(spec string) error {
 		}
 		b, _ := json.Marshal(llamaWeights(m))
 		return os.WriteFile(fmt.Sprintf("%s-rank%d.json", j.Result, g.Rank()), b, 0o644)
+	case "zero":
+		return zeroWorker(ctx, cancel, g, j)
 	case "sum":
 		x := ts.MustOfSlice([]float64{float64(g.Rank() + 1)})
 		if err := g.AllReduceSum([]*ts.Tensor{x}); err != nil {

@@ -1,0 +1,79 @@
+//go:build pltune_torch
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestSFTZeroUnderLaunch: `pltune launch -- pltune sft --zero-stage 2`
+// and `--zero-stage 3 --gradient-checkpointing` train the run plain data
+// parallel does (equal losses step by step), their checkpoints hold one
+// optimizer shard per rank, and final/ holds the whole model.
+func TestSFTZeroUnderLaunch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two processes")
+	}
+	tok := trainedTokenizerDir(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.json")
+	data := filepath.Join(dir, "chat.jsonl")
+	os.WriteFile(cfg, []byte(tinyConfig), 0o644)
+	os.WriteFile(data, []byte(chatFile), 0o644)
+	t.Setenv(cliEnvVar, "1")
+	var losses [3][]float64
+	for i, extra := range [][]string{nil, {"--zero-stage", "2"}, {"--zero-stage", "3", "--gradient-checkpointing"}} {
+		out := filepath.Join(dir, "out"+strconv.Itoa(i))
+		args := append([]string{"launch", "--nproc-per-node", "2", "--master-port", strconv.Itoa(freeTCPPort(t)), "--",
+			os.Args[0], "sft", "--model-config", cfg, "--tokenizer", tok, "--data", data, "--out", out,
+			"--epochs", "2", "--batch-size", "1", "--max-len", "128", "--lr", "3e-3", "--quiet"}, extra...)
+		code, stdout, stderr := runTrainCLI(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d\nstdout: %s\nstderr: %s", extra, code, stdout, stderr)
+		}
+		for _, r := range metricsLines(t, filepath.Join(out, "metrics.jsonl")) {
+			losses[i] = append(losses[i], r["loss"])
+		}
+		if extra != nil {
+			for r := range 2 {
+				f := filepath.Join(out, "checkpoint-4", "optimizer-zero-rank"+strconv.Itoa(r)+"-of-2.safetensors")
+				if _, err := os.Stat(f); err != nil {
+					t.Errorf("no optimizer shard of rank %d: %v", r, err)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(out, "final", "model.safetensors")); err != nil {
+				t.Errorf("no final model: %v", err)
+			}
+		}
+	}
+	for i := 1; i < len(losses); i++ {
+		if len(losses[0]) != 4 || len(losses[i]) != 4 {
+			t.Fatalf("losses %v", losses)
+		}
+		for s := range losses[0] {
+			if d := losses[0][s] - losses[i][s]; d > 1e-5 || d < -1e-5 {
+				t.Errorf("step %d: loss %v with --zero-stage %d, %v without", s+1, losses[i][s], i+1, losses[0][s])
+			}
+		}
+	}
+}
+
+func TestZeroFlagsUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sft", "--model", "m", "--out", "o", "--data", "d", "--zero-stage", "4"}, "--zero-stage 4"},
+		{[]string{"sft", "--model", "m", "--out", "o", "--data", "d", "--offload-optimizer"}, "--offload-optimizer needs"},
+		{[]string{"sft", "--model", "m", "--out", "o", "--data", "d", "--zero-stage", "3"}, "needs --gradient-checkpointing"},
+	} {
+		code, _, stderr := runTrainCLI(t, c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+}
