@@ -36,6 +36,17 @@ func gradVersion(p *ts.Tensor) int64 {
 	return gr.Must_Version(false)
 }
 
+// release frees the fp32 sums. It reads nothing of the parameters, which
+// may be gone by then (an Export that merges LoRA frees the adapters).
+func (g *stepGrads) release() {
+	for i := range g.acc {
+		if g.acc[i] != nil {
+			g.acc[i].MustDrop()
+			g.acc[i] = nil
+		}
+	}
+}
+
 // reset forgets the step: call after the parameters' gradients are zeroed.
 func (g *stepGrads) reset() {
 	for i, p := range g.params {

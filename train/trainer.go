@@ -402,7 +402,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		return pruneCheckpoints(cfg.OutDir, cfg.KeepLast)
 	}
 	grads := newStepGrads(stepGradParams(opt))
-	defer grads.reset()
+	defer grads.release()
 	order := epochOrder(n, cfg.Seed, st.Epoch)
 	start := time.Now()
 	elapsedBefore := st.ElapsedS
