@@ -36,6 +36,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pltune/pltune/internal/benchutil"
 	"github.com/pltune/pltune/internal/torchx"
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
@@ -227,7 +228,7 @@ func work(arg string) error {
 	if _, err := tr.Run(context.Background()); err != nil {
 		return err
 	}
-	out, _ := json.Marshal(result{StepS: step, CPUS: cpu, PeakRSSKB: peakRSS()})
+	out, _ := json.Marshal(result{StepS: step, CPUS: cpu, PeakRSSKB: benchutil.PeakRSSKB()})
 	fmt.Println(string(out))
 	return nil
 }
@@ -239,18 +240,4 @@ func cpuSeconds() float64 {
 		return 0
 	}
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-}
-
-func peakRSS() int {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			n, _ := strconv.Atoi(strings.Fields(l)[1])
-			return n
-		}
-	}
-	return 0
 }
