@@ -38,7 +38,6 @@ import (
 
 	"github.com/pltune/pltune/internal/benchutil"
 	"github.com/pltune/pltune/internal/torchx"
-	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
 )
 
@@ -196,16 +195,7 @@ func work(arg string) error {
 	m.SetTraining(true)
 	r := rand.New(rand.NewPCG(1, 2))
 	n := c.Warmup + 1
-	rows := make([]tokenize.PackedRow, n)
-	for i := range rows {
-		var row tokenize.PackedRow
-		for t := range c.Seq {
-			id := r.IntN(c.Vocab)
-			row.IDs, row.Labels = append(row.IDs, id), append(row.Labels, id)
-			row.PositionIDs, row.SegmentIDs = append(row.PositionIDs, t), append(row.SegmentIDs, 1)
-		}
-		rows[i] = row
-	}
+	rows := benchutil.RandomLMRows(r, n, c.Seq, c.Vocab)
 	dir, err := os.MkdirTemp("", "pltune-memory")
 	if err != nil {
 		return err

@@ -22,11 +22,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"time"
 
 	"github.com/pltune/pltune/internal/benchutil"
 	"github.com/pltune/pltune/internal/torchx"
-	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
 )
 
@@ -130,16 +128,7 @@ func work(arg string) error {
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	n := s.Warmup + s.Steps
-	rows := make([]tokenize.PackedRow, s.Batch*n)
-	for i := range rows {
-		var row tokenize.PackedRow
-		for t := range s.Seq {
-			id := r.IntN(s.Vocab)
-			row.IDs, row.Labels = append(row.IDs, id), append(row.Labels, id)
-			row.PositionIDs, row.SegmentIDs = append(row.PositionIDs, t), append(row.SegmentIDs, 1)
-		}
-		rows[i] = row
-	}
+	rows := benchutil.RandomLMRows(r, s.Batch*n, s.Seq, s.Vocab)
 	dir, err := os.MkdirTemp("", "pltune-trainstep")
 	if err != nil {
 		return err
@@ -148,15 +137,8 @@ func work(arg string) error {
 	tc := train.DefaultTrainerConfig()
 	tc.OutDir, tc.MaxSteps, tc.BatchSize, tc.NoFinalCheckpoint = dir, n, s.Batch, true
 	tc.Epochs, tc.WarmupRatio = 1, 0
-	var times []float64
-	last := time.Now()
-	tc.OnStep = func(rec train.StepRecord) {
-		now := time.Now()
-		if rec.Step > s.Warmup {
-			times = append(times, now.Sub(last).Seconds())
-		}
-		last = now
-	}
+	steps := benchutil.NewStepTimes(s.Warmup)
+	tc.OnStep = func(rec train.StepRecord) { steps.Observe(rec.Step) }
 	tr, err := train.NewTrainer(tc, m.NamedParameters(), train.NewLMObjective(m, rows, 0), nil)
 	if err != nil {
 		return err
@@ -164,7 +146,7 @@ func work(arg string) error {
 	if _, err := tr.Run(context.Background()); err != nil {
 		return err
 	}
-	out, _ := json.Marshal(result{TimesS: times, PeakRSSKB: benchutil.PeakRSSKB()})
+	out, _ := json.Marshal(result{TimesS: steps.Times, PeakRSSKB: benchutil.PeakRSSKB()})
 	fmt.Println(string(out))
 	return nil
 }

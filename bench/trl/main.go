@@ -32,7 +32,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/pltune/pltune/align"
 	"github.com/pltune/pltune/internal/benchutil"
@@ -239,15 +238,8 @@ func work(arg string) error {
 	tc := train.DefaultTrainerConfig()
 	tc.OutDir, tc.MaxSteps, tc.BatchSize, tc.NoFinalCheckpoint = dir, n, j.Batch, true
 	tc.Epochs, tc.WarmupRatio = 1, 0
-	var times []float64
-	last := time.Now()
-	tc.OnStep = func(rec train.StepRecord) {
-		now := time.Now()
-		if rec.Step > j.Warmup {
-			times = append(times, now.Sub(last).Seconds())
-		}
-		last = now
-	}
+	steps := benchutil.NewStepTimes(j.Warmup)
+	tc.OnStep = func(rec train.StepRecord) { steps.Observe(rec.Step) }
 	tr, err := train.NewTrainer(tc, m.NamedParameters(), obj, nil)
 	if err != nil {
 		return err
@@ -255,7 +247,7 @@ func work(arg string) error {
 	if _, err := tr.Run(context.Background()); err != nil {
 		return err
 	}
-	out, _ := json.Marshal(result{TimesS: times, PeakRSSKB: benchutil.PeakRSSKB(), Tokens: tokens})
+	out, _ := json.Marshal(result{TimesS: steps.Times, PeakRSSKB: benchutil.PeakRSSKB(), Tokens: tokens})
 	fmt.Println(string(out))
 	return nil
 }

@@ -21,13 +21,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/pltune/pltune/internal/benchutil"
 	"github.com/pltune/pltune/internal/torchx"
-	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
 	"github.com/pltune/pltune/train/dist"
 )
@@ -82,16 +80,7 @@ func run(stage, steps, warmup, seq, threads int, ckpt bool) error {
 	m.SetTraining(true)
 	n := (warmup + steps) * g.Size()
 	r := rand.New(rand.NewPCG(1, 2))
-	rows := make([]tokenize.PackedRow, n)
-	for i := range rows {
-		var row tokenize.PackedRow
-		for t := range seq {
-			id := r.IntN(32000)
-			row.IDs, row.Labels = append(row.IDs, id), append(row.Labels, id)
-			row.PositionIDs, row.SegmentIDs = append(row.PositionIDs, t), append(row.SegmentIDs, 1)
-		}
-		rows[i] = row
-	}
+	rows := benchutil.RandomLMRows(r, n, seq, 32000)
 	dir, err := os.MkdirTemp("", "pltune-zero")
 	if err != nil {
 		return err
@@ -100,8 +89,7 @@ func run(stage, steps, warmup, seq, threads int, ckpt bool) error {
 	tc := train.DefaultTrainerConfig()
 	tc.OutDir, tc.MaxSteps, tc.BatchSize, tc.NoFinalCheckpoint = dir, warmup+steps, 1, true
 	tc.Epochs, tc.WarmupRatio, tc.Comm, tc.ZeroStage, tc.Model = 1, 0, g, stage, m
-	var times []float64
-	last := time.Now()
+	timer := benchutil.NewStepTimes(warmup)
 	var peakBefore float64
 	tc.OnStep = func(rec train.StepRecord) {
 		if rec.Step == warmup {
@@ -112,11 +100,7 @@ func run(stage, steps, warmup, seq, threads int, ckpt bool) error {
 				peakBefore = -1
 			}
 		}
-		now := time.Now()
-		if rec.Step > warmup {
-			times = append(times, now.Sub(last).Seconds())
-		}
-		last = now
+		timer.Observe(rec.Step)
 	}
 	params := m.NamedParameters()
 	tr, err := train.NewTrainer(tc, params, train.NewLMObjective(m, rows, 0), nil)
@@ -132,8 +116,7 @@ func run(stage, steps, warmup, seq, threads int, ckpt bool) error {
 	if _, err := tr.Run(context.Background()); err != nil {
 		return err
 	}
-	slices.Sort(times)
-	med := times[len(times)/2]
+	med := benchutil.Median(timer.Times)
 	stepPeak := status("VmHWM:") / 1024
 	if peakBefore < 0 {
 		stepPeak = 0 // no clear_refs: unknown
