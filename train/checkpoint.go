@@ -145,26 +145,34 @@ func saveCheckpoint(outDir string, st trainerState, opt *AdamW, export func(dir 
 			break
 		}
 	}
-	b, _ := json.MarshalIndent(struct {
+	state := struct {
 		trainerState
 		OptimizerSteps int   `json:"optimizer_steps"`
 		ParamSteps     []int `json:"param_steps,omitempty"`
-	}{st, opt.Steps(), pSteps}, "", "  ")
-	if err := os.WriteFile(filepath.Join(tmp, stateFile), b, 0o644); err != nil {
-		return fail(err)
-	}
-	if export != nil {
-		if err := export(tmp); err != nil {
-			return fail(fmt.Errorf("exporting the model: %w", err))
-		}
-	}
-	if err := os.RemoveAll(final); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp, final); err != nil {
+	}{st, opt.Steps(), pSteps}
+	if err := publishCheckpoint(tmp, final, state, export); err != nil {
 		return fail(err)
 	}
 	return final, nil
+}
+
+// publishCheckpoint completes a checkpoint written into the staging folder
+// tmp: the trainer state as JSON, the exported model, then the rename to
+// final, so a checkpoint folder is either whole or absent.
+func publishCheckpoint(tmp, final string, state any, export func(dir string) error) error {
+	b, _ := json.MarshalIndent(state, "", "  ")
+	if err := os.WriteFile(filepath.Join(tmp, stateFile), b, 0o644); err != nil {
+		return err
+	}
+	if export != nil {
+		if err := export(tmp); err != nil {
+			return fmt.Errorf("exporting the model: %w", err)
+		}
+	}
+	if err := os.RemoveAll(final); err != nil {
+		return err
+	}
+	return os.Rename(tmp, final)
 }
 
 // loadCheckpoint restores parameters, optimizer state and trainer state

@@ -106,24 +106,13 @@ func (t *Trainer) saveCheckpoint(st trainerState, opt optimizer, export func(str
 			return fail(err)
 		}
 	}
-	b, _ := json.MarshalIndent(struct {
+	state := struct {
 		trainerState
 		OptimizerSteps int   `json:"optimizer_steps"`
 		ParamSteps     []int `json:"param_steps"`
 		ZeroStage      int   `json:"zero_stage"`
-	}{st, z.steps, z.pSteps, z.stage}, "", "  ")
-	if err := os.WriteFile(filepath.Join(stage, stateFile), b, 0o644); err != nil {
-		return fail(err)
-	}
-	if export != nil {
-		if err := export(stage); err != nil {
-			return fail(fmt.Errorf("exporting the model: %w", err))
-		}
-	}
-	if err := os.RemoveAll(final); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(stage, final); err != nil {
+	}{st, z.steps, z.pSteps, z.stage}
+	if err := publishCheckpoint(stage, final, state, export); err != nil {
 		return fail(err)
 	}
 	return final, nil
