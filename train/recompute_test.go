@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pltune/pltune/internal/gradcheck"
 	"github.com/pltune/pltune/internal/torchx"
 	"github.com/sugarme/gotch/ts"
 )
@@ -47,44 +48,8 @@ func gradsAfter(t *testing.T, m *Model, obj Objective, idx []int) (float64, map[
 	return loss, out
 }
 
-// compareGrads fails when two gradient sets differ anywhere by more than
-// tol times the tensor's largest |gradient| (at least 1), or one has a
-// gradient the other lacks. The two paths agree to float32 rounding, not
-// bit for bit: the checkpointed attention recomputes its probabilities as
-// exp(scores − logsumexp) where autograd keeps softmax's, and the head
-// runs in chunks. Measured here: at most 1.6e-6 × scale elementwise, at
-// most 8e-7 relative in L2 per tensor.
-func compareGrads(t *testing.T, got, want map[string][]float64, tol float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%d gradients, want %d", len(got), len(want))
-	}
-	nonzero := 0
-	for name, w := range want {
-		g := got[name]
-		if (g == nil) != (w == nil) || len(g) != len(w) {
-			t.Errorf("%s: gradient presence/size %d vs %d", name, len(g), len(w))
-			continue
-		}
-		worst, scale := 0.0, 1.0
-		for i := range w {
-			worst = math.Max(worst, math.Abs(g[i]-w[i]))
-			scale = math.Max(scale, math.Abs(w[i]))
-			if w[i] != 0 {
-				nonzero++
-			}
-		}
-		if worst > tol*scale {
-			t.Errorf("%s: gradients differ by %.3g (> %g × %.3g, the largest |gradient| or 1)", name, worst, tol, scale)
-		}
-	}
-	if nonzero == 0 {
-		t.Error("every gradient is zero: the comparison proves nothing")
-	}
-}
-
 // TestCheckpointingGradientsEqualPlain: with activation checkpointing the
-// loss (1e-6) and every gradient (2e-6, see compareGrads) equal the plain
+// loss (1e-6) and every gradient (2e-6, see gradcheck.Compare) equal the plain
 // path's (fp32 CPU), for
 // Llama, Mistral (sliding window) and Mixtral (router aux loss), full
 // fine-tuning and LoRA, packed and padded rows.
@@ -117,7 +82,7 @@ func TestCheckpointingGradientsEqualPlain(t *testing.T) {
 					if d := math.Abs(gotLoss - wantLoss); d > 1e-6*math.Max(1, math.Abs(wantLoss)) {
 						t.Errorf("loss %v with checkpointing, %v without", gotLoss, wantLoss)
 					}
-					compareGrads(t, got, want, 2e-6)
+					gradcheck.Compare(t, got, want, 2e-6)
 					if lora {
 						for n := range got {
 							if !strings.HasSuffix(n, ".lora_A.weight") && !strings.HasSuffix(n, ".lora_B.weight") {
