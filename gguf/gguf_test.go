@@ -10,9 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/pltune/pltune/internal/pyref"
 )
 
 // sample builds a small file with every written type and a few metadata kinds.
@@ -206,7 +207,7 @@ func FuzzOpen(f *testing.F) {
 // table and dequantized values, and that gguf-py's Q8_0 quantizer gives our
 // bytes.
 func TestGGUFPy(t *testing.T) {
-	py := referencePython(t)
+	py := pyref.Require(t)
 	data, vals := sample(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "x.gguf")
@@ -264,21 +265,4 @@ func hexString(b []byte) string {
 		s = append(s, digits[c>>4], digits[c&15])
 	}
 	return string(s)
-}
-
-// referencePython is the reference venv's python (internal/scripts/pyref.sh,
-// installed by make testdata); the test skips, saying so, without it.
-func referencePython(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "internal", "scripts", "pyref.sh")
-	out, err := exec.Command(script, "--path").Output()
-	if err != nil {
-		t.Skipf("no reference venv path: %v", err)
-	}
-	venv := strings.TrimSpace(string(out))
-	if _, err := os.Stat(filepath.Join(venv, ".complete")); err != nil {
-		t.Skipf("reference venv %s not installed (run make testdata)", venv)
-	}
-	return filepath.Join(venv, "bin", "python")
 }

@@ -16,24 +16,8 @@ import (
 	"time"
 
 	"github.com/pltune/pltune/eval"
+	"github.com/pltune/pltune/internal/pyref"
 )
-
-// referencePython is the reference venv's python (internal/scripts/pyref.sh,
-// installed by make testdata); the test skips, saying so, without it.
-func referencePython(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "internal", "scripts", "pyref.sh")
-	out, err := exec.Command(script, "--path").Output()
-	if err != nil {
-		t.Skipf("no reference venv path: %v", err)
-	}
-	venv := strings.TrimSpace(string(out))
-	if _, err := os.Stat(filepath.Join(venv, ".complete")); err != nil {
-		t.Skipf("reference venv %s not installed (run make testdata): the agreement with lm-evaluation-harness is not checked", venv)
-	}
-	return filepath.Join(venv, "bin", "python")
-}
 
 // agreeTask is one task of the agreement run: a harness task on a testdata
 // file, under a name of its own (the same task is run zero- and few-shot).
@@ -95,7 +79,7 @@ func TestHarnessAgreement(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Python's lm-evaluation-harness (about a minute)")
 	}
-	py := referencePython(t)
+	py := pyref.Require(t)
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
 	for _, tk := range []string{"tokenizer-llama2", "tokenizer-llama3_1"} {

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/pltune/pltune/gguf"
+	"github.com/pltune/pltune/internal/pyref"
 	"github.com/pltune/pltune/train/hfconfig"
 	"github.com/pltune/pltune/train/safetensors"
 )
@@ -24,20 +25,6 @@ import (
 func repoRoot(t testing.TB) string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-// referencePython is the reference venv's python (make testdata).
-func referencePython(t testing.TB) string {
-	t.Helper()
-	out, err := exec.Command(filepath.Join(repoRoot(t), "internal", "scripts", "pyref.sh"), "--path").Output()
-	if err != nil {
-		t.Skipf("no reference venv path: %v", err)
-	}
-	venv := strings.TrimSpace(string(out))
-	if _, err := os.Stat(filepath.Join(venv, ".complete")); err != nil {
-		t.Skipf("reference venv %s not installed (run make testdata)", venv)
-	}
-	return filepath.Join(venv, "bin", "python")
 }
 
 // llamaCppSource is llama.cpp's source tree and the PYTHONPATH folder its
@@ -165,7 +152,7 @@ func TestMatchesConvertHFToGGUF(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs llama.cpp's Python converter")
 	}
-	py := referencePython(t)
+	py := pyref.Require(t)
 	src, pylib := llamaCppSource(t)
 	cases := []struct {
 		name, tok, typ string
