@@ -380,7 +380,7 @@ func TestMixtralAuxLoss(t *testing.T) {
 	loss := func(coef float64) (float64, float64) {
 		cfg, err := train.ParseConfig([]byte(`{"architectures":["MixtralForCausalLM"],"vocab_size":16,"hidden_size":16,
 			"intermediate_size":24,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,
-			"num_local_experts":4,"num_experts_per_tok":2,"router_aux_loss_coef":` + strconv.FormatFloat(coef, 'g', -1, 64) + `}`))
+			"num_local_experts":4,"num_experts_per_tok":2,"output_router_logits":true,"router_aux_loss_coef":` + strconv.FormatFloat(coef, 'g', -1, 64) + `}`))
 		if err != nil {
 			t.Fatal(err)
 		}

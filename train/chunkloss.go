@@ -44,9 +44,9 @@ func DefaultHeadChunk(v int64) int64 { return max(1, headChunkElems/max(1, v)) }
 // Head returns the model's LM head (the embedding when tied), asking for
 // its weight gradient when the weight requires one.
 func (m *Model) Head() *Head {
-	w := m.lmHead
-	if w == nil {
-		w = m.embed
+	w := m.net.Embed.Weight
+	if m.net.Head != nil {
+		w = m.net.Head.Weight
 	}
 	return &Head{W: w, WeightGrad: w.MustRequiresGrad()}
 }

@@ -317,7 +317,7 @@ func TestModelHeadMatchesLMObjective(t *testing.T) {
 		hidden := bodyHidden(t, m, bt)
 		defer hidden.MustDrop()
 		head := m.Head()
-		if head.W != m.lmHead || !head.WeightGrad {
+		if head.W != m.net.Head.Weight || !head.WeightGrad {
 			t.Errorf("untied model: Head weight is not lm_head.weight with its gradient")
 		}
 		head.Chunk = 7
@@ -332,8 +332,8 @@ func TestModelHeadMatchesLMObjective(t *testing.T) {
 	if d := maxRelDiff([]float32{got}, []float32{want}); d > 1e-6 {
 		t.Errorf("chunked loss %g; LMObjective.Loss %g", got, want)
 	}
-	tied := &Model{embed: m.embed}
-	if tied.Head().W != m.embed {
+	tied := &Model{net: decoder{Embed: m.net.Embed}}
+	if tied.Head().W != m.net.Embed.Weight {
 		t.Error("tied model: Head weight is not the embedding")
 	}
 }
@@ -347,11 +347,11 @@ func bodyHidden(t *testing.T, m *Model, bt *batchTensors) *ts.Tensor {
 		t.Fatal(err)
 	}
 	defer st.drop()
-	x := ts.MustEmbedding(m.embed, bt.ids, -1, false, false)
-	for i, l := range m.layers {
+	x := m.net.Embed.Forward(bt.ids)
+	for i, l := range m.net.Layers {
 		x = m.layerForward(i, l, x, st, nil)
 	}
-	h := rmsNorm(x, m.norm, m.Config.RMSNormEps)
+	h := m.net.Norm.Forward(x)
 	x.MustDrop()
 	return h
 }

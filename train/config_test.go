@@ -18,15 +18,15 @@ func TestLoadConfigReference(t *testing.T) {
 	}{
 		{"llama", Config{Architecture: ArchLlama, ModelType: "llama", VocabSize: 96, HiddenSize: 32, IntermediateSize: 48,
 			NumHiddenLayers: 2, NumAttentionHeads: 4, NumKeyValueHeads: 2, HeadDim: 8, MaxPositionEmbeddings: 128,
-			RMSNormEps: 1e-5, RopeTheta: 500000, TieWordEmbeddings: true, RouterAuxLossCoef: 0.001,
+			RMSNormEps: 1e-5, RopeTheta: 500000, TieWordEmbeddings: true, RouterAuxLossCoef: 0.001, InitializerRange: 0.02,
 			RopeScaling: &RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 16},
 			EOSTokenIDs: []int{2, 3}, TorchDType: "bfloat16"}},
 		{"mistral", Config{Architecture: ArchMistral, ModelType: "mistral", VocabSize: 80, HiddenSize: 32, IntermediateSize: 40,
 			NumHiddenLayers: 2, NumAttentionHeads: 4, NumKeyValueHeads: 1, HeadDim: 12, MaxPositionEmbeddings: 128,
-			RMSNormEps: 1e-5, RopeTheta: 1e6, SlidingWindow: 5, RouterAuxLossCoef: 0.001, EOSTokenIDs: []int{2}, TorchDType: "float16"}},
+			RMSNormEps: 1e-5, RopeTheta: 1e6, SlidingWindow: 5, RouterAuxLossCoef: 0.001, InitializerRange: 0.02, EOSTokenIDs: []int{2}, TorchDType: "float16"}},
 		{"mixtral", Config{Architecture: ArchMixtral, ModelType: "mixtral", VocabSize: 72, HiddenSize: 32, IntermediateSize: 24,
 			NumHiddenLayers: 2, NumAttentionHeads: 4, NumKeyValueHeads: 2, HeadDim: 8, MaxPositionEmbeddings: 128,
-			RMSNormEps: 1e-5, RopeTheta: 1e6, NumLocalExperts: 4, NumExpertsPerTok: 2, RouterAuxLossCoef: 0.02,
+			RMSNormEps: 1e-5, RopeTheta: 1e6, NumLocalExperts: 4, NumExpertsPerTok: 2, RouterAuxLossCoef: 0.02, OutputRouterLogits: true, InitializerRange: 0.02,
 			EOSTokenIDs: []int{2}, TorchDType: "float32"}},
 	}
 	for _, tt := range tests {
@@ -103,7 +103,7 @@ func TestReleasedConfigs(t *testing.T) {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
 		}
-		if got := numParameters(c); got != tt.params {
+		if got, err := numParameters(c); err != nil || got != tt.params {
 			t.Errorf("%s: %d parameters; published %d", tt.name, got, tt.params)
 		}
 		if c.HeadDim != tt.headDim || c.SlidingWindow != 0 {
@@ -126,8 +126,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"string size", `{"architectures":["LlamaForCausalLM"],` + base + `,"head_dim":"8"}`, "head_dim"},
 		{"rope yarn", `{"architectures":["LlamaForCausalLM"],` + base + `,"rope_scaling":{"rope_type":"yarn","factor":2}}`, `"yarn" is not supported`},
 		{"rope llama3 incomplete", `{"architectures":["LlamaForCausalLM"],` + base + `,"rope_scaling":{"rope_type":"llama3","factor":8}}`, "llama3 needs"},
-		{"moe without experts", `{"architectures":["MixtralForCausalLM"],` + base + `}`, "num_local_experts"},
-		{"too many per token", `{"architectures":["MixtralForCausalLM"],` + base + `,"num_local_experts":2,"num_experts_per_tok":3}`, "num_experts_per_tok = 3"},
+		{"moe without experts", `{"architectures":["MixtralForCausalLM"],` + base + `,"num_key_value_heads":1,"num_local_experts":0}`, "num_local_experts"},
+		{"too many per token", `{"architectures":["MixtralForCausalLM"],` + base + `,"num_key_value_heads":1,"num_local_experts":2,"num_experts_per_tok":3}`, "num_experts_per_tok = 3"},
 		{"eos outside", `{"architectures":["LlamaForCausalLM"],` + base + `,"eos_token_id":[1,99]}`, "eos_token_id 99"},
 		{"eos string", `{"architectures":["LlamaForCausalLM"],` + base + `,"eos_token_id":"</s>"}`, "eos_token_id"},
 		{"bias", `{"architectures":["LlamaForCausalLM"],` + base + `,"attention_bias":true}`, "attention_bias"},
@@ -146,7 +146,7 @@ func TestParseConfigErrors(t *testing.T) {
 
 func TestConfigRoundTripKeepsUnknownKeys(t *testing.T) {
 	in := `{"architectures":["MistralForCausalLM"],"vocab_size":10,"hidden_size":8,"intermediate_size":16,
-		"num_hidden_layers":1,"num_attention_heads":2,"sliding_window":null,"transformers_version":"4.44.0","eos_token_id":2}`
+		"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":null,"sliding_window":null,"transformers_version":"4.44.0","eos_token_id":2}`
 	c, err := ParseConfig([]byte(in))
 	if err != nil {
 		t.Fatal(err)

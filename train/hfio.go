@@ -133,7 +133,7 @@ func (m *Model) loadTensors(set *safetensors.Set, bs []binding, where string) er
 		}
 		// Under LoRA the base is frozen: no gradient is computed or kept
 		// for it.
-		t.MustRequiresGrad_(b.adapter || m.lora == nil)
+		t.MustRequiresGrad_(b.adapter || m.lora.cfg == nil)
 		if *b.t != nil {
 			(*b.t).MustDrop()
 		}

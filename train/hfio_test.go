@@ -131,7 +131,7 @@ func TestSaveBF16RoundsLikeTorch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := values(m.norm)
+	want := values(m.net.Norm.Weight)
 	for i := range want {
 		if got[i] != safetensors.BF16ToFloat32(safetensors.Float32ToBF16(want[i])) {
 			t.Fatalf("norm[%d]: stored %g; bf16 of %g is %g", i, got[i], want[i], safetensors.BF16ToFloat32(safetensors.Float32ToBF16(want[i])))
@@ -205,7 +205,7 @@ func TestNewModelParameters(t *testing.T) {
 	}
 	m2, _ := NewModel(cfg, ModelOptions{Seed: 1})
 	defer m2.Drop()
-	if !slices.Equal(values(m.embed), values(m2.embed)) {
+	if !slices.Equal(values(m.net.Embed.Weight), values(m2.net.Embed.Weight)) {
 		t.Error("same seed, different initialisation")
 	}
 	if _, err := NewModel(cfg, ModelOptions{DType: gotch.Int64}); err == nil {
@@ -223,7 +223,7 @@ func TestAuxLossHasGradient(t *testing.T) {
 	}
 	defer out.Drop()
 	out.AuxLoss.MustBackward()
-	router := m.layers[0].router.w
+	router := m.net.Layers[0].FFN.(*sparseMoE).Router.(*Linear).Weight
 	g := router.MustGrad(false)
 	defer g.MustDrop()
 	var sum float64

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -45,40 +46,107 @@ func (c *LoRAConfig) scale() float64 { return c.Alpha / float64(c.Rank) }
 // peftPrefix is what PEFT puts before the model's own module path.
 const peftPrefix = "base_model.model."
 
+// loraState is the model-wide state its adapters read.
+type loraState struct {
+	cfg *LoRAConfig // nil without adapters
+	// off switches adapters off (for a frozen reference model).
+	off bool
+	// train points at the model's training flag: dropout only in training.
+	train *bool
+}
+
+// loraLinear wraps a projection's Linear with a LoRA adapter: A [r, in]
+// and B [out, r], both PEFT's nn.Linear modules lora_A and lora_B, fp32
+// whatever the base's dtype.
+type loraLinear struct {
+	Base *Linear `hf:""`
+	A    *Linear `hf:"lora_A,adapter"`
+	B    *Linear `hf:"lora_B,adapter"`
+	s    *loraState
+}
+
+// Forward is the base projection plus scale·B·A·dropout(x) while adapters
+// are on.
+func (l *loraLinear) Forward(x *ts.Tensor) *ts.Tensor {
+	y := l.Base.Forward(x)
+	if l.s.off {
+		return y
+	}
+	// The adapters are fp32 whatever the base's dtype: PEFT casts the
+	// input to the adapter's dtype and the result back.
+	in := x
+	if x.DType() != l.A.Weight.DType() {
+		in = x.MustTotype(l.A.Weight.DType(), false)
+	}
+	if *l.s.train && l.s.cfg.Dropout > 0 {
+		dr := ts.MustDropout(in, l.s.cfg.Dropout, true)
+		if in != x {
+			in.MustDrop()
+		}
+		in = dr
+	}
+	d := l.A.Forward(in)
+	if in != x {
+		in.MustDrop()
+	}
+	d2 := l.B.Forward(d).MustMulScalar(ts.FloatScalar(l.s.cfg.scale()), true)
+	d.MustDrop()
+	if d2.DType() != y.DType() {
+		d2 = d2.MustTotype(y.DType(), true)
+	}
+	y = y.MustAdd(d2, true)
+	d2.MustDrop()
+	return y
+}
+
+// drop frees the adapter's matrices (not the base).
+func (l *loraLinear) drop() {
+	l.A.Weight.MustDrop()
+	l.B.Weight.MustDrop()
+	l.A.Weight, l.B.Weight = nil, nil
+}
+
+// adapters lists the model's LoRA-wrapped projections.
+func (m *Model) adapters() []*loraLinear {
+	var out []*loraLinear
+	for _, p := range m.projections() {
+		if l, ok := p.get().(*loraLinear); ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // ApplyLoRA adds adapters to m's target projections. Afterwards only the
 // adapters are trainable (NamedParameters marks the base frozen).
 func ApplyLoRA(m *Model, cfg LoRAConfig) error {
-	if m.lora != nil {
+	if m.lora.cfg != nil {
 		return fmt.Errorf("train: ApplyLoRA: the model already has adapters")
 	}
 	cfg.ensureDefaults()
 	if cfg.Rank < 0 || cfg.Alpha <= 0 || cfg.Dropout < 0 || cfg.Dropout >= 1 {
 		return fmt.Errorf("train: ApplyLoRA: rank %d, alpha %g, dropout %g: want rank > 0, alpha > 0, 0 ≤ dropout < 1", cfg.Rank, cfg.Alpha, cfg.Dropout)
 	}
-	var hit []*linear
-	used := map[string]bool{}
-	for _, l := range m.linears() {
-		if slices.Contains(cfg.TargetModules, l.l.module) {
-			hit = append(hit, l.l)
-			used[l.l.module] = true
+	var hit []namedProjection
+	var names []string
+	for _, p := range m.projections() {
+		if slices.Contains(cfg.TargetModules, p.module()) {
+			hit = append(hit, p)
+		}
+		if !slices.Contains(names, p.module()) {
+			names = append(names, p.module())
 		}
 	}
 	for _, t := range cfg.TargetModules {
-		if !used[t] {
-			var names []string
-			for _, l := range m.linears() {
-				if !slices.Contains(names, l.l.module) {
-					names = append(names, l.l.module)
-				}
-			}
+		if !slices.Contains(names, t) {
 			return fmt.Errorf("train: ApplyLoRA: target module %q is not in a %s; want some of %s", t, m.Config.Architecture, strings.Join(names, ", "))
 		}
 	}
 	torchx.ManualSeed(m.opts.Seed + 1)
 	r := int64(cfg.Rank)
-	for _, l := range hit {
-		s := l.w.MustSize()
-		out, in := s[0], s[1]
+	for _, p := range hit {
+		base := p.get().(*Linear)
+		out, in := base.out, base.in
 		// PEFT's default: A ~ kaiming_uniform(a=√5) = U(±1/√in), B = 0.
 		bound := 1 / math.Sqrt(float64(in))
 		a := ts.MustZeros([]int64{r, in}, gotch.Float, m.opts.Device)
@@ -86,10 +154,11 @@ func ApplyLoRA(m *Model, cfg LoRAConfig) error {
 		a.MustRequiresGrad_(true)
 		b := ts.MustZeros([]int64{out, r}, gotch.Float, m.opts.Device)
 		b.MustRequiresGrad_(true)
-		l.a, l.b = a, b
+		A, B := &Linear{Weight: a, out: r, in: in}, &Linear{Weight: b, out: out, in: r}
+		p.field.Set(reflect.ValueOf(&loraLinear{Base: base, A: A, B: B, s: &m.lora}))
 	}
-	m.lora = &cfg
-	m.loraOff = false
+	m.lora.cfg = &cfg
+	m.lora.off = false
 	m.setBaseTrainable(false)
 	return nil
 }
@@ -105,24 +174,32 @@ func (m *Model) setBaseTrainable(on bool) {
 	}
 }
 
-func dropAdapter(l *linear) {
-	if l.a != nil {
-		l.a.MustDrop()
-		l.b.MustDrop()
-		l.a, l.b = nil, nil
+// unwrapAdapters puts every wrapped projection's base back in its place,
+// calling fold on each adapter first (nil: none), and frees the adapters.
+func (m *Model) unwrapAdapters(fold func(*loraLinear)) {
+	for _, p := range m.projections() {
+		l, ok := p.get().(*loraLinear)
+		if !ok {
+			continue
+		}
+		if fold != nil {
+			fold(l)
+		}
+		l.drop()
+		p.field.Set(reflect.ValueOf(l.Base))
 	}
 }
 
 // SetAdaptersEnabled switches LoRA adapters on or off without removing
 // them: with adapters off the model is its base (DPO's reference model).
-func (m *Model) SetAdaptersEnabled(on bool) { m.loraOff = !on }
+func (m *Model) SetAdaptersEnabled(on bool) { m.lora.off = !on }
 
 // LoRA returns the adapters' configuration, or nil without adapters.
 func (m *Model) LoRA() *LoRAConfig {
-	if m.lora == nil {
+	if m.lora.cfg == nil {
 		return nil
 	}
-	c := *m.lora
+	c := *m.lora.cfg
 	c.TargetModules = slices.Clone(c.TargetModules)
 	return &c
 }
@@ -130,22 +207,19 @@ func (m *Model) LoRA() *LoRAConfig {
 // MergeLoRA folds the adapters into the base weights (W += scale·B·A) and
 // removes them; the model is then fully trainable again.
 func (m *Model) MergeLoRA() error {
-	if m.lora == nil {
+	if m.lora.cfg == nil {
 		return fmt.Errorf("train: MergeLoRA: the model has no adapters")
 	}
+	scale := m.lora.cfg.scale()
 	torchx.NoGrad(func() {
-		for _, l := range m.linears() {
-			if l.l.a == nil {
-				continue
-			}
-			d := l.l.b.MustMatmul(l.l.a, false).MustMulScalar(ts.FloatScalar(m.lora.scale()), true)
-			l.l.w.MustAdd_(d)
+		m.unwrapAdapters(func(l *loraLinear) {
+			d := l.B.Weight.MustMatmul(l.A.Weight, false).MustMulScalar(ts.FloatScalar(scale), true)
+			l.Base.Weight.MustAdd_(d)
 			d.MustDrop()
-			dropAdapter(l.l)
-		}
+		})
 	})
-	m.lora = nil
-	m.loraOff = false
+	m.lora.cfg = nil
+	m.lora.off = false
 	m.setBaseTrainable(true)
 	return nil
 }
@@ -173,7 +247,7 @@ type peftConfig struct {
 // base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight.
 // baseModel names the base checkpoint in the config (may be empty).
 func (m *Model) SaveAdapter(dir, baseModel string) error {
-	if m.lora == nil {
+	if m.lora.cfg == nil {
 		return fmt.Errorf("train: SaveAdapter: the model has no adapters")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -184,27 +258,19 @@ func (m *Model) SaveAdapter(dir, baseModel string) error {
 	dt := safetensors.F32
 	kind := stToGotch[dt]
 	var srcs []safetensors.Source
-	for _, l := range m.linears() {
-		if l.l.a == nil {
-			continue
-		}
-		for _, p := range []struct {
-			suffix string
-			t      *ts.Tensor
-		}{{".lora_A.weight", l.l.a}, {".lora_B.weight", l.l.b}} {
-			t := p.t
-			srcs = append(srcs, safetensors.Source{
-				Tensor: safetensors.Tensor{Name: peftPrefix + l.path + p.suffix, DType: dt, Shape: m.saveShape(t)},
-				Data:   func() ([]byte, error) { return m.saveBytes(t, kind) },
-			})
-		}
+	for _, b := range m.adapterBindings() {
+		t := *b.t
+		srcs = append(srcs, safetensors.Source{
+			Tensor: safetensors.Tensor{Name: peftPrefix + b.name, DType: dt, Shape: m.saveShape(t)},
+			Data:   func() ([]byte, error) { return m.saveBytes(t, kind) },
+		})
 	}
 	if err := safetensors.WriteFile(filepath.Join(dir, "adapter_model.safetensors"), srcs, map[string]string{"format": "pt"}); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
 	pc := peftConfig{
-		PeftType: "LORA", TaskType: "CAUSAL_LM", R: m.lora.Rank, LoraAlpha: m.lora.Alpha, LoraDropout: m.lora.Dropout,
-		TargetModules: m.lora.TargetModules, Bias: "none", InferenceMode: true, BaseModel: baseModel, InitLoraWeights: true,
+		PeftType: "LORA", TaskType: "CAUSAL_LM", R: m.lora.cfg.Rank, LoraAlpha: m.lora.cfg.Alpha, LoraDropout: m.lora.cfg.Dropout,
+		TargetModules: m.lora.cfg.TargetModules, Bias: "none", InferenceMode: true, BaseModel: baseModel, InitLoraWeights: true,
 	}
 	js, err := json.MarshalIndent(pc, "", "  ")
 	if err != nil {
@@ -246,15 +312,9 @@ func LoadAdapter(m *Model, dir string) error {
 		return fmt.Errorf("train: %w", err)
 	}
 	defer f.Close()
-	var bs []binding
-	for _, l := range m.linears() {
-		if l.l.a == nil {
-			continue
-		}
-		bs = append(bs,
-			binding{name: peftPrefix + l.path + ".lora_A.weight", t: &l.l.a, shape: l.l.a.MustSize(), adapter: true},
-			binding{name: peftPrefix + l.path + ".lora_B.weight", t: &l.l.b, shape: l.l.b.MustSize(), adapter: true},
-		)
+	bs := m.adapterBindings()
+	for i := range bs {
+		bs[i].name = peftPrefix + bs[i].name
 	}
 	if err := m.loadTensors(safetensors.NewSet(f), bs, path); err != nil {
 		m.dropAdapters()
@@ -264,9 +324,7 @@ func LoadAdapter(m *Model, dir string) error {
 }
 
 func (m *Model) dropAdapters() {
-	for _, l := range m.linears() {
-		dropAdapter(l.l)
-	}
-	m.lora = nil
+	m.unwrapAdapters(nil)
+	m.lora.cfg = nil
 	m.setBaseTrainable(true)
 }

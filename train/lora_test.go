@@ -16,10 +16,8 @@ import (
 // perturbAdapters gives every B a random value, as training would.
 func perturbAdapters(m *Model) {
 	torchx.NoGrad(func() {
-		for _, l := range m.linears() {
-			if l.l.b != nil {
-				l.l.b.MustNormal_(0, 0.2)
-			}
+		for _, l := range m.adapters() {
+			l.B.Weight.MustNormal_(0, 0.2)
 		}
 	})
 }
@@ -108,7 +106,7 @@ func TestLoRATrainsOnlyAdapters(t *testing.T) {
 	loss.MustBackward()
 	loss.MustDrop()
 	out.Drop()
-	a := m.layers[0].q.a.MustGrad(false)
+	a := m.net.Layers[0].Attn.Q.(*loraLinear).A.Weight.MustGrad(false)
 	defer a.MustDrop()
 	if v := values(a); slices.Max(v) == 0 && slices.Min(v) == 0 {
 		t.Error("lora_A got no gradient")

@@ -156,17 +156,16 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 	if t.ids == input {
 		t.ids = input.MustShallowClone()
 	}
-	if grad && m.train && m.lora != nil && m.lora.Dropout > 0 {
+	if grad && m.train && m.lora.cfg != nil && m.lora.cfg.Dropout > 0 {
 		// Dropout masks must be drawn again identically in the recompute:
 		// each layer runs from its own seed, drawn from libtorch's
 		// generator so the run stays reproducible from the trainer's seed.
-		r := ts.MustRandint(1<<40, []int64{int64(len(m.layers))}, gotch.Int64, gotch.CPU)
+		r := ts.MustRandint(1<<40, []int64{int64(len(m.net.Layers))}, gotch.Int64, gotch.CPU)
 		t.seeds = r.Int64Values()
 		r.MustDrop()
 	}
-	var aux *moeStats
-	if m.Config.IsMoE() {
-		aux = &moeStats{}
+	aux := m.newAux()
+	if aux != nil {
 		defer aux.drop()
 	}
 	var x *ts.Tensor
@@ -175,11 +174,11 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 		if uerr = m.gatherUnit(embedUnit, false); uerr != nil {
 			return
 		}
-		x = ts.MustEmbedding(m.embed, t.ids, -1, false, false)
+		x = m.net.Embed.Forward(t.ids)
 		if uerr = m.releaseUnit(embedUnit, false); uerr != nil {
 			return
 		}
-		for i, l := range m.layers {
+		for i, l := range m.net.Layers {
 			if grad {
 				t.inputs = append(t.inputs, x.MustShallowClone())
 			}
@@ -223,7 +222,7 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 	if grad {
 		x.MustRequiresGrad_(true)
 	}
-	t.normed = rmsNorm(x, m.norm, m.Config.RMSNormEps)
+	t.normed = m.net.Norm.Forward(x)
 	t.targets = toDevice(targets, m.opts.Device)
 	if t.targets == targets {
 		t.targets = targets.MustShallowClone()
@@ -245,7 +244,7 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 			t.ppe.MustRequiresGrad_(true)
 		}
 		s := moeStats{tokensPerExpert: t.tpe, probPerExpert: t.ppe}
-		p.AuxLoss = s.loss(m.Config.NumLocalExperts, len(m.layers))
+		p.AuxLoss = s.loss(m.Config.NumLocalExperts, len(m.net.Layers))
 	}
 	ok = true
 	if !grad {
@@ -318,7 +317,7 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 	dy := gradOf(t.hidden)
 	t.hidden.MustDrop()
 	t.hidden = nil
-	for i := len(m.layers) - 1; i >= 0; i-- {
+	for i := len(m.net.Layers) - 1; i >= 0; i-- {
 		x := t.inputs[i].MustDetach(false)
 		t.inputs[i].MustDrop()
 		t.inputs = t.inputs[:i]
@@ -353,13 +352,13 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 		return nil
 	}
 	defer dy.MustDrop()
-	if !m.embed.MustRequiresGrad() {
+	if !m.net.Embed.Weight.MustRequiresGrad() {
 		return nil
 	}
 	if err := m.gatherUnit(embedUnit, true); err != nil {
 		return err
 	}
-	e := ts.MustEmbedding(m.embed, t.ids, -1, false, false)
+	e := m.net.Embed.Forward(t.ids)
 	err := backwardOf(e, dy)
 	e.MustDrop()
 	if err != nil {
@@ -377,7 +376,7 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 // blockwiseAttentionGrads, which keeps no T×S tensor — only one query
 // block's scores exist at a time.
 func (m *Model) layerBackward(i int, x, o, dy, dppe *ts.Tensor, st *fwdState) error {
-	l := m.layers[i]
+	l := m.net.Layers[i]
 	q, k, v := m.attnInputs(i, l, x, st)
 	defer func() {
 		q.MustDrop()
@@ -430,7 +429,7 @@ func (m *Model) layerBackward(i int, x, o, dy, dppe *ts.Tensor, st *fwdState) er
 // layerBackwardSDPA is layerBackward's recompute where libtorch has
 // scaled_dot_product_attention: attention and the last segment run under
 // autograd from q, k, v.
-func (m *Model) layerBackwardSDPA(i int, l *layer, x, q, k, v, dy, dppe *ts.Tensor, st *fwdState, scale float64) error {
+func (m *Model) layerBackwardSDPA(i int, l *decoderLayer, x, q, k, v, dy, dppe *ts.Tensor, st *fwdState, scale float64) error {
 	a, err := attention(q, k, v, st.attn, scale)
 	if err != nil {
 		return fmt.Errorf("train: recomputing layer %d: %w", i, err)
@@ -442,10 +441,9 @@ func (m *Model) layerBackwardSDPA(i int, l *layer, x, q, k, v, dy, dppe *ts.Tens
 // attention output a, which it consumes, and its backward from dy (the
 // layer output's gradient) and dppe (that of the summed router
 // probabilities; Mixtral), accumulating into the leaves' gradients.
-func (m *Model) outputBackward(i int, l *layer, x, a, dy, dppe *ts.Tensor, st *fwdState) error {
-	var aux *moeStats
-	if m.Config.IsMoE() {
-		aux = &moeStats{}
+func (m *Model) outputBackward(i int, l *decoderLayer, x, a, dy, dppe *ts.Tensor, st *fwdState) error {
+	aux := m.newAux()
+	if aux != nil {
 		defer aux.drop()
 	}
 	y := m.attnOutput(l, x.MustShallowClone(), a, st, aux)

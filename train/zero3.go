@@ -43,7 +43,7 @@ import (
 // Units of a model besides its decoder layers 0…L-1.
 const embedUnit = -1
 
-func (m *Model) headUnit() int { return len(m.layers) }
+func (m *Model) headUnit() int { return len(m.net.Layers) }
 
 // unitGatherer gathers and frees a unit's sharded parameters.
 type unitGatherer interface {
@@ -142,10 +142,10 @@ func (z *zeroOptimizer) setupUnits(m *Model) {
 	z.model = m
 	z.perLayer = true
 	z.unitOf = make([]int, len(z.params))
-	z.unitParams = make([][]int, len(m.layers)+2)
+	z.unitParams = make([][]int, len(m.net.Layers)+2)
 	z.shape = make([][]int64, len(z.params))
 	for i, p := range z.params {
-		u := paramUnit(p.Name, len(m.layers))
+		u := paramUnit(p.Name, len(m.net.Layers))
 		z.unitOf[i] = u
 		z.unitParams[u+1] = append(z.unitParams[u+1], i)
 		z.shape[i] = p.T.MustSize()

@@ -35,20 +35,26 @@ type Config struct {
 	NumKeyValueHeads      int     // num_key_value_heads; defaults to num_attention_heads
 	HeadDim               int     // head_dim; defaults to hidden_size / num_attention_heads
 	MaxPositionEmbeddings int     // max_position_embeddings
-	RMSNormEps            float64 // rms_norm_eps; default 1e-6 (1e-5 for Mistral/Mixtral)
-	RopeTheta             float64 // rope_theta; default 10000 (1e6 for Mixtral)
+	RMSNormEps            float64 // rms_norm_eps
+	RopeTheta             float64 // rope_theta
 	RopeScaling           *RopeScaling
-	TieWordEmbeddings     bool // tie_word_embeddings
+	TieWordEmbeddings     bool    // tie_word_embeddings
+	InitializerRange      float64 // initializer_range: the std of NewModel's normal init
 	// SlidingWindow limits attention to the last SlidingWindow positions
-	// (Mistral); 0 means unlimited.
+	// (Mistral); 0 means unlimited (config.json's null).
 	SlidingWindow int
 	// Mixtral routing.
 	NumLocalExperts   int     // num_local_experts
 	NumExpertsPerTok  int     // num_experts_per_tok
-	RouterAuxLossCoef float64 // router_aux_loss_coef; default 0.001
-	BOSTokenID        *int    // bos_token_id
-	EOSTokenIDs       []int   // eos_token_id: a number or a list
-	TorchDType        string  // torch_dtype, e.g. "bfloat16"
+	RouterAuxLossCoef float64 // router_aux_loss_coef
+	// OutputRouterLogits is transformers' output_router_logits: only when
+	// set does a Mixtral pass compute the router's load-balancing loss and
+	// training add RouterAuxLossCoef times it to the loss. Set it on a
+	// loaded config to train with the loss.
+	OutputRouterLogits bool
+	BOSTokenID         *int   // bos_token_id
+	EOSTokenIDs        []int  // eos_token_id: a number or a list
+	TorchDType         string // torch_dtype, e.g. "bfloat16"
 
 	raw map[string]json.RawMessage
 }
@@ -61,6 +67,28 @@ type RopeScaling struct {
 	LowFreqFactor                 float64 `json:"low_freq_factor"`
 	HighFreqFactor                float64 `json:"high_freq_factor"`
 	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings"`
+}
+
+// archModelTypes is the model_type of each architecture.
+var archModelTypes = map[string]string{ArchLlama: "llama", ArchMistral: "mistral", ArchMixtral: "mixtral"}
+
+// defaults are the values transformers' config classes (LlamaConfig,
+// MistralConfig, MixtralConfig) take for keys config.json leaves out;
+// TestDefaultsMatchTransformers checks them against the classes.
+var defaults = map[string]struct {
+	eps, theta    float64
+	maxPositions  int
+	slidingWindow int
+	kvHeads       int // 0: num_attention_heads
+	experts       int
+	expertsPerTok int
+	auxCoef       float64
+}{
+	// router_aux_loss_coef means nothing to a dense model; 0.001 there
+	// too keeps one default whatever the type.
+	"llama":   {eps: 1e-6, theta: 10000, maxPositions: 2048, auxCoef: 0.001},
+	"mistral": {eps: 1e-6, theta: 10000, maxPositions: 4096 * 32, slidingWindow: 4096, kvHeads: 8, auxCoef: 0.001},
+	"mixtral": {eps: 1e-5, theta: 1e6, maxPositions: 4096 * 32, kvHeads: 8, experts: 8, expertsPerTok: 2, auxCoef: 0.001},
 }
 
 // IsMoE reports whether the config describes a mixture of experts.
@@ -103,19 +131,26 @@ func parseConfig(data []byte) (*Config, error) {
 		return nil, wrap("architectures = %q; want exactly one of %s, %s, %s", archs, ArchLlama, ArchMistral, ArchMixtral)
 	}
 	c.Architecture = archs[0]
-	defaults := map[string]struct {
-		modelType  string
-		eps, theta float64
-	}{
-		ArchLlama:   {"llama", 1e-6, 10000},
-		ArchMistral: {"mistral", 1e-6, 10000},
-		ArchMixtral: {"mixtral", 1e-5, 1e6},
-	}
-	d, ok := defaults[c.Architecture]
+	modelType, ok := archModelTypes[c.Architecture]
 	if !ok {
 		return nil, wrap("architecture %q is not supported; want %s, %s or %s", c.Architecture, ArchLlama, ArchMistral, ArchMixtral)
 	}
-	c.ModelType, c.RMSNormEps, c.RopeTheta, c.RouterAuxLossCoef = d.modelType, d.eps, d.theta, 0.001
+	c.ModelType = modelType
+	if err := getField(raw, "model_type", &c.ModelType); err != nil {
+		return nil, wrap("%v", err)
+	}
+	if c.ModelType != modelType {
+		return nil, wrap("model_type %q does not match architectures %s; want %q", c.ModelType, c.Architecture, modelType)
+	}
+	d := defaults[c.ModelType]
+	c.RMSNormEps, c.RopeTheta, c.MaxPositionEmbeddings = d.eps, d.theta, d.maxPositions
+	c.SlidingWindow, c.InitializerRange = d.slidingWindow, 0.02
+	c.NumLocalExperts, c.NumExpertsPerTok, c.RouterAuxLossCoef = d.experts, d.expertsPerTok, d.auxCoef
+	// An absent num_key_value_heads takes the class default; null means
+	// as many as the attention heads (as in transformers).
+	if _, ok := raw["num_key_value_heads"]; !ok {
+		c.NumKeyValueHeads = d.kvHeads
+	}
 	ints := []struct {
 		key      string
 		dst      *int
@@ -144,12 +179,16 @@ func parseConfig(data []byte) (*Config, error) {
 			return nil, wrap("%v", err)
 		}
 	}
+	if v, ok := raw["sliding_window"]; ok && bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+		c.SlidingWindow = 0 // null: no window, whatever the class default
+	}
 	for _, f := range []struct {
 		key string
 		dst any
 	}{
-		{"model_type", &c.ModelType},
 		{"rms_norm_eps", &c.RMSNormEps},
+		{"initializer_range", &c.InitializerRange},
+		{"output_router_logits", &c.OutputRouterLogits},
 		{"rope_theta", &c.RopeTheta},
 		{"tie_word_embeddings", &c.TieWordEmbeddings},
 		{"router_aux_loss_coef", &c.RouterAuxLossCoef},
@@ -321,6 +360,9 @@ func (c *Config) validate() error {
 	if c.SlidingWindow < 0 || c.MaxPositionEmbeddings < 0 {
 		return bad("sliding_window and max_position_embeddings must not be negative")
 	}
+	if !(c.InitializerRange >= 0) || c.InitializerRange > 1 {
+		return bad("initializer_range %g: want 0 to 1", c.InitializerRange)
+	}
 	if !(c.RMSNormEps > 0) || !(c.RopeTheta > 0) {
 		return bad("rms_norm_eps (%g) and rope_theta (%g) must be positive", c.RMSNormEps, c.RopeTheta)
 	}
@@ -395,6 +437,7 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 	out["rms_norm_eps"] = c.RMSNormEps
 	out["rope_theta"] = c.RopeTheta
 	out["tie_word_embeddings"] = c.TieWordEmbeddings
+	out["initializer_range"] = c.InitializerRange
 	out["hidden_act"] = "silu"
 	if c.MaxPositionEmbeddings > 0 {
 		out["max_position_embeddings"] = c.MaxPositionEmbeddings
@@ -416,13 +459,15 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 	}
 	if c.SlidingWindow > 0 {
 		out["sliding_window"] = c.SlidingWindow
-	} else if _, ok := out["sliding_window"]; ok {
+	} else if _, ok := out["sliding_window"]; ok || defaults[c.ModelType].slidingWindow > 0 {
+		// null, not absent: an absent key reads as the class default.
 		out["sliding_window"] = nil
 	}
 	if c.IsMoE() {
 		out["num_local_experts"] = c.NumLocalExperts
 		out["num_experts_per_tok"] = c.NumExpertsPerTok
 		out["router_aux_loss_coef"] = c.RouterAuxLossCoef
+		out["output_router_logits"] = c.OutputRouterLogits
 	}
 	if c.BOSTokenID != nil {
 		out["bos_token_id"] = *c.BOSTokenID

@@ -269,6 +269,7 @@ CONFIGS = {
             "num_local_experts": 4,
             "num_experts_per_tok": 2,
             "router_aux_loss_coef": 0.02,
+            "output_router_logits": True,
             "tie_word_embeddings": False,
             "hidden_act": "silu",
             "bos_token_id": 1,
