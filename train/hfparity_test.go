@@ -185,6 +185,7 @@ func TestTransformersParity(t *testing.T) {
 		models[name] = m
 		compareLogits(t, name, pltuneLogits(t, m, req), readLogits(t, filepath.Join(req.Dir, name, "logits.safetensors")), "batch", "packed")
 	}
+	checkRouterAuxLoss(t, models["mixtral"], req, readLogits(t, filepath.Join(req.Dir, "mixtral", "router.safetensors")))
 	if c := models["mistral"].Config; c.HeadDim != 24 || c.SlidingWindow != 8 {
 		t.Errorf("mistral config read as head_dim %d, sliding_window %d", c.HeadDim, c.SlidingWindow)
 	}

@@ -13,7 +13,10 @@
 # [[base folder, adapter folder]], all under dir. Logits go to
 # <folder>/logits.safetensors (make) or <folder>/hf_logits.safetensors
 # (check) as float32, keyed batch and packed (and merged_batch,
-# merged_packed for PEFT's merge_and_unload).
+# merged_packed for PEFT's merge_and_unload). For Mixtral, make also writes
+# mixtral/router.safetensors: the batch's language-modelling loss as the
+# config leaves it (output_router_logits off: no router loss), and with
+# output_router_logits=True the loss and its aux_loss.
 import json
 import os
 import sys
@@ -82,6 +85,15 @@ def make(req):
         # The reference logits come from the saved checkpoint as users load it.
         model = load(os.path.join(d, name))
         save_file(logits_of(model, req), os.path.join(d, name, "logits.safetensors"))
+        if name == "mixtral":
+            batch = torch.tensor(req["batch"])
+            plain = model(input_ids=batch, labels=batch, use_cache=False)
+            routed = model(input_ids=batch, labels=batch, use_cache=False, output_router_logits=True)
+            assert plain.aux_loss is None
+            save_file({"loss_default": plain.loss.reshape(1).float(), "loss_router": routed.loss.reshape(1).float(),
+                       "aux_loss": routed.aux_loss.reshape(1).float(),
+                       "router_aux_loss_coef": torch.tensor([model.config.router_aux_loss_coef], dtype=torch.float32)},
+                      os.path.join(d, name, "router.safetensors"))
         if name != "llama":
             continue
         lc = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM", init_lora_weights=False,
