@@ -13,7 +13,8 @@ import (
 // labelled next token. A token is predicted only from its own segment (its
 // packed sequence): the first token of a segment is never a target of the
 // previous one. Mixtral's router load-balancing loss is added, weighted by
-// router_aux_loss_coef, per trained token.
+// router_aux_loss_coef, per trained token, when the config's
+// output_router_logits is set (as transformers adds it only then).
 type LMObjective struct {
 	Model *Model
 	// Rows holds the rows in memory; Source, when set, gives them on
