@@ -169,7 +169,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		opt.CountTokens = func(s string) int { return len(tok.Encode(s, false)) }
+		opt.CountTokens = tok.CountTokens
 	}
 	if !*noStyle {
 		opt.StyleFindings = func(s string) int { return len(style.Lint(s)) }

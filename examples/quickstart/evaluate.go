@@ -76,7 +76,7 @@ func evaluate(ctx context.Context, log io.Writer, m *train.Model, tok *tokenize.
 		BatchSize:     8,
 		MaxTokens:     z.maxTokens,
 		MCMode:        eval.MCLoglikelihood,
-		CountTokens:   func(s string) int { return len(tok.Encode(s, false)) },
+		CountTokens:   tok.CountTokens,
 		StyleFindings: func(s string) int { return len(style.Lint(s)) },
 		Progress: func(p eval.Progress) {
 			if p.Done == p.Total {

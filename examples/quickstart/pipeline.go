@@ -343,7 +343,7 @@ func charsPerToken(tok *tokenize.Tokenizer, texts []string) float64 {
 	chars, toks := 0, 0
 	for _, t := range texts {
 		chars += len([]rune(t))
-		toks += len(tok.Encode(t, false))
+		toks += tok.CountTokens(t)
 	}
 	if toks == 0 {
 		return 0
