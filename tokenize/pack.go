@@ -92,6 +92,20 @@ func Pack(seqs []Sequence, rowLen int) ([]PackedRow, error) {
 	return rows, nil
 }
 
+// Rows turns seqs into training rows: packed into rows of at most rowLen
+// tokens (Pack) when pack is set, else one row per sequence in the order of
+// seqs, which rowLen does not limit (the builder that made them did).
+func Rows(seqs []Sequence, rowLen int, pack bool) ([]PackedRow, error) {
+	if pack {
+		return Pack(seqs, rowLen)
+	}
+	rows := make([]PackedRow, len(seqs))
+	for i, s := range seqs {
+		rows[i] = s.Row()
+	}
+	return rows, nil
+}
+
 // freeIndex finds, among open rows, one with the least free room that is at
 // least n: rows are kept in stacks by free room, and a bitset over room sizes
 // finds the first non-empty stack at or above n in a few word operations.

@@ -330,3 +330,32 @@ func TestPretrainRows(t *testing.T) {
 		}
 	}
 }
+
+// Rows packs only when asked; unpacked, every sequence is its own
+// single-segment row, in order.
+func TestRows(t *testing.T) {
+	seqs := []Sequence{seqOfLen(0, 5), seqOfLen(1, 3), seqOfLen(2, 3), seqOfLen(3, 2)}
+	packed, err := Rows(seqs, 8, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPacking(t, seqs, packed, 8)
+	if len(packed) != 2 {
+		t.Errorf("packed into %d rows, want 2", len(packed))
+	}
+	plain, err := Rows(seqs, 8, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plain) != len(seqs) {
+		t.Fatalf("%d rows unpacked, want one per sequence (%d)", len(plain), len(seqs))
+	}
+	for i, r := range plain {
+		if r.Segments() != 1 || !slices.Equal(r.IDs, seqs[i].IDs) || !slices.Equal(r.Labels, seqs[i].Labels) {
+			t.Errorf("row %d = %v / %v, want sequence %d alone", i, r.IDs, r.SegmentIDs, i)
+		}
+	}
+	if _, err := Rows([]Sequence{seqOfLen(0, 9)}, 8, true); err == nil {
+		t.Error("packing a sequence longer than the row: no error")
+	}
+}

@@ -447,7 +447,7 @@ func runSFT(ctx context.Context, env *cliEnv, args []string) error {
 	if !f.quiet {
 		fmt.Fprintf(env.stderr, "%d samples, %d dropped as longer than %d tokens; the first one as trained:\n%s\n", len(seqs), dropped, f.maxLen, tokenize.Dump(tok, seqs[0]))
 	}
-	rows, err := sequenceRows(seqs, f.pack, f.maxLen)
+	rows, err := tokenize.Rows(seqs, f.maxLen, f.pack)
 	if err != nil {
 		return err
 	}
@@ -457,16 +457,4 @@ func runSFT(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	defer m.Drop()
 	return f.runTraining(ctx, env, m, tok, rows)
-}
-
-// sequenceRows packs sequences into rows of maxLen, or gives each its own.
-func sequenceRows(seqs []tokenize.Sequence, pack bool, maxLen int) ([]tokenize.PackedRow, error) {
-	if pack {
-		return tokenize.Pack(seqs, maxLen)
-	}
-	rows := make([]tokenize.PackedRow, len(seqs))
-	for i, s := range seqs {
-		rows[i] = s.Row()
-	}
-	return rows, nil
 }
