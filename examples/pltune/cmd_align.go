@@ -114,51 +114,26 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer m.Drop()
-	var ref *train.Model
-	if refDir != "" {
-		opts, err := f.modelOptions()
-		if err != nil {
-			return err
-		}
-		if ref, err = train.LoadModel(refDir, opts); err != nil {
-			return fmt.Errorf("--ref-model: %w", err)
-		}
-		defer ref.Drop()
-		if ref.Config.VocabSize != m.Config.VocabSize {
-			return fmt.Errorf("--ref-model %s has a vocabulary of %d, the policy %d", refDir, ref.Config.VocabSize, m.Config.VocabSize)
-		}
-	}
 	trainPairs, evalPairs := f.splitPairs(pairs)
 	// The reference log-probs are kept in --out, so a resumed run reuses
 	// them; the file says which pairs and which reference they belong to.
-	source := "policy " + f.model + f.modelConfig
+	ref := &align.Reference{Dir: refDir, Source: "policy " + f.model + f.modelConfig, BatchSize: 2 * f.batch}
 	if refDir != "" {
-		source = "ref-model " + refDir
+		ref.Source = "ref-model " + refDir
 	} else if f.loraRank > 0 {
-		source += " (LoRA adapters off)"
+		ref.Source += " (LoRA adapters off)"
 	}
-	if err := os.MkdirAll(f.out, 0o755); err != nil {
-		return err
+	if !f.quiet {
+		ref.Log = env.stderr
 	}
+	defer ref.Close()
 	newDPO := func(ps []tokenize.PreferenceExample, file string) (*align.DPO, error) {
 		o, err := align.NewDPO(m, ps, tok.PadID(), align.DPOConfig{Beta: f.beta})
 		if err != nil {
 			return nil, err
 		}
-		path := filepath.Join(f.out, file)
-		if ok, err := o.LoadReference(path, source); err != nil || ok {
-			if ok && !f.quiet {
-				fmt.Fprintf(env.stderr, "reference log-probs of %d pairs from %s\n", len(ps), path)
-			}
-			return o, err
-		}
-		if !f.quiet {
-			fmt.Fprintf(env.stderr, "computing reference log-probs of %d pairs (%s)\n", len(ps), source)
-		}
-		if err := o.ComputeReference(ctx, ref, 2*f.batch); err != nil {
-			return nil, err
-		}
-		return o, o.SaveReference(path, source)
+		_, err = ref.Prepare(ctx, o, filepath.Join(f.out, file))
+		return o, err
 	}
 	obj, err := newDPO(trainPairs, "reference_logps.json")
 	if err != nil {
