@@ -3,13 +3,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"iter"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -294,15 +291,11 @@ func runPretrain(ctx context.Context, env *cliEnv, args []string) error {
 		return f.runTrainingFrom(ctx, env, m, tok, src)
 	}
 	var rows []tokenize.PackedRow
-	var docErr error
-	for row, err := range tokenize.PretrainRows(ctx, tok, readDocuments(f.data, &docErr), tokenize.PretrainOptions{RowLen: f.maxLen, KeepLast: true}) {
+	for row, err := range tokenize.PretrainRowsFrom(ctx, tok, corpus.ReadText(ctx, f.data...), tokenize.PretrainOptions{RowLen: f.maxLen, KeepLast: true}) {
 		if err != nil {
 			return err
 		}
 		rows = append(rows, row)
-	}
-	if docErr != nil {
-		return docErr
 	}
 	if len(rows) == 0 {
 		return errors.New("no text in the data files")
@@ -313,73 +306,6 @@ func runPretrain(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	defer m.Drop()
 	return f.runTraining(ctx, env, m, tok, rows)
-}
-
-// readDocuments yields the documents of files; a read error is stored in
-// *errp and ends the sequence.
-func readDocuments(files []string, errp *error) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		for _, path := range files {
-			more, err := eachDocument(path, yield)
-			if err != nil {
-				*errp = err
-				return
-			}
-			if !more {
-				return
-			}
-		}
-	}
-}
-
-// eachDocument yields path's documents; false means the consumer stopped.
-func eachDocument(path string, yield func(string) bool) (bool, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer fh.Close()
-	sc := bufio.NewScanner(fh)
-	sc.Buffer(make([]byte, 0, 1<<16), 64<<20)
-	jsonl := strings.HasSuffix(path, ".jsonl") || strings.HasSuffix(path, ".json")
-	var para strings.Builder
-	flush := func() bool {
-		text := strings.TrimSpace(para.String())
-		para.Reset()
-		return text == "" || yield(text)
-	}
-	for line := 1; sc.Scan(); line++ {
-		if jsonl {
-			if strings.TrimSpace(sc.Text()) == "" {
-				continue
-			}
-			var rec struct {
-				Text *string `json:"text"`
-			}
-			if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-				return false, fmt.Errorf("%s: line %d: %v", path, line, err)
-			}
-			if rec.Text == nil {
-				return false, fmt.Errorf("%s: line %d: no \"text\" field", path, line)
-			}
-			if !yield(*rec.Text) {
-				return false, nil
-			}
-			continue
-		}
-		if strings.TrimSpace(sc.Text()) == "" {
-			if !flush() {
-				return false, nil
-			}
-			continue
-		}
-		para.WriteString(sc.Text())
-		para.WriteByte('\n')
-	}
-	if err := sc.Err(); err != nil {
-		return false, fmt.Errorf("%s: %w", path, err)
-	}
-	return flush(), nil
 }
 
 const sftUsage = `sft (--model DIR | --model-config FILE --init random) [--tokenizer PATH] --data FILE... --out DIR [flags]

@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"iter"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/sugarme/gotch"
@@ -116,7 +114,7 @@ func pipeline(ctx context.Context, o options, log io.Writer) (string, error) {
 	rep.Audit = aud
 	fmt.Fprintf(log, "      %d samples; mix keeps %d (converted sources capped at %d); split %d train / %d validation\n",
 		aud.Stats.Samples, len(aud.Mix), convertedCap, len(aud.Train), len(aud.Valid))
-	pretrain, err := pretrainTexts()
+	pretrain, err := pretrainTexts(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -290,23 +288,18 @@ func slicePairs[T any](xs []T) iter.Seq2[T, error] {
 }
 
 // pretrainTexts reads the embedded raw text, one JSON object per line.
-func pretrainTexts() ([]string, error) {
-	b, err := fs.ReadFile(samples.FS(), samples.Pretrain)
+func pretrainTexts(ctx context.Context) ([]string, error) {
+	f, err := samples.FS().Open(samples.Pretrain)
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	var out []string
-	for i, line := range strings.Split(string(b), "\n") {
-		if strings.TrimSpace(line) == "" {
-			continue
+	for d, err := range corpus.NewTextReader(f, samples.Pretrain, corpus.TextJSONL).Documents(ctx) {
+		if err != nil {
+			return nil, err
 		}
-		var rec struct {
-			Text string `json:"text"`
-		}
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			return nil, fmt.Errorf("%s: line %d: %v", samples.Pretrain, i+1, err)
-		}
-		out = append(out, rec.Text)
+		out = append(out, d.Text)
 	}
 	return out, nil
 }
