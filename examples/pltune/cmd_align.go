@@ -88,7 +88,7 @@ func runORPO(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer m.Drop()
-	trainPairs, evalPairs := f.splitPairs(pairs)
+	trainPairs, evalPairs := tokenize.SplitHeldOut(pairs, f.heldOutFrac(), f.seed)
 	cfg := align.ORPOConfig{Beta: f.beta, NLLOnPrompt: nllOnPrompt}
 	obj, err := align.NewORPO(m, trainPairs, tok.PadID(), cfg)
 	if err != nil {
@@ -114,7 +114,7 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer m.Drop()
-	trainPairs, evalPairs := f.splitPairs(pairs)
+	trainPairs, evalPairs := tokenize.SplitHeldOut(pairs, f.heldOutFrac(), f.seed)
 	// The reference log-probs are kept in --out, so a resumed run reuses
 	// them; the file says which pairs and which reference they belong to.
 	ref := &align.Reference{Dir: refDir, Source: "policy " + f.model + f.modelConfig, BatchSize: 2 * f.batch}
@@ -254,16 +254,6 @@ func isRankedFile(path string) (bool, error) {
 			return false, nil
 		}
 	}
-}
-
-// splitPairs holds out the last 5% of pairs (at least one) when evaluation
-// is asked for.
-func (f *alignFlags) splitPairs(pairs []tokenize.PreferenceExample) (trainPairs, evalPairs []tokenize.PreferenceExample) {
-	if f.evalEvery <= 0 || len(pairs) < 2 {
-		return pairs, nil
-	}
-	n := max(1, len(pairs)/20)
-	return pairs[:len(pairs)-n], pairs[len(pairs)-n:]
 }
 
 // runAlign runs the loop and reports the final step's preference metrics.

@@ -222,19 +222,21 @@ func (f *trainFlags) export(m *train.Model, tok *tokenize.Tokenizer) func(string
 	}
 }
 
-// heldOut splits off the last 5% of rows (at least one) when evaluation is
-// asked for.
-func (f *trainFlags) heldOut(rows []tokenize.PackedRow) (trainRows, evalRows []tokenize.PackedRow) {
-	if f.evalEvery <= 0 || len(rows) < 2 {
-		return rows, nil
+// heldOutShare is the share of rows or pairs --eval-every holds out
+// (tokenize.HeldOut: at least one, spread over the data by --seed).
+const heldOutShare = 0.05
+
+// heldOutFrac is the share to hold out: none without --eval-every.
+func (f *trainFlags) heldOutFrac() float64 {
+	if f.evalEvery <= 0 {
+		return 0
 	}
-	n := max(1, len(rows)/20)
-	return rows[:len(rows)-n], rows[len(rows)-n:]
+	return heldOutShare
 }
 
 // runTraining runs the loop over rows and reports where the model went.
 func (f *trainFlags) runTraining(ctx context.Context, env *cliEnv, m *train.Model, tok *tokenize.Tokenizer, rows []tokenize.PackedRow) error {
-	trainRows, evalRows := f.heldOut(rows)
+	trainRows, evalRows := tokenize.SplitHeldOut(rows, f.heldOutFrac(), f.seed)
 	obj := train.NewLMObjective(m, trainRows, tok.PadID())
 	var ev train.Objective
 	if evalRows != nil {

@@ -142,32 +142,13 @@ func (f *trainFlags) openStores(env *cliEnv, want tokstore.Type, tokPath string)
 	return mix, closeAll, true, nil
 }
 
-// rowRange is rows [off, off+n) of a source.
-type rowRange struct {
-	src    tokstore.Rows
-	off, n int
-}
-
-func (r rowRange) Len() int { return r.n }
-func (r rowRange) Row(i int) (tokenize.PackedRow, error) {
-	if i < 0 || i >= r.n {
-		return tokenize.PackedRow{}, fmt.Errorf("row %d out of range [0, %d)", i, r.n)
-	}
-	return r.src.Row(r.off + i)
-}
-func (r rowRange) Fingerprint() string {
-	return fmt.Sprintf("%s[%d:%d]", r.src.Fingerprint(), r.off, r.off+r.n)
-}
-
 // runTrainingFrom runs the loop over the rows of token stores, holding
-// back the last 5% of rows for the held-out loss when asked.
+// back 5% of the rows for the held-out loss when asked.
 func (f *trainFlags) runTrainingFrom(ctx context.Context, env *cliEnv, m *train.Model, tok *tokenize.Tokenizer, src tokstore.Rows) error {
-	trainSrc := train.RowSource(src)
+	trainSrc, evalSrc := tokstore.SplitHeldOut(src, f.heldOutFrac(), f.seed)
 	var ev train.Objective
-	if f.evalEvery > 0 && src.Len() >= 2 {
-		n := max(1, src.Len()/20)
-		trainSrc = rowRange{src: src, n: src.Len() - n}
-		ev = train.NewLMObjectiveFrom(m, rowRange{src: src, off: src.Len() - n, n: n}, tok.PadID())
+	if evalSrc != nil {
+		ev = train.NewLMObjectiveFrom(m, evalSrc, tok.PadID())
 	}
 	cfg := f.trainerConfig(env)
 	cfg.Export = f.export(m, tok)
