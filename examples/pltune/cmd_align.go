@@ -3,19 +3,14 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/pltune/pltune/align"
-	"github.com/pltune/pltune/corpus"
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
 )
@@ -148,7 +143,6 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 	return f.runAlign(ctx, env, m, tok, obj, ev)
 }
 
-// loadPairs reads, filters and tokenizes the preference data.
 // start is what orpo and dpo do first: parse and check the flags (betaNote
 // follows the error for a β that is not positive), read the pairs, open
 // the model.
@@ -173,6 +167,7 @@ func (f *alignFlags) start(ctx context.Context, env *cliEnv, fs *flag.FlagSet, a
 	return tok, pairs, m, nil
 }
 
+// loadPairs reads, filters and tokenizes the preference data.
 func (f *alignFlags) loadPairs(ctx context.Context, env *cliEnv) (*tokenize.Tokenizer, []tokenize.PreferenceExample, error) {
 	if f.minMargin < 0 {
 		return nil, nil, usagef("--min-margin %v: want ≥ 0", f.minMargin)
@@ -185,37 +180,9 @@ func (f *alignFlags) loadPairs(ctx context.Context, env *cliEnv) (*tokenize.Toke
 	if err != nil {
 		return nil, nil, err
 	}
-	var out []tokenize.PreferenceExample
-	var st align.BuildStats
-	for _, path := range f.data {
-		ranked, err := isRankedFile(path)
-		if err != nil {
-			return nil, nil, err
-		}
-		pairs := corpus.ReadPairs(ctx, path, corpus.Options{})
-		if ranked {
-			pairs = align.RankedPairs(ctx, path, f.minMargin)
-		}
-		// Reader errors name the file and line already; a pair that fails
-		// to build is named by its id, so the file is added.
-		readErr, src := false, pairs
-		pairs = func(yield func(corpus.PreferencePair, error) bool) {
-			for p, err := range src {
-				readErr = err != nil
-				if !yield(p, err) {
-					return
-				}
-			}
-		}
-		built, s, err := align.BuildPairs(ctx, b, pairs, f.minMargin)
-		if err != nil && !readErr {
-			err = fmt.Errorf("%s: %w", path, err)
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		out = append(out, built...)
-		st.Read, st.BelowMargin, st.TooLong, st.NoResponse = st.Read+s.Read, st.BelowMargin+s.BelowMargin, st.TooLong+s.TooLong, st.NoResponse+s.NoResponse
+	out, st, err := align.LoadPairs(ctx, b, f.data, f.minMargin)
+	if err != nil {
+		return nil, nil, err
 	}
 	if len(out) == 0 {
 		return nil, nil, fmt.Errorf("no trainable pairs: %d read, %d below --min-margin %g, %d longer than --max-len %d, %d without response tokens", st.Read, st.BelowMargin, f.minMargin, st.TooLong, f.maxLen, st.NoResponse)
@@ -225,35 +192,6 @@ func (f *alignFlags) loadPairs(ctx context.Context, env *cliEnv) (*tokenize.Toke
 			len(out), st.Read, st.BelowMargin, st.TooLong, f.maxLen, st.NoResponse, tokenize.Dump(tok, out[0].Chosen), tokenize.Dump(tok, out[0].Rejected))
 	}
 	return tok, out, nil
-}
-
-// isRankedFile tells a ranked-responses file from a pair file by its first
-// record: it has "responses" and no "chosen".
-func isRankedFile(path string) (bool, error) {
-	if !strings.HasSuffix(path, ".jsonl") && !strings.HasSuffix(path, ".json") {
-		return false, nil
-	}
-	fh, err := os.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer fh.Close()
-	br := bufio.NewReader(fh)
-	for {
-		line, err := br.ReadBytes('\n')
-		if t := bytes.TrimSpace(line); len(t) > 0 {
-			var keys map[string]json.RawMessage
-			if json.Unmarshal(t, &keys) != nil {
-				return false, nil // the pair reader reports it
-			}
-			_, responses := keys["responses"]
-			_, chosen := keys["chosen"]
-			return responses && !chosen, nil
-		}
-		if err != nil {
-			return false, nil
-		}
-	}
 }
 
 // runAlign runs the loop and reports the final step's preference metrics.
