@@ -351,24 +351,11 @@ func runSFT(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	var seqs []tokenize.Sequence
-	dropped := 0
-	for _, path := range f.data {
-		for s, err := range corpus.ReadSamples(ctx, path, corpus.Options{}) {
-			if err != nil {
-				return err
-			}
-			seq, err := b.Build(&s)
-			if errors.Is(err, tokenize.ErrTooLong) {
-				dropped++
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			seqs = append(seqs, seq)
-		}
+	seqs, st, err := b.BuildFiles(ctx, f.data...)
+	if err != nil {
+		return err
 	}
+	dropped := st.TooLong
 	if len(seqs) == 0 {
 		return fmt.Errorf("no trainable samples (%d dropped as longer than --max-len %d)", dropped, f.maxLen)
 	}
