@@ -5,30 +5,16 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/pltune/pltune/corpus"
-	"github.com/pltune/pltune/tokenize"
 )
 
 // LoadPairs reads a pair file and a ranked-responses file alike, sums the
 // stats over both, and names the file of a bad record.
 func TestLoadPairs(t *testing.T) {
-	texts := []string{"Jaka jest stolica Polski?", "Stolicą Polski jest Warszawa.", "Kraków.", "Ile nóg ma kot?", "Cztery."}
-	tt, err := tokenize.TrainBPE(context.Background(), slices.Values(texts), tokenize.BPETrainOptions{VocabSize: 300})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tt.Tokenizer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := tokenize.NewSFTBuilder(tok, tokenize.SFTOptions{MaxLen: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := pairBuilder(t)
 	dir := t.TempDir()
 	pairs := filepath.Join(dir, "pairs.jsonl")
 	os.WriteFile(pairs, []byte(`{"prompt": "Jaka jest stolica Polski?", "chosen": "Warszawa.", "rejected": "Kraków."}`+"\n"+
