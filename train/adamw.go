@@ -152,6 +152,16 @@ func adamwUpdate(cfg AdamWConfig, w, m, v, g *ts.Tensor, lr float64, t int, noDe
 	upd.MustDrop()
 }
 
+// Drop frees the optimizer's state (moments, master weights); the
+// optimizer is unusable afterwards. Trainer.Run drops its optimizer when
+// it returns.
+func (o *AdamW) Drop() {
+	for _, s := range [][]*ts.Tensor{o.m, o.v, o.master} {
+		dropAll(s)
+		clear(s)
+	}
+}
+
 // ZeroGrad clears the gradients of the optimizer's parameters.
 func (o *AdamW) ZeroGrad() {
 	for _, p := range o.params {
