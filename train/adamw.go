@@ -165,7 +165,18 @@ func (o *AdamW) Drop() {
 // ZeroGrad clears the gradients of the optimizer's parameters.
 func (o *AdamW) ZeroGrad() {
 	for _, p := range o.params {
-		p.T.ZeroGrad()
+		zeroGrad(p.T)
+	}
+}
+
+// zeroGrad is gotch's Tensor.ZeroGrad without its leak: that leaves the
+// gradient's handle to the garbage collector.
+func zeroGrad(t *ts.Tensor) {
+	g := t.MustGrad(false)
+	defer g.MustDrop()
+	if g.MustDefined() {
+		g.Detach_()
+		g.Zero_()
 	}
 }
 
