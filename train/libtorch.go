@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -69,18 +70,24 @@ type fatalWriter struct{ w io.Writer }
 
 func (f fatalWriter) Write(p []byte) (int, error) {
 	if calledFromFatal() {
-		msg := strings.TrimSpace(string(p))
-		// The standard logger's date and time prefix says nothing here.
-		if flags := log.Flags(); flags&(log.Ldate|log.Ltime) != 0 {
-			if i := strings.Index(msg, " "); i >= 0 && flags&log.Ldate != 0 && flags&log.Ltime != 0 {
-				if j := strings.Index(msg[i+1:], " "); j >= 0 {
-					msg = msg[i+1+j+1:]
-				}
-			}
-		}
-		panic(&LibtorchError{Msg: msg})
+		panic(&LibtorchError{Msg: fatalMessage(string(p))})
 	}
 	return f.w.Write(p)
+}
+
+// logDate matches the standard logger's date and time prefix.
+var logDate = regexp.MustCompile(`^(\d{4}/\d\d/\d\d )?(\d\d:\d\d:\d\d(\.\d+)? )?`)
+
+// fatalMessage is the libtorch error of a log.Fatal line: without the
+// logger's prefix, date and time, and without the Go stack trace gotch
+// appends.
+func fatalMessage(line string) string {
+	line = strings.TrimPrefix(line, log.Prefix())
+	line = logDate.ReplaceAllString(line, "")
+	if i := strings.Index(line, "\ngoroutine "); i >= 0 {
+		line = line[:i]
+	}
+	return strings.TrimSpace(line)
 }
 
 // calledFromFatal tells whether the write comes from log.Fatal (any of

@@ -46,6 +46,10 @@ type job struct {
 	LoRA    bool
 	Offload bool
 	DieAt   int // rank 1 exits abruptly at this call of Loss (0: never)
+	// FailAt: rank 1's Loss fails at this call (0: never), with an error
+	// or, with FailFatal, a libtorch error.
+	FailAt    int
+	FailFatal bool
 }
 
 func TestMain(m *testing.M) {
@@ -127,7 +131,11 @@ func worker(spec string) error {
 				}
 			}
 		}
-		tr, err := train.NewTrainer(cfg, m.params(), m, nil)
+		var obj train.Objective = m
+		if j.FailAt > 0 && g.Rank() == 1 {
+			obj = &failingToy{toy: m, at: j.FailAt, fatal: j.FailFatal}
+		}
+		tr, err := train.NewTrainer(cfg, m.params(), obj, nil)
 		if err != nil {
 			return err
 		}
