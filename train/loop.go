@@ -44,7 +44,7 @@ func (t *Trainer) start() (*run, error) {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return nil, err
 	}
-	opt, err := t.newOptimizer()
+	opt, err := t.newRunOptimizer()
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +107,11 @@ func (r *run) resume() error {
 	if dir, err := LatestCheckpoint(cfg.OutDir); err != nil {
 		return err
 	} else if dir != "" {
-		st, err := t.loadCheckpoint(dir, r.opt)
+		load := t.loadCheckpoint
+		if isCustom(r.opt) {
+			load = t.loadCustom
+		}
+		st, err := load(dir, r.opt)
 		if err != nil {
 			return err
 		}
@@ -369,11 +373,18 @@ func (r *run) save() error {
 	if r.cfg.ExportCheckpoints {
 		export = r.cfg.Export
 	}
-	dir, err := r.t.saveCheckpoint(r.st, r.opt, export)
-	if err != nil || r.t.rank() != 0 {
+	save := r.t.saveCheckpoint
+	if isCustom(r.opt) {
+		save = r.t.saveCustom
+	}
+	dir, err := save(r.st, r.opt, export)
+	if err != nil {
 		return err
 	}
-	r.saved = r.st.Step
+	r.saved = r.st.Step // on every rank: a ZeRO checkpoint takes all of them
+	if r.t.rank() != 0 {
+		return nil
+	}
 	r.sum.Checkpoint = dir
 	r.cfg.Logger.Info("checkpoint written", "dir", dir)
 	return pruneCheckpoints(r.cfg.OutDir, r.cfg.KeepLast)

@@ -20,13 +20,15 @@ func (t *Trainer) setTraining(on bool) {
 	}
 }
 
-// dropOptimizerState frees the optimizer's moments and fp32 master weights
-// when a run ends. A stage-3 ZeRO optimizer keeps its shards of weights,
+// dropOptimizerState frees the optimizer's state (AdamW's moments and fp32
+// master weights) when a run ends. A stage-3 ZeRO optimizer keeps its shards of weights,
 // master weights and gradient sums: the model stays sharded and hooked
 // to it.
 func dropOptimizerState(opt optimizer) {
 	switch o := opt.(type) {
 	case *AdamW:
+		o.Drop()
+	case OptimizerState:
 		o.Drop()
 	case *zeroOptimizer:
 		state := [][]*ts.Tensor{o.m, o.v}

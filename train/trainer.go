@@ -122,9 +122,12 @@ type TrainerConfig struct {
 	MinLRRatio  float64 // cosine floor as a share of LR (default 0)
 	// Schedule gives each step's learning rate; nil: WarmupCosine over the
 	// run's steps from LR, WarmupRatio and MinLRRatio.
-	Schedule    LRSchedule
-	AdamW       AdamWConfig // zero: DefaultAdamW
-	MaxGradNorm float64     // global gradient-norm clip (default 1; negative: no clipping)
+	Schedule LRSchedule
+	AdamW    AdamWConfig // zero: DefaultAdamW
+	// NewOptimizer returns the optimizer over the trainable parameters;
+	// nil: AdamW with the AdamW settings (the only one ZeroStage shards).
+	NewOptimizer func(trainable []Param) (Optimizer, error)
+	MaxGradNorm  float64 // global gradient-norm clip (default 1; negative: no clipping)
 	// Seed draws the data order and dropout. It has no default: 0 is a seed
 	// like any other (DefaultTrainerConfig sets 42).
 	Seed      int64
