@@ -243,3 +243,26 @@ func (s stopAt) Record(r StepRecord) error {
 	}
 	return nil
 }
+
+// TestLibtorchErrorOutsideTheStep: a libtorch error after the backward
+// pass (here in a recorder) ends Run with an error, not the process.
+func TestLibtorchErrorOutsideTheStep(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.OnStep = func(r StepRecord) {
+		if r.Step == 2 {
+			x := ts.MustOfSlice([]float32{1, 2, 3})
+			defer x.MustDrop()
+			x.MustView([]int64{2, 2}, false)
+		}
+	}
+	b := newBigram(t, 8)
+	tr, err := NewTrainer(cfg, b.params(), b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tr.Run(context.Background())
+	var lt *LibtorchError
+	if !errors.As(err, &lt) || !strings.Contains(err.Error(), "after step 2") {
+		t.Errorf("Run returned %v, want a LibtorchError after step 2", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -333,7 +334,14 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	for r.st.Step < r.total {
-		done, err := r.step(ctx)
+		// A libtorch error outside the forward and backward passes (the
+		// update, a checkpoint) ends the run with an error too, without a
+		// checkpoint: the state may be half updated.
+		var done bool
+		var err error
+		if perr := guard(func() error { done, err = r.step(ctx); return nil }); perr != nil {
+			return r.sum, fmt.Errorf("train: after step %d: %w", r.st.Step, perr)
+		}
 		if err != nil {
 			return r.sum, err
 		}
@@ -341,5 +349,5 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			break
 		}
 	}
-	return r.sum, r.finish()
+	return r.sum, guard(r.finish)
 }
