@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -69,7 +70,10 @@ func worker(spec string) error {
 		return err
 	}
 	torchx.SetNumThreads(1) // the ranks share the machine's cores
-	ctx, cancel := context.WithCancel(context.Background())
+	// SIGTERM cancels, as in the pltune CLI (the stop watchdog's test).
+	sigCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(sigCtx)
 	defer cancel()
 	// Tiny buckets, so a step takes several collectives.
 	g, err := dist.Init(ctx, dist.Options{Backend: "gloo", BucketBytes: 64})

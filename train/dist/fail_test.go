@@ -1,16 +1,19 @@
 package dist_test
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pltune/pltune/train"
+	"github.com/pltune/pltune/train/dist"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -75,5 +78,49 @@ func TestFailingRankEndsTheGroup(t *testing.T) {
 			}
 			t.Logf("group ended %v after the start\nrank 0: %s\nrank 1: %s", took.Round(time.Millisecond), strings.TrimSpace(ranks[0].stderr.String()), strings.TrimSpace(ranks[1].stderr.String()))
 		})
+	}
+}
+
+// TestStoppedRankLeavesABlockedCollective: a rank told to stop (SIGTERM,
+// as pltune launch and torchrun send when a peer fails) while its
+// collective waits on a peer that will never come (stopped) exits within
+// the stop grace, not after the group's timeout.
+func TestStoppedRankLeavesABlockedCollective(t *testing.T) {
+	ranks := spawn(t, 2, job{Mode: "hold"}, "120s")
+	for r, rk := range ranks {
+		sc := bufio.NewScanner(rk.stdout)
+		if !sc.Scan() || sc.Text() != "ready" {
+			rk.cmd.Wait()
+			t.Fatalf("rank %d did not join: %s", r, rk.stderr.String())
+		}
+		go io.Copy(io.Discard, rk.stdout)
+	}
+	if err := ranks[1].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer ranks[1].cmd.Process.Kill()
+	time.Sleep(300 * time.Millisecond) // rank 0 is now blocked in its all-reduce
+	start := time.Now()
+	if err := ranks[0].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ranks[0].cmd.Wait() }()
+	select {
+	case err := <-done:
+		took := time.Since(start)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+			t.Fatalf("rank 0 ended with %v, want a non-zero exit", err)
+		}
+		if msg := ranks[0].stderr.String(); !strings.Contains(msg, "told to stop") {
+			t.Errorf("rank 0 does not say why it exited: %s", msg)
+		}
+		if took < dist.DefaultStopGrace {
+			t.Errorf("rank 0 exited %v after SIGTERM, before the %v grace", took, dist.DefaultStopGrace)
+		}
+		t.Logf("rank 0 exited %v after SIGTERM: %s", took.Round(time.Millisecond), strings.TrimSpace(ranks[0].stderr.String()))
+	case <-time.After(dist.DefaultStopGrace + 10*time.Second):
+		t.Fatalf("rank 0 still blocked %v after SIGTERM (group timeout 120s)", dist.DefaultStopGrace+10*time.Second)
 	}
 }
