@@ -77,6 +77,8 @@
 // In data parallel (Comm, package train/dist) every rank runs the same
 // loop; the ranks agree on stopping through each step's first all-reduce,
 // and a rank whose step fails returns at once, so its process exits and
-// the others' next collective fails within seconds (Gloo); pltune launch
-// stops the group when one rank exits non-zero.
+// the others' next collective fails within seconds (Gloo). pltune launch
+// (like torchrun) stops the group when one rank exits non-zero, and a
+// stopped rank still blocked in a collective on the dead peer (NCCL never
+// notices) exits after dist.Options.StopGrace.
 package train
