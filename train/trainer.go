@@ -313,7 +313,10 @@ func epochOrder(n int, seed int64, epoch int) []int {
 // Objective's error, or a libtorch failure such as CUDA running out of
 // memory, which gotch reports by log.Fatal and Run turns into an error —
 // writes a checkpoint of the last completed step before Run returns it
-// (except under ZeRO, whose checkpoint needs every rank).
+// (except under ZeRO, whose checkpoint needs every rank). For that, while
+// Run is in progress the standard logger's output is wrapped so that
+// log.Fatal panics with a LibtorchError instead of exiting; a log.Fatal on
+// another goroutine meanwhile ends the program with that panic.
 //
 // Run puts the model in training mode (LoRA dropout on) for the steps and
 // in evaluation mode for held-out losses and when it returns: through
