@@ -210,7 +210,7 @@ func (z *zeroOptimizer) Steps() int { return z.steps }
 // ZeroGrad clears the parameters' gradients.
 func (z *zeroOptimizer) ZeroGrad() {
 	for _, p := range z.params {
-		p.T.ZeroGrad()
+		zeroGrad(p.T)
 	}
 }
 

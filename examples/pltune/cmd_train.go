@@ -18,6 +18,7 @@ import (
 	"github.com/pltune/pltune/train"
 	"github.com/pltune/pltune/train/dist"
 	"github.com/sugarme/gotch"
+	"golang.org/x/term"
 )
 
 func init() {
@@ -192,12 +193,13 @@ func (f *trainFlags) trainerConfig(env *cliEnv) train.TrainerConfig {
 	cfg.SaveEvery, cfg.EvalEvery = f.saveEvery, f.evalEvery
 	cfg.Comm = f.comm
 	cfg.ZeroStage, cfg.OffloadOptimizer = f.zeroStage, f.offloadOptimizer
-	if f.quiet {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	} else {
+	if f.warmup == 0 {
+		cfg.WarmupRatio = -1 // the library reads 0 as its default
+	}
+	if !f.quiet {
 		cfg.Logger = slog.New(slog.NewTextHandler(env.stderr, nil))
-		if fl, ok := env.stderr.(*os.File); !ok || fl != os.Stderr {
-			cfg.Progress = nil
+		if fl, ok := env.stderr.(*os.File); ok && term.IsTerminal(int(fl.Fd())) {
+			cfg.Progress = fl
 		}
 	}
 	return cfg
