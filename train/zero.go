@@ -59,6 +59,10 @@ type zeroOptimizer struct {
 	has        []bool       // per parameter: a gradient arrived this step
 	gathered   []bool       // per parameter: whole now
 	exportFrom string       // folder of shard files the final export reads
+	// embedP, headP: the embedding and LM head, sharded by vocabulary
+	// (zero_vocab.go), -1 when not; vocabRows: the head's chunk rows.
+	embedP, headP int
+	vocabRows     int64
 	// perLayer: gradients are reduced unit by unit inside the backward
 	// pass into gacc (stage 3; stage 2 when the model checkpoints).
 	perLayer bool
@@ -106,7 +110,7 @@ func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communica
 	if err := checkZeroStage(stage); err != nil {
 		return nil, err
 	}
-	z := &zeroOptimizer{cfg: cfg, stage: stage, comm: comm, world: 1, offload: offload}
+	z := &zeroOptimizer{cfg: cfg, stage: stage, comm: comm, world: 1, offload: offload, embedP: -1, headP: -1}
 	if comm != nil {
 		z.rank, z.world = comm.Rank(), comm.Size()
 	}

@@ -120,6 +120,21 @@ func (z *zeroOptimizer) checkStage3(m *Model) error {
 func (z *zeroOptimizer) setupStage3(m *Model) {
 	z.setupUnits(m)
 	clear(z.gathered)
+	// The embedding and LM head are never gathered whole (zero_vocab.go).
+	z.embedP, z.headP = z.vocabParams()
+	var largest int64
+	for u, idx := range z.unitParams {
+		idx = slices.DeleteFunc(idx, func(i int) bool { return i == z.embedP || i == z.headP })
+		z.unitParams[u] = idx
+		var n int64
+		for _, i := range idx {
+			n += int64(z.params[i].T.Numel())
+		}
+		largest = max(largest, n)
+	}
+	if z.headP >= 0 {
+		z.vocabRows = vocabChunkRows(z.shape[z.headP][0], z.shape[z.headP][1], largest)
+	}
 	torchx.NoGrad(func() {
 		for _, pc := range z.pieces[z.rank] {
 			v := z.view(pc)
