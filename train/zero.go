@@ -421,7 +421,11 @@ func (b StateBytes) Total() int64 { return b.Weights + b.Grads + b.Optimizer }
 // (embedding, decoder layer, head): they count the rank's fp32 gradient
 // pieces plus the largest unit's gradients whole (with fp32 copies of
 // low-precision ones for the reduction); stage 3 also counts the rank's
-// weight pieces plus the largest unit's weights whole.
+// weight pieces plus the largest unit's weights whole. Under stage 3 the
+// embedding and LM head are never whole (zero_vocab.go): the units are the
+// decoder layers, the final norm and a head chunk (its weights and fp32
+// gradient); the step's used embedding rows (a [rows, hidden] table, at
+// most the micro-batch's token count) are not counted.
 func ShardedStateBytes(params []Param, stage, world, rank int, checkpointing bool) StateBytes {
 	var b StateBytes
 	var sizes []int64
@@ -483,20 +487,37 @@ func ShardedStateBytes(params []Param, stage, world, rank int, checkpointing boo
 				layers = max(layers, u+1)
 			}
 		}
-		unitW, unitG := map[int]int64{}, map[int]int64{}
+		unitW, unitG, unitN := map[int]int64{}, map[int]int64{}, map[int]int64{}
+		var vocab *Param // stage 3's head, walked in chunks
 		for i, p := range trainable {
+			if stage == 3 && (p.Name == "model.embed_tokens.weight" || p.Name == "lm_head.weight") {
+				if p.Name == "lm_head.weight" {
+					vocab = &trainable[i]
+				}
+				continue // never whole (zero_vocab.go)
+			}
 			u := paramUnit(p.Name, layers)
 			es := int64(p.T.DType().Size())
 			unitW[u] += sizes[i] * es
+			unitN[u] += sizes[i]
 			unitG[u] += sizes[i] * es
 			if es != 4 {
 				unitG[u] += 4 * sizes[i]
 			}
 		}
-		var mw, mg int64
+		var mw, mg, largest int64
 		for u := range unitW {
+			largest = max(largest, unitN[u])
 			if unitW[u]+unitG[u] > mw+mg {
 				mw, mg = unitW[u], unitG[u]
+			}
+		}
+		if vocab != nil {
+			// A head chunk: its weights and fp32 weight gradient.
+			s := vocab.T.MustSize()
+			n := vocabChunkRows(s[0], s[1], largest) * s[1]
+			if cw, cg := n*int64(vocab.T.DType().Size()), 4*n; cw+cg > mw+mg {
+				mw, mg = cw, cg
 			}
 		}
 		if stage == 3 {
