@@ -100,6 +100,9 @@ func (t *Trainer) saveCheckpoint(st trainerState, opt optimizer, export func(str
 	for i, p := range z.params {
 		names[i], tensors[i] = p.Name, p.T
 	}
+	if err := z.writeZeroLayout(stage, t.cfg.Model); err != nil { // for ConsolidateZeroCheckpoint
+		return fail(err)
+	}
 	if z.stage < 3 {
 		// Stage 3's parameters are in the ranks' shard files.
 		if err := writeTensors(filepath.Join(stage, paramsFile), names, tensors); err != nil {
