@@ -63,6 +63,7 @@ type zeroOptimizer struct {
 	// (zero_vocab.go), -1 when not; vocabRows: the head's chunk rows.
 	embedP, headP int
 	vocabRows     int64
+	preload       *zeroPreload // LoadModelSharded's pieces, taken by setupStage3
 	// perLayer: gradients are reduced unit by unit inside the backward
 	// pass into gacc (stage 3; stage 2 when the model checkpoints).
 	perLayer bool
@@ -114,6 +115,10 @@ func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communica
 	if comm != nil {
 		z.rank, z.world = comm.Rank(), comm.Size()
 	}
+	pl := preloaded(model) // LoadModelSharded's pieces (zero_load.go)
+	if pl != nil && stage != 3 {
+		return nil, z.checkPreload(pl, model)
+	}
 	var sizes []int64
 	for _, p := range params {
 		if !p.Trainable {
@@ -123,7 +128,11 @@ func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communica
 			return nil, fmt.Errorf("train: ZeRO: parameter %s is not contiguous", p.Name)
 		}
 		z.params = append(z.params, p)
-		sizes = append(sizes, int64(p.T.Numel()))
+		n := int64(p.T.Numel())
+		if s, ok := pl.wholeShape(p.Name); ok {
+			n = numel(s)
+		}
+		sizes = append(sizes, n)
 	}
 	if len(z.params) == 0 {
 		return nil, fmt.Errorf("adamw: no trainable parameters")
@@ -135,7 +144,12 @@ func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communica
 		if err := z.checkStage3(model); err != nil {
 			return nil, err
 		}
-		if z.world > 1 {
+		if pl != nil {
+			// Every rank loaded its pieces of the same folder.
+			if err := z.checkPreload(pl, model); err != nil {
+				return nil, err
+			}
+		} else if z.world > 1 {
 			// Every rank starts from rank 0's weights; the pieces and
 			// masters below are cut from them.
 			all := make([]*ts.Tensor, len(z.params))
@@ -160,7 +174,12 @@ func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communica
 			if p.T.DType() != gotch.Float || z.offload {
 				// The fp32 master of a low-precision parameter; with
 				// offload, the fp32 weights the CPU updates.
-				w := z.view(pc)
+				var w *ts.Tensor
+				if pl != nil {
+					w = pl.pieceView(p.Name)
+				} else {
+					w = z.view(pc)
+				}
 				master = w.MustDetach(false).MustTotype(gotch.Float, true).MustTo(dev, true)
 			}
 			z.master = append(z.master, master)

@@ -108,7 +108,7 @@ func (z *zeroOptimizer) checkStage3(m *Model) error {
 		return fmt.Errorf("train: ZeroStage 3 gathers each layer's weights in the layer loop of activation checkpointing: turn it on (ModelOptions.GradientCheckpointing, --gradient-checkpointing)")
 	case m.Config.TieWordEmbeddings:
 		return fmt.Errorf("train: ZeroStage 3 does not support tied input and output embeddings")
-	case m.units != nil:
+	case m.units != nil && preloaded(m) == nil:
 		return fmt.Errorf("train: the model is already sharded by another run")
 	}
 	return nil
@@ -137,6 +137,10 @@ func (z *zeroOptimizer) setupStage3(m *Model) {
 	}
 	torchx.NoGrad(func() {
 		for _, pc := range z.pieces[z.rank] {
+			if z.preload != nil {
+				z.wshard = append(z.wshard, z.preload.takePiece(z.params[pc.param].Name))
+				continue
+			}
 			v := z.view(pc)
 			w := v.MustZerosLike(false)
 			w.Copy_(v)
@@ -155,6 +159,7 @@ func (z *zeroOptimizer) setupStage3(m *Model) {
 // gradients layer by layer; setupStage3 then shards them).
 func (z *zeroOptimizer) setupUnits(m *Model) {
 	z.model = m
+	z.preload = preloaded(m)
 	z.perLayer = true
 	z.unitOf = make([]int, len(z.params))
 	z.unitParams = make([][]int, len(m.layers)+2)
@@ -164,6 +169,9 @@ func (z *zeroOptimizer) setupUnits(m *Model) {
 		z.unitOf[i] = u
 		z.unitParams[u+1] = append(z.unitParams[u+1], i)
 		z.shape[i] = p.T.MustSize()
+		if s, ok := z.preload.wholeShape(p.Name); ok {
+			z.shape[i] = s
+		}
 	}
 	z.gacc = make([]*ts.Tensor, len(z.pieces[z.rank]))
 	z.has = make([]bool, len(z.params))

@@ -25,6 +25,9 @@ type optimizer interface {
 // TrainerConfig.ZeroStage asks for it.
 func (t *Trainer) newOptimizer() (optimizer, error) {
 	if t.cfg.ZeroStage == 0 {
+		if preloaded(t.cfg.Model) != nil {
+			return nil, errors.New("train: the model was loaded sharded (LoadModelSharded): train it with ZeroStage 3")
+		}
 		if t.cfg.OffloadOptimizer {
 			return nil, errors.New("train: OffloadOptimizer needs ZeroStage 1 or 2")
 		}

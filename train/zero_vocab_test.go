@@ -2,6 +2,7 @@ package train
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/pltune/pltune/internal/torchx"
@@ -106,4 +107,56 @@ func tensorDiff(a, b *ts.Tensor) float64 {
 		return math.Inf(1)
 	}
 	return v
+}
+
+// TestLoadModelSharded: a rank's sharded load holds no parameter whole,
+// only its pieces (half of each tensor's elements, as read from the file's
+// byte ranges), and a trainer that would not take them as they are
+// refuses it.
+func TestLoadModelSharded(t *testing.T) {
+	torchx.SetGradEnabled(true)
+	m, _ := zeroTinyLlama(t, true, false)
+	dir := t.TempDir()
+	if err := m.Save(dir, SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	whole := map[string][]float64{}
+	for _, p := range m.NamedParameters() {
+		whole[p.Name] = p.T.Float64Values()
+	}
+	m.Drop()
+	for rank := range 2 {
+		s, err := LoadModelSharded(dir, ModelOptions{GradientCheckpointing: true}, rank, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl := preloaded(s)
+		for _, p := range s.NamedParameters() {
+			if p.T.Numel() != 0 {
+				t.Errorf("rank %d: %s holds %d elements, want none", rank, p.Name, p.T.Numel())
+			}
+			w := whole[p.Name]
+			pc := zeroPartitionPerParam([]int64{int64(len(w))}, 2)[rank][0]
+			got := pl.piece[p.Name].Float64Values()
+			for i, v := range got {
+				if v != w[pc.start+int64(i)] {
+					t.Fatalf("rank %d: %s piece element %d = %g, want %g", rank, p.Name, i, v, w[pc.start+int64(i)])
+				}
+			}
+			if int64(len(got)) != pc.n {
+				t.Errorf("rank %d: %s piece of %d elements, want %d", rank, p.Name, len(got), pc.n)
+			}
+		}
+		for _, stage := range []int{2, 3} {
+			_, err := newZeroOptimizer(s.NamedParameters(), AdamWConfig{}, stage, nil, false, s)
+			want := map[int]string{2: "ZeroStage 3", 3: "rank 0 of 1"}[stage]
+			if stage == 3 && rank == 0 {
+				want = "loaded sharded as rank 0 of 2"
+			}
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("rank %d, stage %d in one process: %v, want an error saying %q", rank, stage, err, want)
+			}
+		}
+		pl.drop()
+	}
 }

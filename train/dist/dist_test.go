@@ -46,6 +46,7 @@ type job struct {
 	LoRA    bool
 	Offload bool
 	DieAt   int // rank 1 exits abruptly at this call of Loss (0: never)
+	Load    string // ZeRO-3: the ranks load this folder with train.LoadModelSharded
 }
 
 func TestMain(m *testing.M) {

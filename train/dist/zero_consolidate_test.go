@@ -174,3 +174,41 @@ func TestZeroConsolidate(t *testing.T) {
 		})
 	}
 }
+
+// TestZeroShardedLoad: ranks that load a Hugging Face folder with
+// train.LoadModelSharded (each reading only its pieces of every tensor)
+// train under stage 3 to the weights of one unsharded process that loaded
+// it whole with train.LoadModel.
+func TestZeroShardedLoad(t *testing.T) {
+	requireGloo(t)
+	torchx.SetGradEnabled(true)
+	m, _, err := zeroSetup(1, "lm", false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	err = m.Save(dir, train.SaveOptions{})
+	m.Drop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := train.LoadModel(dir, train.ModelOptions{GradientCheckpointing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Drop()
+	ref.SetTraining(true)
+	start := llamaWeights(ref)
+	tr, err := train.NewTrainer(zeroConfig(t.TempDir(), 4), ref.NamedParameters(), tinyLlamaRows(ref), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := llamaWeights(ref)
+	got := runGroup(t, job{Mode: "zero", Batch: 2, Zero: 3, Obj: "lm", Out: t.TempDir(), Load: dir})[0]
+	if d := maxAbsDiff(got, want); d > 1e-5 {
+		t.Errorf("max |Δw| = %.3g against one process that loaded the folder whole, want ≤ 1e-5 (training moved them by %.3g)", d, maxAbsDiff(want, start))
+	}
+}

@@ -159,6 +159,14 @@ func zeroWorker(ctx context.Context, cancel context.CancelFunc, g *dist.Group, j
 	if err != nil {
 		return err
 	}
+	if j.Load != "" {
+		m.Drop()
+		if m, err = train.LoadModelSharded(j.Load, train.ModelOptions{GradientCheckpointing: true}, g.Rank(), g.Size()); err != nil {
+			return err
+		}
+		m.SetTraining(true)
+		obj = tinyLlamaRows(m)
+	}
 	cfg := zeroConfig(j.Out, j.Batch)
 	cfg.Comm = g
 	cfg.ZeroStage = j.Zero
