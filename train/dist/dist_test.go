@@ -45,7 +45,7 @@ type job struct {
 	Obj     string
 	LoRA    bool
 	Offload bool
-	DieAt   int // rank 1 exits abruptly at this call of Loss (0: never)
+	DieAt   int    // rank 1 exits abruptly at this call of Loss (0: never)
 	Load    string // ZeRO-3: the ranks load this folder with train.LoadModelSharded
 }
 
