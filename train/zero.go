@@ -63,7 +63,9 @@ type zeroOptimizer struct {
 	// (zero_vocab.go), -1 when not; vocabRows: the head's chunk rows.
 	embedP, headP int
 	vocabRows     int64
-	preload       *zeroPreload // LoadModelSharded's pieces, taken by setupStage3
+	preload       *zeroPreload  // LoadModelSharded's pieces, taken by setupStage3
+	raw           Communicator  // stage 3 prefetching: comm without the wait (zero_prefetch.go)
+	pending       *unitPrefetch // the prefetch in flight
 	// perLayer: gradients are reduced unit by unit inside the backward
 	// pass into gacc (stage 3; stage 2 when the model checkpoints).
 	perLayer bool

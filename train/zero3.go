@@ -119,6 +119,7 @@ func (z *zeroOptimizer) checkStage3(m *Model) error {
 // checkpointed passes then call z around each unit.
 func (z *zeroOptimizer) setupStage3(m *Model) {
 	z.setupUnits(m)
+	z.setupPrefetch()
 	clear(z.gathered)
 	// The embedding and LM head are never gathered whole (zero_vocab.go).
 	z.embedP, z.headP = z.vocabParams()
@@ -183,18 +184,54 @@ func (z *zeroOptimizer) setupUnits(m *Model) {
 }
 
 // gather makes the unit's parameters whole: each rank broadcasts its
-// pieces into every rank's freshly allocated tensors. Before a backward,
-// a gradient freed by the last release is made a zero tensor of the
-// parameter's shape again, for autograd to accumulate into.
+// pieces into every rank's freshly allocated tensors (or the prefetch of
+// this unit did, while the previous one computed). Before a backward, a
+// gradient freed by the last release is made a zero tensor of the
+// parameter's shape again, for autograd to accumulate into. It then starts
+// the prefetch of the unit the pass gathers next (zero_prefetch.go).
 func (z *zeroOptimizer) gather(unit int, backward bool) error {
 	idx := z.unitParams[unit+1]
 	if len(idx) == 0 {
 		return nil
 	}
+	full, err := z.takePrefetch(unit)
+	if full == nil && err == nil {
+		full, err = z.fetchUnit(unit, z.comm)
+	}
+	torchx.NoGrad(func() {
+		for i, f := range full {
+			if err == nil {
+				z.params[i].T.MustSetSourceTensor_(f)
+				z.gathered[i] = true
+			}
+			f.MustDrop()
+		}
+		if err != nil || !backward {
+			return
+		}
+		for _, i := range idx {
+			g := z.params[i].T.MustGrad(false)
+			if g.MustDefined() && g.Numel() == 0 {
+				zero := ts.MustZeros(z.shape[i], g.DType(), g.MustDevice())
+				g.MustSetSourceTensor_(zero)
+				zero.MustDrop()
+			}
+			g.MustDrop()
+		}
+	})
+	if err == nil {
+		z.startPrefetch(z.nextUnit(unit, backward))
+	}
+	return err
+}
+
+// fetchUnit allocates the unit's parameters that are not whole and fills
+// them with one broadcast per rank of that rank's pieces over comm.
+func (z *zeroOptimizer) fetchUnit(unit int, comm Communicator) (map[int]*ts.Tensor, error) {
+	full := map[int]*ts.Tensor{}
 	var err error
 	torchx.NoGrad(func() {
-		full := map[int]*ts.Tensor{}
-		for _, i := range idx {
+		for _, i := range z.unitParams[unit+1] {
 			if z.gathered[i] {
 				continue
 			}
@@ -218,7 +255,7 @@ func (z *zeroOptimizer) gather(unit int, backward bool) error {
 				views = append(views, v)
 			}
 			if z.world > 1 && len(views) > 0 {
-				err = z.comm.Broadcast(views, r)
+				err = comm.Broadcast(views, r)
 			}
 			dropAll(views)
 			if err != nil {
@@ -226,27 +263,14 @@ func (z *zeroOptimizer) gather(unit int, backward bool) error {
 				break
 			}
 		}
-		for i, f := range full {
-			if err == nil {
-				z.params[i].T.MustSetSourceTensor_(f)
-				z.gathered[i] = true
-			}
+	})
+	if err != nil {
+		for _, f := range full {
 			f.MustDrop()
 		}
-		if err != nil || !backward {
-			return
-		}
-		for _, i := range idx {
-			g := z.params[i].T.MustGrad(false)
-			if g.MustDefined() && g.Numel() == 0 {
-				zero := ts.MustZeros(z.shape[i], g.DType(), g.MustDevice())
-				g.MustSetSourceTensor_(zero)
-				zero.MustDrop()
-			}
-			g.MustDrop()
-		}
-	})
-	return err
+		return nil, err
+	}
+	return full, nil
 }
 
 // release frees the unit's whole parameters; after a backward it first
