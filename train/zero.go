@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"os"
 
 	"github.com/pltune/pltune/internal/torchx"
 	"github.com/sugarme/gotch"
@@ -445,8 +446,10 @@ func (b StateBytes) Total() int64 { return b.Weights + b.Grads + b.Optimizer }
 // weight pieces plus the largest unit's weights whole. Under stage 3 the
 // embedding and LM head are never whole (zero_vocab.go): the units are the
 // decoder layers, the final norm and a head chunk (its weights and fp32
-// gradient); the step's used embedding rows (a [rows, hidden] table, at
-// most the micro-batch's token count) are not counted.
+// gradient), plus, with more than one rank, the largest unit's weights
+// again for the prefetch of the next unit (zero_prefetch.go); the step's
+// used embedding rows (a [rows, hidden] table, at most the micro-batch's
+// token count) are not counted.
 func ShardedStateBytes(params []Param, stage, world, rank int, checkpointing bool) StateBytes {
 	var b StateBytes
 	var sizes []int64
@@ -526,9 +529,10 @@ func ShardedStateBytes(params []Param, stage, world, rank int, checkpointing boo
 				unitG[u] += 4 * sizes[i]
 			}
 		}
-		var mw, mg, largest int64
+		var mw, mg, largest, prefetched int64
 		for u := range unitW {
 			largest = max(largest, unitN[u])
+			prefetched = max(prefetched, unitW[u])
 			if unitW[u]+unitG[u] > mw+mg {
 				mw, mg = unitW[u], unitG[u]
 			}
@@ -543,6 +547,9 @@ func ShardedStateBytes(params []Param, stage, world, rank int, checkpointing boo
 		}
 		if stage == 3 {
 			b.Weights += mw
+			if world > 1 && os.Getenv("PLTUNE_ZERO3_PREFETCH") != "off" {
+				b.Weights += prefetched // the next unit, gathered meanwhile
+			}
 		}
 		b.Grads += mg
 	}
