@@ -228,16 +228,28 @@ func (z *zeroOptimizer) gather(unit int, backward bool) error {
 // fetchUnit allocates the unit's parameters that are not whole and fills
 // them with one broadcast per rank of that rank's pieces over comm.
 func (z *zeroOptimizer) fetchUnit(unit int, comm Communicator) (map[int]*ts.Tensor, error) {
+	full := z.allocUnit(unit)
+	return full, z.fillUnit(unit, full, comm)
+}
+
+// allocUnit allocates the unit's parameters that are not whole.
+func (z *zeroOptimizer) allocUnit(unit int) map[int]*ts.Tensor {
 	full := map[int]*ts.Tensor{}
+	for _, i := range z.unitParams[unit+1] {
+		if z.gathered[i] {
+			continue
+		}
+		p := z.params[i]
+		full[i] = ts.MustZeros(z.shape[i], p.T.DType(), p.T.MustDevice())
+	}
+	return full
+}
+
+// fillUnit fills full (allocUnit's) with one broadcast per rank of that
+// rank's pieces over comm; on error it frees them.
+func (z *zeroOptimizer) fillUnit(unit int, full map[int]*ts.Tensor, comm Communicator) error {
 	var err error
 	torchx.NoGrad(func() {
-		for _, i := range z.unitParams[unit+1] {
-			if z.gathered[i] {
-				continue
-			}
-			p := z.params[i]
-			full[i] = ts.MustZeros(z.shape[i], p.T.DType(), p.T.MustDevice())
-		}
 		for r := range z.world {
 			if len(full) == 0 {
 				break
@@ -268,9 +280,9 @@ func (z *zeroOptimizer) fetchUnit(unit int, comm Communicator) (map[int]*ts.Tens
 		for _, f := range full {
 			f.MustDrop()
 		}
-		return nil, err
+		clear(full)
 	}
-	return full, nil
+	return err
 }
 
 // release frees the unit's whole parameters; after a backward it first
