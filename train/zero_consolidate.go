@@ -148,11 +148,6 @@ func ConsolidateZeroCheckpoint(ctx context.Context, ckptDir, outDir string, opts
 	if len(l.Config) == 0 && len(l.Adapter) == 0 {
 		return fail("%s has no model config (the run had no TrainerConfig.Model)", zeroLayoutFile)
 	}
-	src, err := openZeroWeights(ckptDir, l)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer src.close()
 	var base *safetensors.Set
 	for _, t := range l.Tensors {
 		if t.Param == "" && base == nil {
@@ -165,6 +160,11 @@ func ConsolidateZeroCheckpoint(ctx context.Context, ckptDir, outDir string, opts
 			defer base.Close()
 		}
 	}
+	src, err := openZeroWeights(ckptDir, l)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer src.close()
 	dt := safetensors.F32
 	var cfg map[string]any
 	if len(l.Adapter) == 0 {
