@@ -24,21 +24,23 @@ import (
 // with one broadcast per rank of that rank's pieces, and releaseUnit frees
 // it again, after a backward first summing the unit's gradients over the
 // ranks (an all-reduce, as in stage 2: no reduce-scatter here) into each
-// rank's fp32 piece sums and freeing the gradients too. So a rank holds
-// whole one layer's weights and gradients at a time (the head from its
-// forward to its backward), beside its 1/world of everything else.
+// rank's fp32 piece sums and freeing the gradients too. The embedding and
+// LM head matrices are not gathered whole at all (zero_vocab.go: the used
+// rows, and head chunks), and the next unit is gathered while one
+// computes (zero_prefetch.go). So a rank holds whole one layer's weights
+// and gradients at a time, and the next layer's weights, beside its
+// 1/world of everything else.
 //
 // The model stays sharded when Run returns. The final export (final/)
 // streams it: rank 0 writes the Hugging Face (or PEFT) files one
 // parameter at a time, each assembled from the ranks' shard files of the
 // final checkpoint, so no rank ever holds the whole model; the ranks must
-// share OutDir's file system, as for resuming.
+// share OutDir's file system, as for resuming. ConsolidateZeroCheckpoint
+// does the same from any checkpoint, without a model (zero_consolidate.go).
 //
 // The hook points are the layer loop of a checkpointed pass (recompute.go),
-// so stage 3 needs activation checkpointing. The collectives are
-// synchronous (the c10d shim waits for each), so the next layer is not
-// prefetched while this one computes. Frozen parameters (the base under
-// LoRA) are not sharded: every rank keeps them whole.
+// so stage 3 needs activation checkpointing. Frozen parameters (the base
+// under LoRA) are not sharded: every rank keeps them whole.
 
 // Units of a model besides its decoder layers 0…L-1.
 const embedUnit = -1
