@@ -8,13 +8,16 @@ import (
 	"testing"
 
 	"github.com/pltune/pltune/internal/torchx"
+	"github.com/pltune/pltune/train/safetensors"
+	"github.com/sugarme/gotch/ts"
 )
 
 // TestConsolidateZeroCheckpointErrors: a one-process stage-3 checkpoint
 // consolidates, in the precision asked for; a folder without the layout
 // file, a missing rank's shard file, a shard missing a piece and a
 // checkpoint whose frozen tensors have no base folder are refused with
-// what is wrong; a cancelled context stops the writing.
+// what is wrong (with the base folder the frozen tensor comes from it); a
+// cancelled context stops the writing.
 func TestConsolidateZeroCheckpointErrors(t *testing.T) {
 	torchx.SetGradEnabled(true)
 	m, obj := zeroTinyLlama(t, true, false)
@@ -58,15 +61,36 @@ func TestConsolidateZeroCheckpointErrors(t *testing.T) {
 	if err := ConsolidateZeroCheckpoint(context.Background(), ck, t.TempDir(), ConsolidateOptions{}); err == nil || !strings.Contains(err.Error(), "model.norm.weight: the shards hold 0 of its 16 elements") {
 		t.Errorf("missing piece: %v", err)
 	}
-	os.Remove(shard)
-	if err := ConsolidateZeroCheckpoint(context.Background(), ck, t.TempDir(), ConsolidateOptions{}); err == nil || !strings.Contains(err.Error(), "rank 0's shard") {
-		t.Errorf("missing shard file: %v", err)
-	}
-	// A full fine-tune with a frozen tensor: it is not in the checkpoint.
+	// A full fine-tune with a frozen tensor: it is not in the checkpoint,
+	// the base folder gives it.
 	lp := filepath.Join(ck, zeroLayoutFile)
 	lb, _ := os.ReadFile(lp)
 	os.WriteFile(lp, []byte(strings.Replace(string(lb), `"param": "model.norm.weight",`, "", 1)), 0o644)
 	if err := ConsolidateZeroCheckpoint(context.Background(), ck, t.TempDir(), ConsolidateOptions{}); err == nil || !strings.Contains(err.Error(), "model.norm.weight was frozen") {
 		t.Errorf("frozen tensor without a base: %v", err)
+	}
+	base, _ := zeroTinyLlama(t, true, false)
+	defer base.Drop()
+	torchx.NoGrad(func() { base.norm.MustMulScalar_(ts.FloatScalar(3)) })
+	baseDir := t.TempDir()
+	if err := base.Save(baseDir, SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out = t.TempDir()
+	if err := ConsolidateZeroCheckpoint(context.Background(), ck, out, ConsolidateOptions{BaseDir: baseDir}); err != nil {
+		t.Fatalf("frozen tensor from the base: %v", err)
+	}
+	f, err := safetensors.OpenFile(filepath.Join(out, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, err := f.ReadFloat32("model.norm.weight")
+	f.Close()
+	if err != nil || len(norm) != 16 || norm[0] != 3 {
+		t.Errorf("the frozen norm from the base: %v, %v; want 16 threes", norm, err)
+	}
+	os.Remove(shard)
+	if err := ConsolidateZeroCheckpoint(context.Background(), ck, t.TempDir(), ConsolidateOptions{BaseDir: baseDir}); err == nil || !strings.Contains(err.Error(), "rank 0's shard") {
+		t.Errorf("missing shard file: %v", err)
 	}
 }
