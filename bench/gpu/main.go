@@ -7,7 +7,9 @@
 //     bf16 within bf16's tolerance), plain and packed rows;
 //   - lora: LoRA training of a Llama-3.1-8B-shaped model (random bf16
 //     weights) at the sequences of -seqs: tokens/s per step (peak GPU
-//     memory is sampled outside, by bench/gpu/device.sh).
+//     memory is sampled outside, by bench/gpu/device.sh);
+//   - zero3: ZeRO stage 3 with world size 1 on CUDA against plain training
+//     (zero3.go).
 //
 // Build it here against PyTorch 2.11's libtorch and carry it to the GPU
 // machine with bench/gpu/pack.sh (that machine has no Go); bench/gpu/run.sh
@@ -38,7 +40,7 @@ func main() {
 	layers := flag.Int("layers", 16, "layers (16 gives ~1.1B parameters)")
 	peak := flag.Float64("peak-tflops", 990, "the GPU's dense bf16 peak")
 	cpu := flag.Bool("cpu", false, "run on CPU in fp32 (a smoke test of this program)")
-	mode := flag.String("mode", "sft", "sft, parity or lora")
+	mode := flag.String("mode", "sft", "sft, parity, lora or zero3")
 	seqs := flag.String("seqs", "8192,16384", "lora: sequence lengths")
 	rank := flag.Int("rank", 16, "lora: adapter rank")
 	flag.Parse()
@@ -50,8 +52,10 @@ func main() {
 		err = parity(*cpu)
 	case "lora":
 		err = loraBench(*seqs, *rank, *steps, *layers, *cpu)
+	case "zero3":
+		err = zero3(*cpu)
 	default:
-		err = fmt.Errorf("-mode %q: want sft, parity or lora", *mode)
+		err = fmt.Errorf("-mode %q: want sft, parity, lora or zero3", *mode)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gpu:", err)

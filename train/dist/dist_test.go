@@ -46,7 +46,8 @@ type job struct {
 	Obj     string
 	LoRA    bool
 	Offload bool
-	DieAt   int // rank 1 exits abruptly at this call of Loss (0: never)
+	DieAt   int    // rank 1 exits abruptly at this call of Loss (0: never)
+	Load    string // ZeRO-3: the ranks load this folder with train.LoadModelSharded
 	// FailAt: rank 1's Loss fails at this call (0: never), with an error
 	// or, with FailFatal, a libtorch error.
 	FailAt    int
