@@ -15,6 +15,7 @@
 # free run (after one warm-up) and "torch_threads".
 import json
 import os
+import resource
 import sys
 import time
 
@@ -74,15 +75,22 @@ def cut(rows, eos):
 
 
 def main(req):
-    make(req)
-    model = AutoModelForCausalLM.from_pretrained(req["dir"], dtype=torch.float32, attn_implementation="eager").eval()
+    if req.get("threads"):
+        torch.set_num_threads(req["threads"])
+    res = {}
+    if req.get("bench_only"):
+        model = AutoModelForCausalLM.from_pretrained(req["dir"], dtype=torch.float32).eval()
+    else:
+        make(req)
+        model = AutoModelForCausalLM.from_pretrained(req["dir"], dtype=torch.float32, attn_implementation="eager").eval()
     model.generation_config.eos_token_id = None
-    # No stop id: every row runs max_new_tokens (an id outside the vocabulary
-    # never matches).
-    free = generate(model, req, req["vocab"])
-    # The stop id: the first row's third token, so that row stops early.
-    eos = free[0][2]
-    res = {"free": free, "eos": eos, "stopped": cut(generate(model, req, eos), eos)}
+    if not req.get("bench_only"):
+        # No stop id: every row runs max_new_tokens (an id outside the
+        # vocabulary never matches).
+        free = generate(model, req, req["vocab"])
+        # The stop id: the first row's third token, so that row stops early.
+        eos = free[0][2]
+        res = {"free": free, "eos": eos, "stopped": cut(generate(model, req, eos), eos)}
     if req.get("bench", 0) > 0:
         generate(model, req, req["vocab"])
         times = []
@@ -92,6 +100,7 @@ def main(req):
             times.append(time.perf_counter() - t0)
         res["bench_seconds"] = times
         res["torch_threads"] = torch.get_num_threads()
+        res["peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with open(os.path.join(req["dir"], "hf_generate.json"), "w") as f:
         json.dump(res, f)
 
