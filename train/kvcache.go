@@ -22,6 +22,7 @@ type KVCache struct {
 	// keyMask and keySeg are views of the filled prefix of mask and seg,
 	// as the last Forward call left them.
 	keyMask, keySeg *ts.Tensor
+	validHost       []bool  // keyMask on the host, [B, n] flat; nil when keyMask is
 	nextPos         []int64 // per row, the rotary position of the next token
 }
 
@@ -154,7 +155,36 @@ func (c *KVCache) commit(st *fwdState) {
 		}
 	}
 	c.keyMask, c.keySeg = st.keyMask, st.keySeg
+	c.validHost = st.keyValidHost
 	c.nextPos = st.nextPos
 	c.n += st.seq
 	c.batch = st.batch
+}
+
+// keyValidity is the key validity of a forward call on the host ([B, n+T]
+// flat, n the cache's positions; c may be nil): the cache's, then the new
+// keys' from the call's attention mask on the host (maskHost [B, T], nil:
+// all valid). It is nil exactly when the call's key mask tensor is: when
+// neither the call nor any cached call had a mask. Attention reads it
+// instead of copying the mask from the device at every call.
+func keyValidity(c *KVCache, maskHost []int64, B, T int64) []bool {
+	var past []bool
+	var n int64
+	if c != nil {
+		past, n = c.validHost, c.n
+	}
+	if past == nil && maskHost == nil {
+		return nil
+	}
+	S := n + T
+	out := make([]bool, B*S)
+	for b := range B {
+		for j := range n {
+			out[b*S+j] = past == nil || past[b*n+j]
+		}
+		for t := range T {
+			out[b*S+n+t] = maskHost == nil || maskHost[b*T+t] != 0
+		}
+	}
+	return out
 }
