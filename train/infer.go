@@ -204,8 +204,12 @@ type GenerateOptions struct {
 // floating-point ties). Sampling draws each row from its own generator
 // seeded by Seed, so a row's text does not depend on the other prompts.
 //
-// Per new token, the only copies between host and device are the batch's
-// chosen ids (B integers) and, when sampling, one uniform number per row.
+// Per new token, the copies between host and device are small: the
+// batch's chosen ids to the host (B integers, for the stop ids), the new
+// tokens' rotary positions to the device (B integers; Forward computes
+// positions on the host), the live rows' mask once a row is done, and when
+// sampling one uniform number per row. Logits and the cache stay on the
+// device.
 func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOptions) ([][]int, error) {
 	if opts.MaxNewTokens == 0 {
 		opts.MaxNewTokens = 128
