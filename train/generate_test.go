@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/pltune/pltune/internal/torchx"
@@ -33,6 +34,28 @@ func lastLogits(t *testing.T, m *Model, ids []int) []float32 {
 	return values(out.Logits)
 }
 
+// mhaOrRef is the reference model name, or for "mha" a random Llama whose
+// key/value heads are its query heads (no GQA repeat: attention reads the
+// cache's strided views directly).
+func mhaOrRef(t *testing.T, name string) *Model {
+	t.Helper()
+	if name != "mha" {
+		return loadRef(t, name)
+	}
+	cfg, err := ParseConfig([]byte(`{"architectures":["LlamaForCausalLM"],"vocab_size":96,"hidden_size":32,
+		"intermediate_size":48,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":4,
+		"max_position_embeddings":128,"rms_norm_eps":1e-5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewModel(cfg, ModelOptions{Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Drop)
+	return m
+}
+
 // Cached decoding must give, step by step, the logits of the forward pass
 // without a cache over the whole sequence so far, for a left-padded batch
 // of prompts of different lengths; with a cache sized for the run its
@@ -44,10 +67,10 @@ func TestCachedDecodingEqualsFullForward(t *testing.T) {
 	// Teacher-forced continuations: the same ids for every row.
 	steps := []int{11, 60, 2, 33, 33, 70, 4, 17}
 	B, L := len(prompts), 7
-	for _, name := range refModels {
+	for _, name := range append(slices.Clone(refModels), "mha") {
 		for _, sized := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/sized=%v", name, sized), func(t *testing.T) {
-				m := loadRef(t, name)
+				m := mhaOrRef(t, name)
 				V := m.Config.VocabSize
 				torchx.NoGrad(func() {
 					cache := NewKVCache()
