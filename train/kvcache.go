@@ -105,6 +105,14 @@ func (c *KVCache) append(i int, k, v *ts.Tensor, st *fwdState) (*ts.Tensor, *ts.
 	c.v[i] = c.fit(c.v[i], 2, alloc)
 	ko := c.write(c.k[i], k, 2, st.seq)
 	vo := c.write(c.v[i], v, 2, st.seq)
+	if !sdpaAvailable() {
+		// The explicit attention's batched matmuls are several times
+		// slower on the strided views than on a contiguous copy (1.13 on
+		// the CPU: 2× the decoding time); SDPA's kernels read the views
+		// as they are.
+		ko = ko.MustContiguous(true)
+		vo = vo.MustContiguous(true)
+	}
 	k.MustDrop()
 	v.MustDrop()
 	return ko, vo
