@@ -210,7 +210,7 @@ func (m *Model) LogLikelihoods(ctx context.Context, contexts, continuations [][]
 }
 
 func (m *Model) scoreBatch(inp, tgt, msk []int64, score []float64, B, T int64) ([]LogLikelihood, error) {
-	dev := m.opts.Device
+	dev := m.opts.device()
 	in := int64Tensor(inp, []int64{B, T}, gotch.CPU)
 	mask := int64Tensor(msk, []int64{B, T}, gotch.CPU)
 	defer in.MustDrop()

@@ -81,10 +81,10 @@ func ApplyLoRA(m *Model, cfg LoRAConfig) error {
 		out, in := s[0], s[1]
 		// PEFT's default: A ~ kaiming_uniform(a=√5) = U(±1/√in), B = 0.
 		bound := 1 / math.Sqrt(float64(in))
-		a := ts.MustZeros([]int64{r, in}, gotch.Float, m.opts.Device)
+		a := ts.MustZeros([]int64{r, in}, gotch.Float, m.opts.device())
 		a.MustUniform_(-bound, bound)
 		a.MustRequiresGrad_(true)
-		b := ts.MustZeros([]int64{out, r}, gotch.Float, m.opts.Device)
+		b := ts.MustZeros([]int64{out, r}, gotch.Float, m.opts.device())
 		b.MustRequiresGrad_(true)
 		l.a, l.b = a, b
 	}

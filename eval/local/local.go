@@ -7,8 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"slices"
 	"strings"
 	"unicode"
 
@@ -24,6 +22,8 @@ type Model struct {
 	tmpl  *tokenize.ChatTemplate
 	name  string
 	stops []int
+	// fingerprint identifies the weights for the results cache (Open).
+	fingerprint string
 	// BatchSize is how many generation requests are decoded together
 	// (default 8).
 	BatchSize int
@@ -44,30 +44,8 @@ func New(m *train.Model, tok *tokenize.Tokenizer, name string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
-	stops := slices.Clone(m.StopIDs())
-	for _, id := range tok.StopIDs() {
-		if !slices.Contains(stops, id) {
-			stops = append(stops, id)
-		}
-	}
+	stops := (&train.Pretrained{Model: m, Tokenizer: tok}).StopIDs()
 	return &Model{model: m, tok: tok, tmpl: tmpl, name: name, stops: stops, BatchSize: 8}, nil
-}
-
-// Open loads a Hugging Face model folder and its tokenizer (tokenizer
-// "" means the model folder's).
-func Open(dir, tokenizer string) (*Model, error) {
-	if tokenizer == "" {
-		tokenizer = dir
-	}
-	tok, err := tokenize.Load(tokenizer)
-	if err != nil {
-		return nil, err
-	}
-	m, err := train.LoadModel(dir, train.ModelOptions{})
-	if err != nil {
-		return nil, err
-	}
-	return New(m, tok, filepath.Base(filepath.Clean(dir)))
 }
 
 // Close frees the model's tensors.

@@ -70,7 +70,8 @@ const dpoUsage = `dpo (--model DIR | --model-config FILE --init random) [--token
 DPO with the sigmoid loss −log σ(β·((πc − refc) − (πr − refr))) on summed
 response log-probs. The reference log-probs are computed once before
 training: from --ref-model, else from the starting model itself (with its
-LoRA adapters switched off under --lora-rank); they are kept in
+new LoRA adapters switched off under --lora-rank; an adapter folder given as
+--model, whose training continues, is its own reference); they are kept in
 --out/reference_logps.json and reused by a run with the same pairs and
 reference (--resume). Metrics per step in metrics.jsonl: rewards_chosen/
 rejected, reward_margin, reward_accuracy, logps_chosen/rejected.
@@ -108,7 +109,7 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 	var f alignFlags
 	f.register(fs, "β, the scale of the implicit reward")
 	var refDir string
-	fs.StringVar(&refDir, "ref-model", "", "reference model folder (default: the starting model; its base under LoRA)")
+	fs.StringVar(&refDir, "ref-model", "", "reference model folder or adapter folder (default: the starting model; its base under a new LoRA adapter)")
 	tok, pairs, m, err := f.start(ctx, env, fs, args, "")
 	if err != nil {
 		return err
@@ -120,9 +121,11 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		if ref, err = train.LoadModel(refDir, opts); err != nil {
+		p, err := train.Open(refDir, train.OpenOptions{ModelOptions: opts, Tokenizer: f.tokenizer})
+		if err != nil {
 			return fmt.Errorf("--ref-model: %w", err)
 		}
+		ref = p.Model
 		defer ref.Drop()
 		if ref.Config.VocabSize != m.Config.VocabSize {
 			return fmt.Errorf("--ref-model %s has a vocabulary of %d, the policy %d", refDir, ref.Config.VocabSize, m.Config.VocabSize)
@@ -132,9 +135,15 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 	// The reference log-probs are kept in --out, so a resumed run reuses
 	// them; the file says which pairs and which reference they belong to.
 	source := "policy " + f.model + f.modelConfig
-	if refDir != "" {
+	switch {
+	case refDir != "":
 		source = "ref-model " + refDir
-	} else if f.loraRank > 0 {
+	case f.pre.AdapterDir != "":
+		// Training an adapter on: the reference is the model it starts
+		// from, base and adapter, scored before the first step.
+		ref = m
+		source += " (base and adapter as loaded)"
+	case f.loraRank > 0:
 		source += " (LoRA adapters off)"
 	}
 	if err := os.MkdirAll(f.out, 0o755); err != nil {
@@ -155,7 +164,11 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 		if !f.quiet {
 			fmt.Fprintf(env.stderr, "computing reference log-probs of %d pairs (%s)\n", len(ps), source)
 		}
-		if err := o.ComputeReference(ctx, ref, 2*f.batch); err != nil {
+		// Reference log-probs without LoRA dropout.
+		m.SetTraining(false)
+		err = o.ComputeReference(ctx, ref, 2*f.batch)
+		m.SetTraining(true)
+		if err != nil {
 			return nil, err
 		}
 		return o, o.SaveReference(path, source)
@@ -294,7 +307,7 @@ func (f *alignFlags) splitPairs(pairs []tokenize.PreferenceExample) (trainPairs,
 // runAlign runs the loop and reports the final step's preference metrics.
 func (f *alignFlags) runAlign(ctx context.Context, env *cliEnv, m *train.Model, tok *tokenize.Tokenizer, obj, ev train.Objective) error {
 	cfg := f.trainerConfig(env)
-	cfg.Export = f.export(m, tok)
+	cfg.Export = f.export()
 	cfg.Model = m // ZeRO stage 3 gathers its layers
 	var last train.StepRecord
 	cfg.OnStep = func(r train.StepRecord) { last = r }
