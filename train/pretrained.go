@@ -3,9 +3,12 @@ package train
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train/hfconfig"
@@ -177,3 +180,26 @@ func (p *Pretrained) ExportWith(dir string, mode ExportMode, opts SaveOptions) e
 
 // Drop frees the model's tensors.
 func (p *Pretrained) Drop() { p.Model.Drop() }
+
+// ParseShardSize reads a shard size as transformers' max_shard_size takes
+// it: a number of bytes, or a number with a unit, decimal (KB, MB, GB, TB:
+// powers of 1000) or binary (KiB, MiB, GiB, TiB: powers of 1024); "5GB" is
+// 5,000,000,000 bytes.
+func ParseShardSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := t, ""
+	if i >= 0 {
+		num, unit = t[:i], strings.TrimSpace(t[i:])
+	}
+	mult, ok := map[string]float64{
+		"": 1, "B": 1,
+		"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+		"KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40,
+	}[strings.ToUpper(unit)]
+	v, err := strconv.ParseFloat(num, 64)
+	if !ok || err != nil || num == "" || v <= 0 || v*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("train: shard size %q: want a positive size such as 5GB, 500MB, 2GiB or a number of bytes", s)
+	}
+	return int64(v * mult), nil
+}
