@@ -56,3 +56,26 @@ func TestModelOptionsNames(t *testing.T) {
 		t.Errorf("ParseDType: %q %v", d, err)
 	}
 }
+
+// FuzzParseNames: device, dtype and shard-size names never panic; what is
+// accepted parses again to itself.
+func FuzzParseNames(f *testing.F) {
+	for _, s := range []string{"cpu", "cuda:0", "bf16", "float16", "5GB", "2GiB", "1.5e3", "-1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if d, err := ParseDevice(s); err == nil {
+			if again, err := ParseDevice(d); err != nil || again != d {
+				t.Errorf("device %q → %q → %q, %v", s, d, again, err)
+			}
+		}
+		if d, err := ParseDType(s); err == nil {
+			if again, err := ParseDType(d); err != nil || again != d {
+				t.Errorf("dtype %q → %q → %q, %v", s, d, again, err)
+			}
+		}
+		if n, err := ParseShardSize(s); err == nil && n <= 0 {
+			t.Errorf("shard size %q → %d", s, n)
+		}
+	})
+}

@@ -198,7 +198,7 @@ func ParseShardSize(s string) (int64, error) {
 		"KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40,
 	}[strings.ToUpper(unit)]
 	v, err := strconv.ParseFloat(num, 64)
-	if !ok || err != nil || num == "" || v <= 0 || v*mult > math.MaxInt64/2 {
+	if !ok || err != nil || num == "" || v*mult < 1 || v*mult > math.MaxInt64/2 {
 		return 0, fmt.Errorf("train: shard size %q: want a positive size such as 5GB, 500MB, 2GiB or a number of bytes", s)
 	}
 	return int64(v * mult), nil
