@@ -2,6 +2,7 @@ package local
 
 import (
 	"path/filepath"
+	"strings"
 
 	"github.com/pltune/pltune/eval"
 	"github.com/pltune/pltune/train"
@@ -22,13 +23,26 @@ func Open(dir string, opts train.OpenOptions) (*Model, error) {
 		p.Drop()
 		return nil, err
 	}
-	l, err := New(p.Model, p.Tokenizer, filepath.Base(filepath.Clean(dir)))
+	l, err := New(p.Model, p.Tokenizer, modelName(dir))
 	if err != nil {
 		p.Drop()
 		return nil, err
 	}
 	l.fingerprint = fp
 	return l, nil
+}
+
+// modelName names a model after its folder, with the run's folder before
+// the names every run uses (out/orpo/final is orpo/final).
+func modelName(dir string) string {
+	dir = filepath.Clean(dir)
+	name := filepath.Base(dir)
+	if name == "final" || strings.HasPrefix(name, "checkpoint-") {
+		if parent := filepath.Base(filepath.Dir(dir)); parent != "." && parent != string(filepath.Separator) {
+			return parent + "/" + name
+		}
+	}
+	return name
 }
 
 // Fingerprint identifies the weights Open loaded ("" for a model given to
