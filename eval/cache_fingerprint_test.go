@@ -2,6 +2,10 @@ package eval
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -118,4 +122,46 @@ func TestFingerprintDirs(t *testing.T) {
 	if _, err := FingerprintDirs(empty); err == nil {
 		t.Error("a file that is no safetensors fingerprinted")
 	}
+}
+
+// BenchmarkFingerprintDirs compares the fingerprint of a folder holding a
+// 1 GiB weight file (sparse on disk) with hashing the file whole.
+func BenchmarkFingerprintDirs(b *testing.B) {
+	dir := b.TempDir()
+	weights := filepath.Join(dir, "model.safetensors")
+	const n = 1 << 28 // float32s: 1 GiB
+	hdr := fmt.Sprintf(`{"w":{"dtype":"F32","shape":[%d],"data_offsets":[0,%d]}}`, n, 4*n)
+	var lenBuf [8]byte
+	binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(hdr)))
+	f, err := os.Create(weights)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.Write(lenBuf[:])
+	f.WriteString(hdr)
+	if err := f.Truncate(int64(8 + len(hdr) + 4*n)); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"vocab_size": 8}`), 0o644)
+	b.Run("fingerprint", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := FingerprintDirs(dir); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("sha256-whole", func(b *testing.B) {
+		for b.Loop() {
+			f, err := os.Open(weights)
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := sha256.New()
+			if _, err := io.Copy(h, f); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+	})
 }
