@@ -10,7 +10,10 @@ import (
 	"github.com/pltune/pltune/tokenize"
 )
 
-func TestBuildPairs(t *testing.T) {
+// pairBuilder is an SFTBuilder of sequences up to 100 tokens with a small
+// tokenizer trained on the questions and answers of the tests.
+func pairBuilder(t *testing.T) *tokenize.SFTBuilder {
+	t.Helper()
 	texts := []string{"Jaka jest stolica Polski?", "Stolicą Polski jest Warszawa.", "Kraków.", "Ile nóg ma kot?", "Cztery."}
 	tt, err := tokenize.TrainBPE(context.Background(), slices.Values(texts), tokenize.BPETrainOptions{VocabSize: 300})
 	if err != nil {
@@ -24,6 +27,11 @@ func TestBuildPairs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+func TestBuildPairs(t *testing.T) {
+	b := pairBuilder(t)
 	rating := func(v float64) *float64 { return &v }
 	mk := func(id, q, c, r string, cr, rr *float64) corpus.PreferencePair {
 		return corpus.PreferencePair{ID: id, Prompt: []corpus.Message{{Role: corpus.RoleUser, Content: q}},

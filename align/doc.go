@@ -11,7 +11,9 @@
 // files the same way. tokenize's SFTBuilder.BuildPreference renders a pair
 // with the chat template into two sequences whose labels mark the response
 // tokens (IgnoreIndex elsewhere); BuildPairs does so for a whole file
-// (corpus.ReadPairs or RankedPairs), counting what it leaves out. A side with no response token has no
+// (corpus.ReadPairs or RankedPairs), counting what it leaves out, and
+// LoadPairs for the data files of a run, pair files and ranked-responses
+// files alike (IsRankedFile, ReadPreferences). A side with no response token has no
 // defined log-probability: CheckPairs rejects such pairs, DropEmpty drops
 // and counts them, and the objectives never score them as NaN.
 //
@@ -39,7 +41,9 @@
 // a separate reference model or from the policy with its LoRA adapters
 // switched off, and kept per pair; SaveReference and LoadReference keep them
 // beside a run, tagged with the pairs' Fingerprint, so a resumed run reuses
-// them.
+// them. Reference.Prepare does all of it in one call: the cached values
+// when they fit, else the reference folder loaded once (on the policy's
+// device, in its dtype) or the policy itself, and the cache written.
 //
 // Precision: the model's logits are fp32; the preference math runs in fp32,
 // or in fp64 when the logits are (the gradient checks use that).

@@ -31,6 +31,13 @@
 // read goes on. The Accounting is exact: Read = Accepted + Rejected. Where a
 // file does not give a sample's origin, Options.Origin does.
 //
+// Raw text for continual pre-training is read by a TextReader (or
+// ReadText over files) as Documents: paragraphs separated by blank lines,
+// or the "text" field of JSONL lines. Every byte is a document's or white
+// space between documents; anything else (invalid UTF-8, a line that is
+// not a JSON object with a "text" string) is a *RecordError with the file
+// and line.
+//
 // Validation requires valid UTF-8, known roles, a system message only first,
 // turns alternating from a user turn with no empty text, a final assistant
 // turn, and the optional Limits. An empty system prompt is valid: PLLuMIC

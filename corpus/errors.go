@@ -24,7 +24,9 @@ var (
 
 // RecordError is a problem with one record of a file. Line is the 1-based
 // line where the record starts in a text file (JSONL, PLLuMIC); Row is the
-// 0-based row of a Parquet file, -1 for text files. Message, when not
+// 0-based row of a Parquet file, -1 for text files; Offset is the record's
+// byte offset in the file where the reader knows it (raw text, see
+// TextReader), named in the message when there is no line. Message, when not
 // negative, is the 1-based index of the offending message in the record's
 // message list as the file holds it (a system message counts); Field names
 // the offending field when there is one.
@@ -34,6 +36,7 @@ type RecordError struct {
 	Row     int64
 	Message int
 	Field   string
+	Offset  int64
 	Err     error // a sentinel above, possibly wrapped with details
 }
 
@@ -49,6 +52,8 @@ func (e *RecordError) Error() string {
 		fmt.Fprintf(&b, "row %d: ", e.Row)
 	case e.Line > 0:
 		fmt.Fprintf(&b, "line %d: ", e.Line)
+	case e.Offset > 0:
+		fmt.Fprintf(&b, "byte %d: ", e.Offset)
 	}
 	if e.Message > 0 {
 		fmt.Fprintf(&b, "message %d: ", e.Message)

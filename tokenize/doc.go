@@ -17,8 +17,12 @@
 // as transformers' apply_chat_template does. SFTBuilder renders a
 // conversation and labels only the assistant turns and their end-of-turn
 // tokens, finding them by rendering message prefixes, never by searching
-// strings; Pack and PretrainRows lay sequences into fixed-length rows with
-// per-sequence positions and segment ids; Collate pads on the right.
+// strings (BuildFiles over corpus files); Pack and PretrainRows (or
+// PretrainRowsFrom on corpus.ReadText's documents) lay sequences into
+// fixed-length rows with per-sequence positions and segment ids, Rows packs
+// or not; Collate pads on the right. SplitHeldOut (HeldOut) holds out a
+// seeded, evenly spread share of rows or pairs for a held-out loss.
+// CountTokens counts without keeping ids.
 // TrainBPE trains a small byte-level BPE tokenizer with a Llama-3-style
 // chat template for self-contained experiments.
 package tokenize

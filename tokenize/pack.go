@@ -7,6 +7,8 @@ import (
 	"iter"
 	"math/bits"
 	"sort"
+
+	"github.com/pltune/pltune/corpus"
 )
 
 // PackedRow is one row of training data holding one or more sequences side
@@ -92,6 +94,20 @@ func Pack(seqs []Sequence, rowLen int) ([]PackedRow, error) {
 	return rows, nil
 }
 
+// Rows turns seqs into training rows: packed into rows of at most rowLen
+// tokens (Pack) when pack is set, else one row per sequence in the order of
+// seqs, which rowLen does not limit (the builder that made them did).
+func Rows(seqs []Sequence, rowLen int, pack bool) ([]PackedRow, error) {
+	if pack {
+		return Pack(seqs, rowLen)
+	}
+	rows := make([]PackedRow, len(seqs))
+	for i, s := range seqs {
+		rows[i] = s.Row()
+	}
+	return rows, nil
+}
+
 // freeIndex finds, among open rows, one with the least free room that is at
 // least n: rows are kept in stacks by free room, and a bitset over room sizes
 // finds the first non-empty stack at or above n in a few word operations.
@@ -150,6 +166,28 @@ type PretrainOptions struct {
 // can stay within documents. Cancelling ctx ends the sequence with ctx's
 // error.
 func PretrainRows(ctx context.Context, tok *Tokenizer, docs iter.Seq[string], opts PretrainOptions) iter.Seq2[PackedRow, error] {
+	return pretrainRows(ctx, tok, func(yield func(string, error) bool) {
+		for d := range docs {
+			if !yield(d, nil) {
+				return
+			}
+		}
+	}, opts)
+}
+
+// PretrainRowsFrom is PretrainRows on documents read from files, such as
+// corpus.ReadText's: a read error ends the rows with that error, as is.
+func PretrainRowsFrom(ctx context.Context, tok *Tokenizer, docs iter.Seq2[corpus.Document, error], opts PretrainOptions) iter.Seq2[PackedRow, error] {
+	return pretrainRows(ctx, tok, func(yield func(string, error) bool) {
+		for d, err := range docs {
+			if !yield(d.Text, err) {
+				return
+			}
+		}
+	}, opts)
+}
+
+func pretrainRows(ctx context.Context, tok *Tokenizer, docs iter.Seq2[string, error], opts PretrainOptions) iter.Seq2[PackedRow, error] {
 	name := opts.EOSToken
 	if name == "" {
 		name = tok.DocumentEndToken()
@@ -171,10 +209,13 @@ func PretrainRows(ctx context.Context, tok *Tokenizer, docs iter.Seq[string], op
 	}
 }
 
-func packDocuments(ctx context.Context, enc encoder, docs iter.Seq[string], eos int, opts PretrainOptions, yield func(PackedRow, error) bool) {
+func packDocuments(ctx context.Context, enc encoder, docs iter.Seq2[string, error], eos int, opts PretrainOptions, yield func(PackedRow, error) bool) {
 	var row PackedRow
-	for doc := range docs {
-		if err := ctx.Err(); err != nil {
+	for doc, err := range docs {
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
 			yield(PackedRow{}, err)
 			return
 		}

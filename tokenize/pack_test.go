@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pltune/pltune/corpus"
 )
 
 // seqOfLen returns a sequence whose ids identify it (tag*1000 + position)
@@ -208,7 +211,7 @@ func TestPackDocuments(t *testing.T) {
 	docs := []string{"abc", "defgh", "<|end_of_text|>", "ij"}
 	collect := func(opts PretrainOptions) []PackedRow {
 		var rows []PackedRow
-		packDocuments(context.Background(), tok, slices.Values(docs), eos, opts, func(r PackedRow, err error) bool {
+		packDocuments(context.Background(), tok, withNoErrors(docs), eos, opts, func(r PackedRow, err error) bool {
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -252,7 +255,7 @@ func TestPackDocuments(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var gotErr error
-	packDocuments(ctx, tok, slices.Values(docs), eos, PretrainOptions{RowLen: 6}, func(_ PackedRow, err error) bool {
+	packDocuments(ctx, tok, withNoErrors(docs), eos, PretrainOptions{RowLen: 6}, func(_ PackedRow, err error) bool {
 		gotErr = err
 		return false
 	})
@@ -328,5 +331,91 @@ func TestPretrainRows(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// Rows packs only when asked; unpacked, every sequence is its own
+// single-segment row, in order.
+func TestRows(t *testing.T) {
+	seqs := []Sequence{seqOfLen(0, 5), seqOfLen(1, 3), seqOfLen(2, 3), seqOfLen(3, 2)}
+	packed, err := Rows(seqs, 8, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPacking(t, seqs, packed, 8)
+	if len(packed) != 2 {
+		t.Errorf("packed into %d rows, want 2", len(packed))
+	}
+	plain, err := Rows(seqs, 8, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plain) != len(seqs) {
+		t.Fatalf("%d rows unpacked, want one per sequence (%d)", len(plain), len(seqs))
+	}
+	for i, r := range plain {
+		if r.Segments() != 1 || !slices.Equal(r.IDs, seqs[i].IDs) || !slices.Equal(r.Labels, seqs[i].Labels) {
+			t.Errorf("row %d = %v / %v, want sequence %d alone", i, r.IDs, r.SegmentIDs, i)
+		}
+	}
+	if _, err := Rows([]Sequence{seqOfLen(0, 9)}, 8, true); err == nil {
+		t.Error("packing a sequence longer than the row: no error")
+	}
+}
+
+func withNoErrors(docs []string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		for _, d := range docs {
+			if !yield(d, nil) {
+				return
+			}
+		}
+	}
+}
+
+// PretrainRowsFrom gives the rows PretrainRows gives for the same texts,
+// and ends with the reader's error, unchanged, at the bad line.
+func TestPretrainRowsFrom(t *testing.T) {
+	tok, err := trainedSmall(t).Tokenizer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "Stolicą Polski jest Warszawa.\n\nZażółć gęślą jaźń.\nDrugi wiersz.\n\nKraków leży nad Wisłą.\n"
+	opts := PretrainOptions{RowLen: 16, EOSToken: TrainedEOS, KeepLast: true}
+	var want []PackedRow
+	docs := []string{"Stolicą Polski jest Warszawa.", "Zażółć gęślą jaźń.\nDrugi wiersz.", "Kraków leży nad Wisłą."}
+	for r, err := range PretrainRows(context.Background(), tok, slices.Values(docs), opts) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, r)
+	}
+	read := func(in string) ([]PackedRow, error) {
+		var out []PackedRow
+		src := corpus.NewTextReader(strings.NewReader(in), "in.txt", corpus.PlainText).Documents(context.Background())
+		for r, err := range PretrainRowsFrom(context.Background(), tok, src, opts) {
+			if err != nil {
+				return out, err
+			}
+			out = append(out, r)
+		}
+		return out, nil
+	}
+	got, err := read(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d rows, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !slices.Equal(got[i].IDs, want[i].IDs) || !slices.Equal(got[i].SegmentIDs, want[i].SegmentIDs) {
+			t.Errorf("row %d: %v, want %v", i, got[i].IDs, want[i].IDs)
+		}
+	}
+	_, err = read(text + "\nZa\xbf\xf3\xb3\xe6\n")
+	var re *corpus.RecordError
+	if !errors.As(err, &re) || re.Line != 8 || !errors.Is(err, corpus.ErrInvalidUTF8) {
+		t.Errorf("error %v; want the reader's *RecordError for line 8", err)
 	}
 }

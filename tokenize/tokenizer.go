@@ -278,6 +278,9 @@ type encodeState struct {
 	pieces []nstring
 	lens   []int32
 	bpe    bpeScratch
+	// count is CountTokens' id buffer, kept between calls so that counting
+	// allocates no id slice.
+	count []int
 }
 
 func (t *Tokenizer) state() *encodeState {
@@ -333,10 +336,30 @@ func (t *Tokenizer) EncodeBatch(texts []string, addSpecialTokens bool) [][]int {
 	return out
 }
 
+// CountTokens is len(t.Encode(text, false)), the length of text itself
+// without the post-processor's special tokens, computed without keeping
+// the ids: the encoding goes into a buffer reused across calls, so
+// counting a corpus allocates no id slice per text. It is safe for
+// concurrent use, and makes a *Tokenizer a corpus.TokenCounter.
+func (t *Tokenizer) CountTokens(text string) int {
+	st := t.state()
+	defer t.states.Put(st)
+	enc := encodingBuf{ids: st.count[:0]}
+	t.encodeWith(st, text, false, false, &enc)
+	st.count = enc.ids[:0]
+	return len(enc.ids)
+}
+
 func (t *Tokenizer) encode(text string, addSpecial, track bool) encodingBuf {
 	st := t.state()
 	defer t.states.Put(st)
 	enc := encodingBuf{ids: make([]int, 0, len(text)/3+4)}
+	t.encodeWith(st, text, addSpecial, track, &enc)
+	return enc
+}
+
+// encodeWith appends text's encoding to enc using st's scratch space.
+func (t *Tokenizer) encodeWith(st *encodeState, text string, addSpecial, track bool, enc *encodingBuf) {
 	if track {
 		enc.offs = make([][2]int, 0, cap(enc.ids))
 	}
@@ -365,13 +388,13 @@ func (t *Tokenizer) encode(text string, addSpecial, track bool) encodingBuf {
 			continue
 		}
 		if t.normAdded.empty() {
-			t.encodeText(n, st, &enc, track, keepRaw)
+			t.encodeText(n, st, enc, track, keepRaw)
 			continue
 		}
 		st.nsegs = t.normAdded.split(n.s, st.nsegs[:0])
 		for _, ns := range st.nsegs {
 			if ns.id < 0 {
-				t.encodeText(n.sub(ns.start, ns.end), st, &enc, track, keepRaw)
+				t.encodeText(n.sub(ns.start, ns.end), st, enc, track, keepRaw)
 				continue
 			}
 			enc.ids = append(enc.ids, ns.id)
@@ -384,9 +407,8 @@ func (t *Tokenizer) encode(text string, addSpecial, track bool) encodingBuf {
 		}
 	}
 	if t.post != nil {
-		t.post.process(&enc, addSpecial)
+		t.post.process(enc, addSpecial)
 	}
-	return enc
 }
 
 // encodeText pre-tokenizes a normalized stretch of text and runs the model

@@ -635,22 +635,19 @@ func (b *builder) readUnit(ctx context.Context, path string, u planUnit, hash io
 	defer f.Close()
 	r := io.TeeReader(io.NewSectionReader(f, u.Offset, u.Length), hash)
 	j := &job{}
-	jsonl := strings.HasSuffix(path, ".jsonl") || strings.HasSuffix(path, ".json")
-	err = eachTextDoc(r, jsonl, path, u.Offset, func(doc string) bool {
-		j.texts = append(j.texts, doc)
+	tr := corpus.NewTextReader(r, path, corpus.TextFormatOf(path))
+	tr.Offset = u.Offset
+	for doc, err := range tr.Documents(ctx) {
+		if err != nil {
+			return err
+		}
+		j.texts = append(j.texts, doc.Text)
 		if len(j.texts) == batchDocs {
 			if !send(j) {
-				return false
+				return ctx.Err()
 			}
 			j = &job{}
 		}
-		return true
-	})
-	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
 	}
 	if len(j.texts) > 0 && !send(j) {
 		return ctx.Err()
@@ -702,72 +699,6 @@ func (b *builder) encode(j *job) {
 		}
 		j.out[k] = encoded{ids: seq.IDs, mask: mask}
 	}
-}
-
-// eachTextDoc yields the documents of r: the "text" field of each JSONL
-// line, or the paragraphs of plain text (blank lines separate documents;
-// each kept line ends in a newline; the document is trimmed). base is r's
-// offset in the file, for error positions.
-func eachTextDoc(r io.Reader, jsonl bool, path string, base int64, yield func(string) bool) error {
-	br := bufio.NewReaderSize(r, 1<<20)
-	var para strings.Builder
-	flush := func() bool {
-		text := strings.TrimSpace(para.String())
-		para.Reset()
-		return text == "" || yield(text)
-	}
-	off := base
-	var long []byte
-	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long[:0], line...)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				line, err = br.ReadSlice('\n')
-				long = append(long, line...)
-			}
-			line = long
-		}
-		if err != nil && err != io.EOF {
-			return err
-		}
-		if len(line) > 0 {
-			at := off
-			off += int64(len(line))
-			content := bytes.TrimRight(line, "\r\n")
-			blank := len(bytes.TrimSpace(content)) == 0
-			switch {
-			case jsonl && blank:
-			case jsonl:
-				var rec struct {
-					Text *string `json:"text"`
-				}
-				if jerr := json.Unmarshal(content, &rec); jerr != nil {
-					return fmt.Errorf("%s: byte %d: %v", path, at, jerr)
-				}
-				if rec.Text == nil {
-					return fmt.Errorf("%s: byte %d: no \"text\" field", path, at)
-				}
-				if !yield(*rec.Text) {
-					return nil
-				}
-			case blank:
-				if !flush() {
-					return nil
-				}
-			default:
-				para.Write(content)
-				para.WriteByte('\n')
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-	}
-	if !jsonl {
-		flush()
-	}
-	return nil
 }
 
 // shardWriter writes one shard under temporary names; close renames them.

@@ -64,6 +64,8 @@
 // out-of-vocabulary id is reported when the row holding it is read. Rows
 // are produced on demand from a row number, so a training loop can visit
 // them in any order; Mix combines several stores' rows with weights and
-// per-source token caps, and Loader walks rows in a seeded shuffled order
+// per-source token caps (OpenTraining opens a run's stores, checks their
+// type and tokenizer and mixes them), SplitHeldOut holds out an evenly
+// spread share of rows without listing them, and Loader walks rows in a seeded shuffled order
 // that a resume continues mid-epoch, each rank taking disjoint rows.
 package tokstore

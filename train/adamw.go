@@ -152,10 +152,31 @@ func adamwUpdate(cfg AdamWConfig, w, m, v, g *ts.Tensor, lr float64, t int, noDe
 	upd.MustDrop()
 }
 
+// Drop frees the optimizer's state (moments, master weights); the
+// optimizer is unusable afterwards. Trainer.Run drops its optimizer when
+// it returns.
+func (o *AdamW) Drop() {
+	for _, s := range [][]*ts.Tensor{o.m, o.v, o.master} {
+		dropAll(s)
+		clear(s)
+	}
+}
+
 // ZeroGrad clears the gradients of the optimizer's parameters.
 func (o *AdamW) ZeroGrad() {
 	for _, p := range o.params {
-		p.T.ZeroGrad()
+		zeroGrad(p.T)
+	}
+}
+
+// zeroGrad is gotch's Tensor.ZeroGrad without its leak: that leaves the
+// gradient's handle to the garbage collector.
+func zeroGrad(t *ts.Tensor) {
+	g := t.MustGrad(false)
+	defer g.MustDrop()
+	if g.MustDefined() {
+		g.Detach_()
+		g.Zero_()
 	}
 }
 

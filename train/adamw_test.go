@@ -96,7 +96,7 @@ func TestScheduleWarmupCosine(t *testing.T) {
 		step int
 		want float64
 	}{
-		{0, 2.5e-4}, {3, 1e-3}, {4, 1e-3}, {9, 1e-4 + 0.9e-3*0.5}, {14, 1e-4}, {100, 1e-4},
+		{0, 0}, {1, 2.5e-4}, {3, 7.5e-4}, {4, 1e-3}, {9, 1e-4 + 0.9e-3*0.5}, {14, 1e-4}, {100, 1e-4},
 	}
 	for _, c := range cases {
 		if got := s.LR(c.step); math.Abs(got-c.want) > 1e-12 {

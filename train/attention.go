@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -64,15 +65,8 @@ type attnMask struct {
 func newAttnMask(st *fwdState, window int64) *attnMask {
 	m := &attnMask{past: st.past, T: st.seq, S: st.past + st.seq, window: window, B: st.batch}
 	if st.keyMask != nil {
-		v := st.keyMask.MustTotype(gotch.Int64, false)
-		vals := v.Int64Values()
-		v.MustDrop()
-		valid := make([]bool, len(vals))
-		all := true
-		for i, x := range vals {
-			valid[i] = x != 0
-			all = all && valid[i]
-		}
+		valid := st.keyValidHost
+		all := !slices.Contains(valid, false)
 		if !all {
 			m.keyValid = st.keyMask.MustShallowClone()
 			m.validHost = valid

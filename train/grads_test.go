@@ -50,7 +50,7 @@ func TestAdamWSkipsParameterWithoutGradient(t *testing.T) {
 	obj := &scalarObjective{w: w, uses: [][]int{{0, 1}, {0}}, coef: []float64{1, 1}}
 	cfg := DefaultTrainerConfig()
 	cfg.OutDir = t.TempDir()
-	cfg.LR, cfg.WarmupRatio, cfg.MaxGradNorm, cfg.MaxSteps = 0.1, 0, 0, 4
+	cfg.LR, cfg.WarmupRatio, cfg.MaxGradNorm, cfg.MaxSteps = 0.1, -1, -1, 4
 	cfg.AdamW.WeightDecay = 0.1
 	cfg.NoFinalCheckpoint = true
 	params := []Param{{Name: "a", T: w[0], Trainable: true}, {Name: "b", T: w[1], Trainable: true}}
@@ -109,7 +109,7 @@ func TestLowPrecisionGradientsAccumulateInFP32(t *testing.T) {
 	obj := &scalarObjective{w: w, uses: [][]int{{0}, {0}}, coef: []float64{1, 0.001}}
 	cfg := DefaultTrainerConfig()
 	cfg.OutDir = t.TempDir()
-	cfg.MaxSteps, cfg.GradAccum, cfg.MaxGradNorm = 1, 2, 0
+	cfg.MaxSteps, cfg.GradAccum, cfg.MaxGradNorm = 1, 2, -1
 	cfg.NoFinalCheckpoint = true
 	var norm float64
 	cfg.OnStep = func(r StepRecord) { norm = r.GradNorm }

@@ -12,105 +12,6 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// KVCache holds the keys and values of the tokens a model has seen, so a
-// later Forward call processes only new tokens. A cache belongs to one
-// model and one batch; Drop frees it.
-type KVCache struct {
-	batch   int64
-	n       int64
-	k, v    []*ts.Tensor // per layer [B, KV, n, head_dim]
-	keyMask *ts.Tensor   // [B, n] bool, or nil when nothing is padded
-	keySeg  *ts.Tensor   // [B, n] int64, or nil without segments
-	nextPos []int64      // per row, the rotary position of the next token
-}
-
-// NewKVCache returns an empty cache.
-func NewKVCache() *KVCache { return &KVCache{} }
-
-// Len is the number of positions cached.
-func (c *KVCache) Len() int64 { return c.n }
-
-// Drop frees the cached tensors; the cache is empty afterwards.
-func (c *KVCache) Drop() {
-	for _, t := range append(append(c.k, c.v...), c.keyMask, c.keySeg) {
-		if t != nil {
-			t.MustDrop()
-		}
-	}
-	*c = KVCache{}
-}
-
-func (c *KVCache) append(i int, k, v *ts.Tensor, st *fwdState) (*ts.Tensor, *ts.Tensor) {
-	for len(c.k) <= i {
-		c.k = append(c.k, nil)
-		c.v = append(c.v, nil)
-	}
-	if c.k[i] != nil {
-		nk := ts.MustCat([]*ts.Tensor{c.k[i], k}, 2)
-		nv := ts.MustCat([]*ts.Tensor{c.v[i], v}, 2)
-		c.k[i].MustDrop()
-		c.v[i].MustDrop()
-		k.MustDrop()
-		v.MustDrop()
-		k, v = nk, nv
-	}
-	c.k[i], c.v[i] = k, v
-	return k.MustShallowClone(), v.MustShallowClone()
-}
-
-// extendMask returns the key validity of cached + new keys ([B, n+T]).
-func (c *KVCache) extendMask(m *ts.Tensor, B, T int64, dev gotch.Device) *ts.Tensor {
-	if c.keyMask == nil && m == nil {
-		return nil
-	}
-	if c.n == 0 {
-		return m
-	}
-	past := c.keyMask
-	if past == nil {
-		past = ts.MustOnes([]int64{B, c.n}, gotch.Bool, dev)
-		defer past.MustDrop()
-	}
-	if m == nil {
-		m = ts.MustOnes([]int64{B, T}, gotch.Bool, dev)
-	}
-	out := ts.MustCat([]*ts.Tensor{past, m}, 1)
-	m.MustDrop()
-	return out
-}
-
-func (c *KVCache) extendSeg(s *ts.Tensor, B, T int64, dev gotch.Device) *ts.Tensor {
-	if c.keySeg == nil && s == nil {
-		return nil
-	}
-	if c.n == 0 {
-		return s
-	}
-	past := c.keySeg
-	if past == nil {
-		past = ts.MustZeros([]int64{B, c.n}, gotch.Int64, dev)
-		defer past.MustDrop()
-	}
-	if s == nil {
-		s = ts.MustZeros([]int64{B, T}, gotch.Int64, dev)
-	}
-	out := ts.MustCat([]*ts.Tensor{past, s}, 1)
-	s.MustDrop()
-	return out
-}
-
-func (c *KVCache) commit(st *fwdState) {
-	for _, t := range []*ts.Tensor{c.keyMask, c.keySeg} {
-		if t != nil {
-			t.MustDrop()
-		}
-	}
-	c.keyMask, c.keySeg = st.keyMask, st.keySeg
-	c.nextPos = st.nextPos
-	c.n += st.seq
-	c.batch = st.batch
-}
-
 // TokenLogProbs returns log p(targets[b, t]) under logits[b, t] ([B, T, V]
 // logits, [B, T] int64 targets → [B, T] float32), keeping the graph for
 // training objectives.
@@ -209,9 +110,13 @@ func (m *Model) LogLikelihoods(ctx context.Context, contexts, continuations [][]
 	return out, nil
 }
 
+// scoreBatch scores one padded batch on the model's device: logits in the
+// model's dtype become fp32 log-probabilities, and the three per-row
+// results come back to the host in one copy.
 func (m *Model) scoreBatch(inp, tgt, msk []int64, score []float64, B, T int64) ([]LogLikelihood, error) {
 	dev := m.opts.device()
-	in := int64Tensor(inp, []int64{B, T}, gotch.CPU)
+	in := int64Tensor(inp, []int64{B, T}, dev)
+	// The mask stays on the host: Forward reads it there for the positions.
 	mask := int64Tensor(msk, []int64{B, T}, gotch.CPU)
 	defer in.MustDrop()
 	defer mask.MustDrop()
@@ -232,13 +137,17 @@ func (m *Model) scoreBatch(inp, tgt, msk []int64, score []float64, B, T int64) (
 	sc = sc.MustTotype(gotch.Float, true).MustView([]int64{B, T}, true).MustTo(dev, true)
 	sums := lp.MustMul(sc, true).MustTotype(gotch.Double, true).MustSumDimIntlist([]int64{1}, false, gotch.Double, true)
 	// A row is greedy when no scored position missed.
-	miss := hit.MustSub(sc, false).MustLt(ts.FloatScalar(0), true).MustTotype(gotch.Float, true).MustSumDimIntlist([]int64{1}, false, gotch.Float, true)
+	miss := hit.MustSub(sc, false).MustLt(ts.FloatScalar(0), true).MustSumDimIntlist([]int64{1}, false, gotch.Double, true)
 	hit.MustDrop()
-	n := sc.MustSumDimIntlist([]int64{1}, false, gotch.Float, true)
-	sv, mv, nv := torchx.Float64s(sums, true), torchx.Float64s(miss, true), torchx.Float64s(n, true)
+	n := sc.MustSumDimIntlist([]int64{1}, false, gotch.Double, true)
+	all := ts.MustStack([]*ts.Tensor{sums, miss, n}, 0) // [3, B]
+	sums.MustDrop()
+	miss.MustDrop()
+	n.MustDrop()
+	v := torchx.Float64s(all, true)
 	res := make([]LogLikelihood, B)
 	for r := range res {
-		res[r] = LogLikelihood{Sum: sv[r], Tokens: int(nv[r]), Greedy: mv[r] == 0}
+		res[r] = LogLikelihood{Sum: v[r], Tokens: int(v[2*B+int64(r)]), Greedy: v[B+int64(r)] == 0}
 	}
 	return res, nil
 }
@@ -286,8 +195,21 @@ type GenerateOptions struct {
 }
 
 // Generate continues each prompt (token ids) and returns the new tokens,
-// without the stop token. Prompts are left-padded into one batch and
-// decoded with a KV cache.
+// without the stop token. The prompts are decoded together: left-padded
+// into one batch, prefilled in one forward call, then one forward call per
+// new token for the whole batch, with a KV cache allocated once for the
+// longest prompt plus MaxNewTokens. A row that produced a stop id is done:
+// its later tokens are masked out and ignored while the other rows go on.
+// With greedy decoding a row gets the tokens it would get alone (up to
+// floating-point ties). Sampling draws each row from its own generator
+// seeded by Seed, so a row's text does not depend on the other prompts.
+//
+// Per new token, the copies between host and device are small: the
+// batch's chosen ids to the host (B integers, for the stop ids), the new
+// tokens' rotary positions to the device (B integers; Forward computes
+// positions on the host), the live rows' mask once a row is done, and when
+// sampling one uniform number per row. Logits and the cache stay on the
+// device.
 func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOptions) ([][]int, error) {
 	if opts.MaxNewTokens == 0 {
 		opts.MaxNewTokens = 128
@@ -317,23 +239,31 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 	}
 	ids := make([]int64, B*L)
 	mask := make([]int64, B*L)
+	padded := false
 	for b, p := range prompts {
 		off := L - len(p)
+		padded = padded || off > 0
 		for t, id := range p {
 			ids[b*L+off+t] = int64(id)
 			mask[b*L+off+t] = 1
 		}
 	}
-	rng := rand.New(rand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15))
+	rngs := make([]*rand.Rand, B)
+	for b := range rngs {
+		rngs[b] = rand.New(rand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15))
+	}
 	out := make([][]int, B)
 	done := make([]bool, B)
 	var err error
 	torchx.NoGrad(func() {
-		cache := NewKVCache()
+		cache := NewKVCacheFor(L + opts.MaxNewTokens)
 		defer cache.Drop()
-		in := int64Tensor(ids, []int64{int64(B), int64(L)}, gotch.CPU)
-		am := int64Tensor(mask, []int64{int64(B), int64(L)}, gotch.CPU)
-		fo := ForwardOptions{AttentionMask: am, Cache: cache, LastOnly: true}
+		in := int64Tensor(ids, []int64{int64(B), int64(L)}, m.opts.device())
+		fo := ForwardOptions{Cache: cache, LastOnly: true}
+		if padded {
+			// On the host: Forward reads the mask there for the positions.
+			fo.AttentionMask = int64Tensor(mask, []int64{int64(B), int64(L)}, gotch.CPU)
+		}
 		for step := 0; step < opts.MaxNewTokens; step++ {
 			if err = ctx.Err(); err != nil {
 				break
@@ -348,28 +278,41 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 			if err != nil {
 				return
 			}
-			next := m.pick(res.Logits, opts, rng)
+			next := m.pick(res.Logits, opts, rngs)
 			res.Drop()
-			feed := make([]int64, B)
 			left := 0
-			for b, id := range next {
-				feed[b] = int64(id)
+			for b, id := range next.Int64Values() {
 				if done[b] {
 					continue
 				}
-				if slices.Contains(stop, id) {
+				if slices.Contains(stop, int(id)) {
 					done[b] = true
 					continue
 				}
-				out[b] = append(out[b], id)
+				out[b] = append(out[b], int(id))
 				left++
 			}
 			if left == 0 {
+				next.MustDrop()
 				return
 			}
-			in = int64Tensor(feed, []int64{int64(B), 1}, gotch.CPU)
+			in = next.MustView([]int64{int64(B), 1}, true)
+			if left < B {
+				// Done rows go on through the batch, masked: no later token
+				// attends to what they are fed.
+				live := make([]int64, B)
+				for b := range live {
+					if !done[b] {
+						live[b] = 1
+					}
+				}
+				fo.AttentionMask = int64Tensor(live, []int64{int64(B), 1}, gotch.CPU)
+			}
 		}
 		in.MustDrop()
+		if fo.AttentionMask != nil {
+			fo.AttentionMask.MustDrop()
+		}
 	})
 	if err != nil {
 		return nil, err
@@ -377,54 +320,48 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 	return out, nil
 }
 
-// pick chooses each row's next token from last-position logits [B, 1, V].
-func (m *Model) pick(logits *ts.Tensor, opts GenerateOptions, rng *rand.Rand) []int {
-	if opts.Temperature == 0 {
-		am := logits.MustArgmax([]int64{-1}, false, false).MustView([]int64{-1}, true)
-		v := am.Int64Values(true)
-		out := make([]int, len(v))
-		for i, x := range v {
-			out[i] = int(x)
-		}
-		return out
-	}
+// pick chooses each row's next token from last-position logits [B, 1, V]
+// on their device and returns the ids [B] there. Greedy is the argmax.
+// Sampling draws from softmax(logits / Temperature) restricted, with 0 <
+// TopP < 1, to the smallest set of most likely tokens whose mass reaches
+// TopP: the probabilities are sorted and summed on the device, and row b's
+// token is the first whose running sum exceeds u_b times the kept mass,
+// u_b drawn from rngs[b].
+func (m *Model) pick(logits *ts.Tensor, opts GenerateOptions, rngs []*rand.Rand) *ts.Tensor {
 	s := logits.MustSize()
-	B, V := int(s[0]), int(s[2])
-	probs := logits.MustDivScalar(ts.FloatScalar(opts.Temperature), false).MustSoftmax(-1, gotch.Double, true)
-	p := torchx.Float64s(probs, true)
-	out := make([]int, B)
-	for b := range B {
-		out[b] = sample(p[b*V:(b+1)*V], opts.TopP, rng)
+	B, V := s[0], s[2]
+	if opts.Temperature == 0 {
+		return logits.MustArgmax([]int64{-1}, false, false).MustView([]int64{B}, true)
 	}
+	probs := logits.MustDivScalar(ts.FloatScalar(opts.Temperature), false).MustSoftmax(-1, gotch.Double, true).MustView([]int64{B, V}, true)
+	sorted, idx := probs.MustSortStable(true, -1, true, true)
+	cum := sorted.MustCumsum(-1, gotch.Double, true)
+	defer cum.MustDrop()
+	defer idx.MustDrop()
+	keep := ts.MustFull([]int64{B, 1}, ts.IntScalar(V), gotch.Int64, cum.MustDevice())
+	if opts.TopP > 0 && opts.TopP < 1 {
+		keep.MustDrop()
+		// The kept set ends at the first token whose running sum reaches
+		// TopP, so it holds the tokens before it and that one.
+		keep = cum.MustLt(ts.FloatScalar(opts.TopP), false).MustSumDimIntlist([]int64{1}, true, gotch.Int64, true).MustAddScalar(ts.IntScalar(1), true).MustClampMax(ts.IntScalar(V), true)
+	}
+	last := keep.MustSubScalar(ts.IntScalar(1), true)
+	defer last.MustDrop()
+	total := cum.MustGather(1, last, false, false) // [B, 1]
+	u := make([]float64, B)
+	for b := range u {
+		u[b] = rngs[b].Float64()
+	}
+	ut := ts.MustOfSlice(u).MustView([]int64{B, 1}, true)
+	if !sameDevice(cum.MustDevice(), gotch.CPU) {
+		ut = ut.MustTo(cum.MustDevice(), true)
+	}
+	r := ut.MustMul(total, true)
+	total.MustDrop()
+	j := cum.MustLeTensor(r, false).MustSumDimIntlist([]int64{1}, true, gotch.Int64, true)
+	r.MustDrop()
+	j = j.MustMinimum(last, true)
+	out := idx.MustGather(1, j, false, false).MustView([]int64{B}, true)
+	j.MustDrop()
 	return out
-}
-
-// sample draws an index from probabilities p, restricted to the smallest
-// set of most likely tokens whose mass reaches topP (when 0 < topP < 1).
-func sample(p []float64, topP float64, rng *rand.Rand) int {
-	idx := make([]int, len(p))
-	for i := range idx {
-		idx[i] = i
-	}
-	total := 1.0
-	if topP > 0 && topP < 1 {
-		sort.SliceStable(idx, func(a, b int) bool { return p[idx[a]] > p[idx[b]] })
-		var acc float64
-		for n, i := range idx {
-			acc += p[i]
-			if acc >= topP {
-				idx = idx[:n+1]
-				break
-			}
-		}
-		total = acc
-	}
-	r := rng.Float64() * total
-	for _, i := range idx {
-		r -= p[i]
-		if r < 0 {
-			return i
-		}
-	}
-	return idx[len(idx)-1]
 }

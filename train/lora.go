@@ -202,15 +202,19 @@ func (m *Model) SaveAdapter(dir, baseModel string) error {
 	if err := safetensors.WriteFile(filepath.Join(dir, "adapter_model.safetensors"), srcs, map[string]string{"format": "pt"}); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	pc := peftConfig{
-		PeftType: "LORA", TaskType: "CAUSAL_LM", R: m.lora.Rank, LoraAlpha: m.lora.Alpha, LoraDropout: m.lora.Dropout,
-		TargetModules: m.lora.TargetModules, Bias: "none", InferenceMode: true, BaseModel: baseModel, InitLoraWeights: true,
-	}
-	js, err := json.MarshalIndent(pc, "", "  ")
+	js, err := json.MarshalIndent(m.peftConfig(baseModel), "", "  ")
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
 	return writeJSONFile(filepath.Join(dir, "adapter_config.json"), js)
+}
+
+// peftConfig is the adapters' adapter_config.json.
+func (m *Model) peftConfig(baseModel string) peftConfig {
+	return peftConfig{
+		PeftType: "LORA", TaskType: "CAUSAL_LM", R: m.lora.Rank, LoraAlpha: m.lora.Alpha, LoraDropout: m.lora.Dropout,
+		TargetModules: m.lora.TargetModules, Bias: "none", InferenceMode: true, BaseModel: baseModel, InitLoraWeights: true,
+	}
 }
 
 // LoadAdapter adds the PEFT adapter saved in dir to m.

@@ -396,6 +396,7 @@ type fwdState struct {
 	cache            *KVCache
 	newK, newV       []*ts.Tensor
 	keyMask, keySeg  *ts.Tensor // [B, S] for the cache to keep
+	keyValidHost     []bool     // keyMask on the host (nil when it is), so attention needs no device read
 	nextPos          []int64
 }
 
@@ -523,6 +524,7 @@ func (m *Model) prepareState(B, T int64, opts ForwardOptions, withMask bool) (*f
 		keySeg = c.extendSeg(keySeg, B, T, dev)
 	}
 	st.keyMask, st.keySeg = keyMask, keySeg
+	st.keyValidHost = keyValidity(c, maskHost, B, T)
 	if opts.AttentionMask != nil && m.Config.IsMoE() {
 		am := toDevice(opts.AttentionMask, dev)
 		st.valid = am.MustNe(ts.IntScalar(0), am != opts.AttentionMask).MustTotype(gotch.Float, true).MustView([]int64{B * T}, true)

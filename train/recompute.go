@@ -54,6 +54,7 @@ type tape struct {
 	targets *ts.Tensor // [B, T] int64 on the device
 	ppe     *ts.Tensor // Σ router probabilities per expert, a leaf
 	tpe     *ts.Tensor // Σ routed shares per expert
+	lse     *ts.Tensor // ZeRO-3's sharded head: per-token log-sum-exp
 }
 
 func (t *tape) drop() {
@@ -63,12 +64,12 @@ func (t *tape) drop() {
 		}
 	}
 	t.inputs, t.attnOut = nil, nil
-	for _, x := range []*ts.Tensor{t.ids, t.hidden, t.normed, t.targets, t.ppe, t.tpe} {
+	for _, x := range []*ts.Tensor{t.ids, t.hidden, t.normed, t.targets, t.ppe, t.tpe, t.lse} {
 		if x != nil {
 			x.MustDrop()
 		}
 	}
-	t.ids, t.hidden, t.normed, t.targets, t.ppe, t.tpe = nil, nil, nil, nil, nil, nil
+	t.ids, t.hidden, t.normed, t.targets, t.ppe, t.tpe, t.lse = nil, nil, nil, nil, nil, nil, nil
 	if t.st != nil {
 		t.st.drop()
 		t.st = nil
@@ -172,11 +173,7 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 	var x *ts.Tensor
 	var uerr error
 	torchx.NoGrad(func() {
-		if uerr = m.gatherUnit(embedUnit, false); uerr != nil {
-			return
-		}
-		x = ts.MustEmbedding(m.embed, t.ids, -1, false, false)
-		if uerr = m.releaseUnit(embedUnit, false); uerr != nil {
+		if x, uerr = m.embedTokens(t.ids); uerr != nil { // ZeRO-3 hook (zero_vocab.go)
 			return
 		}
 		for i, l := range m.layers {
@@ -229,7 +226,12 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 		t.targets = targets.MustShallowClone()
 	}
 	nd := t.normed.MustDetach(false)
-	lp, err := m.Head().TokenLogProbs(nd, t.targets)
+	var lp *ts.Tensor
+	if z := m.zeroVocab(); z != nil && z.headP >= 0 { // ZeRO-3 hook (zero_vocab.go)
+		lp, t.lse, err = z.headForward(nd, t.targets)
+	} else {
+		lp, err = m.Head().TokenLogProbs(nd, t.targets)
+	}
 	nd.MustDrop()
 	if err != nil {
 		return nil, err
@@ -291,7 +293,11 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 	// Head: the chunked head's backward from dlp gives the gradients wrt
 	// the normed hidden states (and the head weight when trained); one
 	// backward takes them through the final norm.
-	if dlp != nil {
+	if z := m.zeroVocab(); z != nil && z.headP >= 0 { // ZeRO-3 hook (zero_vocab.go)
+		if err := t.zeroHeadBackward(z, dlp); err != nil {
+			return err
+		}
+	} else if dlp != nil {
 		head := m.Head()
 		nd := t.normed.MustDetach(false)
 		g, err := head.TokenLogProbsBackward(nd, t.targets, dlp)
@@ -355,6 +361,9 @@ func (t *tape) backward(p *Pass, loss *ts.Tensor) error {
 	defer dy.MustDrop()
 	if !m.embed.MustRequiresGrad() {
 		return nil
+	}
+	if z := m.zeroVocab(); z != nil && z.embedP >= 0 { // ZeRO-3 hook (zero_vocab.go)
+		return z.embedBackward(t.ids, dy)
 	}
 	if err := m.gatherUnit(embedUnit, true); err != nil {
 		return err

@@ -1,27 +1,17 @@
 package train
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"runtime"
-	"sort"
-	"time"
 
 	"github.com/pltune/pltune/internal/torchx"
-	"github.com/schollz/progressbar/v3"
-	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
-	"golang.org/x/term"
 )
 
 // Objective is what the training loop minimises. The loop chooses which
@@ -116,33 +106,53 @@ type Communicator interface {
 	Broadcast(tensors []*ts.Tensor, root int) error
 }
 
-// TrainerConfig configures a training run. Start from DefaultTrainerConfig:
-// its defaults follow the PLLuM paper's SFT (AdamW, lr 1e-5, cosine, 3
-// epochs).
+// TrainerConfig configures a training run. A zero field takes the default
+// written beside it (EnsureDefaults), so TrainerConfig{OutDir: dir} trains
+// as DefaultTrainerConfig does; the defaults follow the PLLuM paper's SFT
+// (AdamW, lr 1e-5, cosine, 3 epochs). Where zero would be a meaningful
+// setting (no warmup, no clipping, keep every checkpoint) a negative value
+// asks for it.
 type TrainerConfig struct {
-	OutDir      string  // checkpoints, metrics.jsonl and final/ go here
-	Epochs      int     // passes over the data (default 3)
+	OutDir      string  // checkpoints, metrics.jsonl and final/ go here; required
+	Epochs      int     // passes over the data (default 3 when MaxSteps is 0)
 	MaxSteps    int     // stop after this many optimizer steps; 0: Epochs decide
 	BatchSize   int     // examples per micro-batch, per rank (default 1)
 	GradAccum   int     // micro-batches per optimizer step (default 1)
 	LR          float64 // peak learning rate (default 1e-5)
-	WarmupRatio float64 // share of steps for linear warmup (default 0.03)
+	WarmupRatio float64 // share of steps for linear warmup (default 0.03; negative: none)
 	MinLRRatio  float64 // cosine floor as a share of LR (default 0)
-	AdamW       AdamWConfig
-	MaxGradNorm float64 // global gradient-norm clip; 0 disables (default 1)
-	Seed        int64   // data order and dropout (default 42)
-	SaveEvery   int     // checkpoint every N steps; 0: only at the end and on cancellation
-	KeepLast    int     // checkpoints kept (default 2; 0 keeps all)
-	EvalEvery   int     // held-out loss every N steps (with an eval objective)
-	LogEvery    int     // slog line every N steps (default 10)
-	Resume      bool    // continue from OutDir's latest checkpoint when there is one
+	// Schedule gives each step's learning rate; nil: WarmupCosine over the
+	// run's steps from LR, WarmupRatio and MinLRRatio.
+	Schedule LRSchedule
+	AdamW    AdamWConfig // zero: DefaultAdamW
+	// NewOptimizer returns the optimizer over the trainable parameters;
+	// nil: AdamW with the AdamW settings (the only one ZeroStage shards).
+	NewOptimizer func(trainable []Param) (Optimizer, error)
+	MaxGradNorm  float64 // global gradient-norm clip (default 1; negative: no clipping)
+	// Seed draws the data order and dropout. It has no default: 0 is a seed
+	// like any other (DefaultTrainerConfig sets 42).
+	Seed      int64
+	SaveEvery int  // checkpoint every N steps; 0: only at the end, on cancellation and on errors
+	KeepLast  int  // checkpoints kept (default 2; negative keeps all)
+	EvalEvery int  // held-out loss every N steps (with an eval objective); 0: never
+	LogEvery  int  // slog line every N steps (default 10)
+	Resume    bool // continue from OutDir's latest checkpoint when there is one
 	// NoFinalCheckpoint skips the checkpoint at the end of the run (for
 	// benchmarks; cancellation still writes one).
 	NoFinalCheckpoint bool
-	Logger            *slog.Logger
-	// Progress receives the progress bar. Nil: standard error when it is
-	// a terminal, no bar otherwise.
+	// Logger receives the run's log lines (a step line every LogEvery
+	// steps, held-out losses, checkpoints); nil: none.
+	Logger *slog.Logger
+	// Progress receives a progress bar; nil: no bar. A program that wants
+	// one on a terminal passes os.Stderr when term.IsTerminal says so.
 	Progress io.Writer
+	// Recorders see the run, step by step (recorder.go), on every rank;
+	// metrics.jsonl, Progress and Logger are recorders of rank 0 that
+	// come first. One may end the run early by returning ErrStop.
+	Recorders []Recorder
+	// OnStep, when set, is one more recorder, after Recorders: a function
+	// that sees every step's record.
+	OnStep func(StepRecord)
 	// Export writes the model in its distributable layout (Hugging Face
 	// folder, PEFT adapter) into a folder: called for OutDir/final and, when
 	// ExportCheckpoints is set, for every checkpoint.
@@ -162,17 +172,47 @@ type TrainerConfig struct {
 	// weights) in CPU memory; with ZeroStage 1 to 3.
 	OffloadOptimizer bool
 	// Model is the model params belong to: needed by ZeroStage 3, and by
-	// stage 2 to reduce gradients layer by layer.
+	// stage 2 to reduce gradients layer by layer. When set, Run also
+	// switches it between training and evaluation mode (see Run).
 	Model *Model
-	// OnStep, when set, sees every step's record after it is written.
-	OnStep func(StepRecord)
 }
 
-// DefaultTrainerConfig returns the paper's defaults.
+// DefaultTrainerConfig returns the paper's defaults: EnsureDefaults' values
+// and seed 42.
 func DefaultTrainerConfig() TrainerConfig {
-	return TrainerConfig{
-		Epochs: 3, BatchSize: 1, GradAccum: 1, LR: 1e-5, WarmupRatio: 0.03,
-		AdamW: DefaultAdamW(), MaxGradNorm: 1, Seed: 42, KeepLast: 2, LogEvery: 10,
+	c := TrainerConfig{Seed: 42}
+	c.EnsureDefaults()
+	return c
+}
+
+// EnsureDefaults replaces the zero fields of c that have a default by it.
+func (c *TrainerConfig) EnsureDefaults() {
+	if c.Epochs <= 0 && c.MaxSteps <= 0 {
+		c.Epochs = 3
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 1
+	}
+	if c.GradAccum <= 0 {
+		c.GradAccum = 1
+	}
+	if c.LR <= 0 {
+		c.LR = 1e-5
+	}
+	if c.WarmupRatio == 0 {
+		c.WarmupRatio = 0.03
+	}
+	if c.AdamW == (AdamWConfig{}) {
+		c.AdamW = DefaultAdamW()
+	}
+	if c.MaxGradNorm == 0 {
+		c.MaxGradNorm = 1
+	}
+	if c.KeepLast == 0 {
+		c.KeepLast = 2
+	}
+	if c.LogEvery <= 0 {
+		c.LogEvery = 10
 	}
 }
 
@@ -215,6 +255,7 @@ type Summary struct {
 	FinalLoss  float64
 	Final      string // OutDir/final when exported
 	Checkpoint string // the last checkpoint written
+	Stopped    bool   // a recorder ended the run early (ErrStop)
 }
 
 // ErrNonFinite reports a NaN or infinite loss or gradient norm; the run
@@ -230,35 +271,15 @@ type Trainer struct {
 }
 
 // NewTrainer returns a trainer for the given parameters (Model.NamedParameters)
-// and objective; eval, when not nil, gives the held-out loss.
+// and objective; eval, when not nil, gives the held-out loss. cfg's zero
+// fields take their defaults (EnsureDefaults).
 func NewTrainer(cfg TrainerConfig, params []Param, obj, eval Objective) (*Trainer, error) {
 	if cfg.OutDir == "" {
 		return nil, errors.New("train: TrainerConfig.OutDir is empty")
 	}
-	def := DefaultTrainerConfig()
-	if cfg.Epochs <= 0 && cfg.MaxSteps <= 0 {
-		cfg.Epochs = def.Epochs
-	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 1
-	}
-	if cfg.GradAccum <= 0 {
-		cfg.GradAccum = 1
-	}
-	if cfg.LR <= 0 {
-		cfg.LR = def.LR
-	}
-	if cfg.AdamW == (AdamWConfig{}) {
-		cfg.AdamW = def.AdamW
-	}
-	if cfg.LogEvery <= 0 {
-		cfg.LogEvery = def.LogEvery
-	}
+	cfg.EnsureDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Progress == nil && term.IsTerminal(int(os.Stderr.Fd())) {
-		cfg.Progress = os.Stderr
 	}
 	return &Trainer{cfg: cfg, params: params, obj: obj, eval: eval}, nil
 }
@@ -284,489 +305,52 @@ func epochOrder(n int, seed int64, epoch int) []int {
 	return r.Perm(n)
 }
 
-// Run trains until the planned steps are done, ctx is cancelled (a
-// checkpoint is written, and the error wraps ctx's), or a loss turns
-// non-finite (ErrNonFinite; no checkpoint is written over the last good
-// one). The calling goroutine is locked to its OS thread meanwhile:
-// libtorch's grad mode belongs to the thread.
+// Run trains until the planned steps are done, a recorder returns ErrStop
+// (the run ends as if its steps were done: checkpoint, final/), ctx is
+// cancelled (a checkpoint is written, and the error wraps ctx's), or a
+// loss turns non-finite (ErrNonFinite; no checkpoint is written over the
+// last good one). An error inside a step's forward or backward pass — an
+// Objective's error, or a libtorch failure such as CUDA running out of
+// memory, which gotch reports by log.Fatal and Run turns into an error —
+// writes a checkpoint of the last completed step before Run returns it
+// (except under ZeRO, whose checkpoint needs every rank). For that, while
+// Run is in progress the standard logger's output is wrapped so that
+// log.Fatal panics with a LibtorchError instead of exiting; a log.Fatal on
+// another goroutine meanwhile ends the program with that panic.
+//
+// Run puts the model in training mode (LoRA dropout on) for the steps and
+// in evaluation mode for held-out losses and when it returns: through
+// TrainerConfig.Model and every objective that has a SetTraining(bool)
+// method (LMObjective, align's ORPO and DPO). The optimizer's state is
+// freed when Run returns. The calling goroutine is locked to its OS thread
+// meanwhile: libtorch's grad mode belongs to the thread.
 func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	torchx.SetGradEnabled(true)
-	cfg := t.cfg
-	log := cfg.Logger
-	isMain := t.rank() == 0
-	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
-		return nil, err
+	defer catchLibtorchFatal()()
+	r, err := t.start()
+	if r != nil {
+		defer r.close()
 	}
-	opt, err := t.newOptimizer()
 	if err != nil {
 		return nil, err
 	}
-	defer detachUnits(opt)
-	global := cfg.BatchSize * t.world() // examples per micro-step, all ranks
-	window := global * cfg.GradAccum    // examples per optimizer step
-	n := t.obj.Len()
-	stepsPerEpoch := n / window
-	if stepsPerEpoch == 0 {
-		return nil, fmt.Errorf("train: %d examples cannot fill one optimizer step of %d (batch %d × accumulation %d × %d ranks)", n, window, cfg.BatchSize, cfg.GradAccum, t.world())
-	}
-	total := cfg.MaxSteps
-	if total <= 0 {
-		total = cfg.Epochs * stepsPerEpoch
-	}
-	sched := Schedule{PeakLR: cfg.LR, WarmupSteps: int(math.Ceil(cfg.WarmupRatio * float64(total))), TotalSteps: total, MinLRRatio: cfg.MinLRRatio}
-	data := ""
-	if f, ok := t.obj.(interface{ DataFingerprint() string }); ok {
-		data = f.DataFingerprint()
-	}
-	st := trainerState{TotalSteps: total, Seed: cfg.Seed, WorldSize: t.world(), Data: data, Rows: n}
-	if cfg.Resume {
-		if dir, err := LatestCheckpoint(cfg.OutDir); err != nil {
-			return nil, err
-		} else if dir != "" {
-			if st, err = t.loadCheckpoint(dir, opt); err != nil {
-				return nil, err
-			}
-			if st.Seed != cfg.Seed {
-				return nil, fmt.Errorf("resume: %s was trained with seed %d, this run has %d", dir, st.Seed, cfg.Seed)
-			}
-			if st.WorldSize > 0 && st.WorldSize != t.world() {
-				return nil, fmt.Errorf("resume: %s was written by a run of %d processes, this run has %d: the data position counts global batches, so resume with %d", dir, st.WorldSize, t.world(), st.WorldSize)
-			}
-			if st.Data != "" && data != "" && st.Data != data {
-				return nil, fmt.Errorf("resume: %s was trained on other data (fingerprint %s, this run's %s): the saved data position means nothing here", dir, st.Data, data)
-			}
-			if st.Rows > 0 && st.Rows != n {
-				return nil, fmt.Errorf("resume: %s was trained on %d rows, this run has %d: the saved data position means nothing here", dir, st.Rows, n)
-			}
-			st.Data, st.Rows = data, n
-			st.TotalSteps = total
-			log.Info("resumed", "checkpoint", dir, "step", st.Step, "epoch", st.Epoch)
-		}
-		if t.world() > 1 {
-			// Only rank 0 writes checkpoints: a rank that cannot see them
-			// (no shared file system) would start elsewhere and desync.
-			// The steps are all equal when their sum and sum of squares
-			// are those of equal steps.
-			s := float64(st.Step)
-			got, err := t.allReduce([]float64{s, s * s})
-			if err != nil {
-				return nil, err
-			}
-			if w := float64(t.world()); got[0] != w*s || got[1] != w*s*s {
-				return nil, fmt.Errorf("resume: rank %d resumes at step %d but other ranks do not: every rank must see OutDir's checkpoints (%s), e.g. on a shared file system", t.rank(), st.Step, cfg.OutDir)
-			}
-		}
-	}
-	if t.world() > 1 && st.Step == 0 && !isStage3(opt) {
-		// A fresh run (also a Resume with no checkpoint yet): every rank
-		// starts from rank 0's weights.
-		tensors := make([]*ts.Tensor, 0, len(opt.Params()))
-		for _, p := range opt.Params() {
-			tensors = append(tensors, p.T)
-		}
-		var berr error
-		torchx.NoGrad(func() { berr = cfg.Comm.Broadcast(tensors, 0) })
-		if berr != nil {
-			return nil, fmt.Errorf("train: broadcasting initial weights: %w", berr)
-		}
-		refreshMasters(opt)
-	}
-	var metrics *metricsWriter
-	if isMain {
-		if metrics, err = openMetrics(filepath.Join(cfg.OutDir, "metrics.jsonl"), st.Step); err != nil {
-			return nil, err
-		}
-		defer metrics.Close()
-	}
-	var bar *progressbar.ProgressBar
-	if isMain && cfg.Progress != nil {
-		bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(cfg.Progress),
-			progressbar.OptionSetDescription("training"), progressbar.OptionShowCount(),
-			progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
-		_ = bar.Set(st.Step)
-	}
-	sum := &Summary{}
-	save := func() error {
-		var export func(string) error
-		if cfg.ExportCheckpoints {
-			export = cfg.Export
-		}
-		dir, err := t.saveCheckpoint(st, opt, export)
-		if err != nil || !isMain {
-			return err
-		}
-		sum.Checkpoint = dir
-		log.Info("checkpoint written", "dir", dir)
-		return pruneCheckpoints(cfg.OutDir, cfg.KeepLast)
-	}
-	grads := newStepGrads(stepGradParams(opt))
-	defer grads.release()
-	order := epochOrder(n, cfg.Seed, st.Epoch)
-	start := time.Now()
-	elapsedBefore := st.ElapsedS
-	for st.Step < total {
-		// The ranks agree on stopping through the step's first all-reduce,
-		// so all of them stop after the same step and rank 0's checkpoint
-		// is the state of every rank.
-		stop := 0.0
-		if ctx.Err() != nil {
-			stop = 1
-		}
-		stepStart := time.Now()
-		base := st.Cursor * window
-		micro := make([][]int, cfg.GradAccum)
-		localUnits := 0
-		for j := range micro {
-			off := base + j*global + t.rank()*cfg.BatchSize
-			micro[j] = order[off : off+cfg.BatchSize]
-			localUnits += t.obj.Units(micro[j])
-		}
-		if d, ok := t.obj.(interface{ DataErr() error }); ok && d.DataErr() != nil {
-			return sum, fmt.Errorf("train: step %d: %w", st.Step+1, d.DataErr())
-		}
-		units, err := t.allReduce([]float64{float64(localUnits), stop})
-		if err != nil {
-			return sum, err
-		}
-		if units[1] > 0 {
-			err := ctx.Err()
-			if err == nil {
-				err = fmt.Errorf("another rank was stopped: %w", context.Canceled)
-			}
-			if serr := save(); serr != nil {
-				return sum, errors.Join(err, serr)
-			}
-			return sum, fmt.Errorf("train: stopped at step %d: %w", st.Step, err)
-		}
-		if units[0] == 0 {
-			return sum, fmt.Errorf("train: step %d: no trained units in the whole window (all labels masked?)", st.Step+1)
-		}
-		// Dropout draws from a generator seeded per step, so a resumed run
-		// draws what the uninterrupted one did.
-		torchx.ManualSeed(cfg.Seed*1_000_003 + int64(st.Step)*7919 + int64(t.rank()))
-		// The micro-batches' losses are summed on the device and read once
-		// per optimizer step: no host round-trip between micro-batches.
-		var lossAcc *ts.Tensor
-		tokens := 0
-		extra := map[string]float64{}
-		devExtra := map[string]*ts.Tensor{}
-		for _, idx := range micro {
-			l, err := t.obj.Loss(idx)
-			if err != nil {
-				dropAll([]*ts.Tensor{lossAcc})
-				return sum, fmt.Errorf("train: step %d: %w", st.Step+1, err)
-			}
-			d := l.Sum.MustDetach(false)
-			if lossAcc == nil {
-				lossAcc = d.MustTotype(gotch.Double, true)
-			} else {
-				lossAcc = lossAcc.MustAdd(d, true)
-				d.MustDrop()
-			}
-			scaled := l.Sum.MustDivScalar(ts.FloatScalar(units[0]), false)
-			err = l.backward(scaled)
-			scaled.MustDrop()
-			if err != nil {
-				l.Release()
-				lossAcc.MustDrop()
-				return sum, fmt.Errorf("train: step %d: backward: %w", st.Step+1, err)
-			}
-			grads.collect()
-			tokens += l.Tokens
-			for k, x := range l.Metrics {
-				extra[k] += x
-			}
-			for k, x := range l.DeviceMetrics {
-				d := x.MustDetach(false).MustTotype(gotch.Double, true)
-				if devExtra[k] == nil {
-					devExtra[k] = d
-				} else {
-					devExtra[k] = devExtra[k].MustAdd(d, true)
-					d.MustDrop()
-				}
-			}
-			l.Release()
-		}
-		// One read for the loss and every device metric.
-		devKeys := make([]string, 0, len(devExtra))
-		for k := range devExtra {
-			devKeys = append(devKeys, k)
-		}
-		sort.Strings(devKeys)
-		read := []*ts.Tensor{lossAcc.MustView([]int64{1}, false)}
-		for _, k := range devKeys {
-			read = append(read, devExtra[k].MustView([]int64{1}, true))
-		}
-		lossAcc.MustDrop()
-		all := ts.MustCat(read, 0)
-		dropAll(read)
-		got := torchx.Float64s(all, true)
-		lossSum := got[0]
-		for i, k := range devKeys {
-			extra[k] += got[1+i]
-		}
-		if math.IsNaN(lossSum) || math.IsInf(lossSum, 0) {
-			return sum, fmt.Errorf("train: step %d: loss is %v: %w; the last good checkpoint is %q", st.Step+1, lossSum, ErrNonFinite, sum.Checkpoint)
-		}
-		keys := make([]string, 0, len(extra))
-		for k := range extra {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		vals := []float64{lossSum, float64(tokens)}
-		for _, k := range keys {
-			vals = append(vals, extra[k])
-		}
-		if vals, err = t.allReduce(vals); err != nil {
-			return sum, err
-		}
-		lr := sched.LR(st.Step)
-		norm, err := t.update(opt, lr, grads.grads())
-		if errors.Is(err, ErrNonFinite) {
-			return sum, fmt.Errorf("train: step %d: %w; the last good checkpoint is %q", st.Step+1, err, sum.Checkpoint)
+	for r.st.Step < r.total {
+		// A libtorch error outside the forward and backward passes (the
+		// update, a checkpoint) ends the run with an error too, without a
+		// checkpoint: the state may be half updated.
+		var done bool
+		var err error
+		if perr := guard(func() error { done, err = r.step(ctx); return nil }); perr != nil {
+			return r.sum, fmt.Errorf("train: after step %d: %w", r.st.Step, perr)
 		}
 		if err != nil {
-			return sum, err
+			return r.sum, err
 		}
-		opt.ZeroGrad()
-		grads.reset()
-		torchx.ReleaseFreeMemory()
-		st.Step++
-		st.Cursor++
-		if st.Cursor == stepsPerEpoch {
-			st.Epoch++
-			st.Cursor = 0
-			order = epochOrder(n, cfg.Seed, st.Epoch)
-		}
-		st.LR = lr
-		st.Loss = vals[0] / units[0]
-		st.Tokens += int64(vals[1])
-		st.ElapsedS = elapsedBefore + time.Since(start).Seconds()
-		rec := StepRecord{
-			Step: st.Step, Epoch: float64(st.Epoch) + float64(st.Cursor)/float64(stepsPerEpoch),
-			Loss: st.Loss, LR: lr, GradNorm: norm, Tokens: int(vals[1]),
-			TokensPerS: vals[1] / time.Since(stepStart).Seconds(), ElapsedS: st.ElapsedS,
-		}
-		if len(keys) > 0 {
-			rec.Extra = map[string]float64{}
-			for i, k := range keys {
-				rec.Extra[k] = vals[2+i] / units[0]
-			}
-		}
-		if t.eval != nil && cfg.EvalEvery > 0 && (st.Step%cfg.EvalEvery == 0 || st.Step == total) {
-			el, err := EvalLoss(t.eval, cfg.BatchSize)
-			if err != nil {
-				return sum, fmt.Errorf("train: step %d: held-out loss: %w", st.Step, err)
-			}
-			rec.EvalLoss = &el
-			log.Info("held-out loss", "step", st.Step, "eval_loss", el)
-		}
-		sum.Steps, sum.FinalLoss = st.Step, st.Loss
-		if isMain {
-			if err := metrics.Write(rec); err != nil {
-				return sum, err
-			}
-			if bar != nil {
-				bar.Describe(fmt.Sprintf("loss %.4f lr %.2e", st.Loss, lr))
-				_ = bar.Set(st.Step)
-			}
-			if st.Step%cfg.LogEvery == 0 || st.Step == 1 || st.Step == total {
-				log.Info("step", "step", st.Step, "epoch", rec.Epoch, "loss", rec.Loss, "lr", lr, "grad_norm", norm, "tokens_per_s", math.Round(rec.TokensPerS))
-			}
-		}
-		if cfg.OnStep != nil {
-			cfg.OnStep(rec)
-		}
-		if cfg.SaveEvery > 0 && st.Step%cfg.SaveEvery == 0 && st.Step < total {
-			if err := save(); err != nil {
-				return sum, err
-			}
+		if done {
+			break
 		}
 	}
-	if !cfg.NoFinalCheckpoint {
-		if err := save(); err != nil {
-			return sum, err
-		}
-	}
-	staging, err := t.prepareExport(opt, st.Step)
-	if err != nil {
-		return sum, err
-	}
-	if staging != "" && isMain {
-		defer os.RemoveAll(staging)
-	}
-	if isMain && cfg.Export != nil {
-		final := filepath.Join(cfg.OutDir, "final")
-		tmp := final + ".tmp"
-		os.RemoveAll(tmp)
-		if err := os.MkdirAll(tmp, 0o755); err != nil {
-			return sum, err
-		}
-		if err := cfg.Export(tmp); err != nil {
-			return sum, fmt.Errorf("train: exporting the final model: %w", err)
-		}
-		os.RemoveAll(final)
-		if err := os.Rename(tmp, final); err != nil {
-			return sum, err
-		}
-		sum.Final = final
-	}
-	return sum, nil
+	return r.sum, guard(r.finish)
 }
-
-// update reduces the step's gradients over the ranks, clips them to
-// MaxGradNorm and applies the optimizer (grads are the step's, one per
-// parameter, owned by update). It returns the norm before clipping, with
-// ErrNonFinite and no update when it is not finite.
-func (t *Trainer) update(opt optimizer, lr float64, step []*ts.Tensor) (float64, error) {
-	if z, ok := opt.(*zeroOptimizer); ok && z.perLayer {
-		dropAll(step) // none: the layers' backward passes reduced them
-		return z.stepFromSums(t, lr, t.cfg.MaxGradNorm)
-	}
-	if z, ok := opt.(*zeroOptimizer); ok && z.stage == 2 {
-		return z.reduceScatterStep(t, lr, t.cfg.MaxGradNorm, step)
-	}
-	defer dropAll(step)
-	if t.world() > 1 {
-		if err := t.reduceGrads(opt.Params(), step); err != nil {
-			return 0, err
-		}
-	}
-	norm := clipGrads(step, t.cfg.MaxGradNorm)
-	if math.IsNaN(norm) || math.IsInf(norm, 0) {
-		return norm, fmt.Errorf("gradient norm is %v: %w", norm, ErrNonFinite)
-	}
-	return norm, opt.StepGrads(lr, step)
-}
-
-// allReduce sums vals over ranks (a no-op for one process).
-func (t *Trainer) allReduce(vals []float64) ([]float64, error) {
-	if t.world() == 1 {
-		return vals, nil
-	}
-	x := ts.MustOfSlice(vals)
-	defer x.MustDrop()
-	if err := t.cfg.Comm.AllReduceSum([]*ts.Tensor{x}); err != nil {
-		return nil, fmt.Errorf("train: all-reduce: %w", err)
-	}
-	return torchx.Float64s(x, false), nil
-}
-
-// reduceGrads sums the step's gradients (fp32 for low-precision
-// parameters) over ranks. Every rank scaled its loss by the window's units
-// over all ranks, so the sum is the gradient of the whole window's mean
-// loss. A parameter this rank's micro-batches did not reach (an unused
-// expert) sends zeros, so every rank sends the same list; it keeps no
-// gradient only when no rank reached it.
-func (t *Trainer) reduceGrads(params []Param, grads []*ts.Tensor) error {
-	dev := gotch.CPU
-	if len(params) > 0 {
-		dev = params[0].T.MustDevice()
-	}
-	flags := make([]float32, len(params))
-	send := make([]*ts.Tensor, 0, len(params)+1)
-	for i, p := range params {
-		if grads[i] != nil {
-			flags[i] = 1
-		} else {
-			grads[i] = ts.MustZeros(p.T.MustSize(), gotch.Float, p.T.MustDevice())
-		}
-		send = append(send, grads[i])
-	}
-	f := ts.MustOfSlice(flags)
-	if !sameDevice(dev, gotch.CPU) {
-		f = f.MustTo(dev, true)
-	}
-	send = append(send, f)
-	var err error
-	torchx.NoGrad(func() { err = t.cfg.Comm.AllReduceSum(send) })
-	if err != nil {
-		f.MustDrop()
-		return fmt.Errorf("train: gradient all-reduce: %w", err)
-	}
-	for i, v := range torchx.Float64s(f, true) {
-		if v == 0 {
-			grads[i].MustDrop()
-			grads[i] = nil
-		}
-	}
-	return nil
-}
-
-// EvalLoss is obj's mean loss per unit over all its examples, in order,
-// without gradients.
-func EvalLoss(obj Objective, batchSize int) (float64, error) {
-	if batchSize <= 0 {
-		batchSize = 1
-	}
-	var lossSum, units float64
-	var err error
-	torchx.NoGrad(func() {
-		for i := 0; i < obj.Len(); i += batchSize {
-			idx := make([]int, 0, batchSize)
-			for j := i; j < min(i+batchSize, obj.Len()); j++ {
-				idx = append(idx, j)
-			}
-			var l *Loss
-			if l, err = obj.Loss(idx); err != nil {
-				return
-			}
-			lossSum += torchx.Float64s(l.Sum, false)[0]
-			l.Release()
-			units += float64(obj.Units(idx))
-		}
-	})
-	if err != nil {
-		return 0, err
-	}
-	if units == 0 {
-		return 0, errors.New("train: held-out set has no trained units")
-	}
-	return lossSum / units, nil
-}
-
-// metricsWriter appends StepRecords to metrics.jsonl. Opened for a resumed
-// run, it first drops the lines of steps after the checkpoint, so the file
-// tells the run's history once.
-type metricsWriter struct {
-	f *os.File
-	w *bufio.Writer
-}
-
-func openMetrics(path string, fromStep int) (*metricsWriter, error) {
-	var keep [][]byte
-	if b, err := os.ReadFile(path); err == nil && fromStep > 0 {
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		sc.Buffer(make([]byte, 1<<16), 1<<24)
-		for sc.Scan() {
-			var r struct{ Step int }
-			if json.Unmarshal(sc.Bytes(), &r) == nil && r.Step <= fromStep {
-				keep = append(keep, append([]byte(nil), sc.Bytes()...))
-			}
-		}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	w := bufio.NewWriter(f)
-	for _, l := range keep {
-		w.Write(l)
-		w.WriteByte('\n')
-	}
-	return &metricsWriter{f: f, w: w}, w.Flush()
-}
-
-func (m *metricsWriter) Write(r StepRecord) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	m.w.Write(b)
-	m.w.WriteByte('\n')
-	return m.w.Flush()
-}
-
-func (m *metricsWriter) Close() error { return m.f.Close() }

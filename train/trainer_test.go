@@ -69,7 +69,7 @@ func (b *bigram) Loss(idx []int) (*Loss, error) {
 	x := ts.MustOfSlice(in)
 	y := ts.MustOfSlice(out)
 	logits := b.w.MustIndexSelect(0, x, false)
-	loss := logits.MustCrossEntropyLoss(y, ts.NewTensor(), 2, -100, 0, true) // reduction sum
+	loss := logits.MustCrossEntropyLoss(y, ts.None, 2, -100, 0, true) // reduction sum
 	x.MustDrop()
 	y.MustDrop()
 	if b.call == b.nan {

@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"os"
 
 	"github.com/pltune/pltune/internal/torchx"
 	"github.com/sugarme/gotch"
@@ -59,6 +60,13 @@ type zeroOptimizer struct {
 	has        []bool       // per parameter: a gradient arrived this step
 	gathered   []bool       // per parameter: whole now
 	exportFrom string       // folder of shard files the final export reads
+	// embedP, headP: the embedding and LM head, sharded by vocabulary
+	// (zero_vocab.go), -1 when not; vocabRows: the head's chunk rows.
+	embedP, headP int
+	vocabRows     int64
+	preload       *zeroPreload  // LoadModelSharded's pieces, taken by setupStage3
+	raw           Communicator  // stage 3 prefetching: comm without the wait (zero_prefetch.go)
+	pending       *unitPrefetch // the prefetch in flight
 	// perLayer: gradients are reduced unit by unit inside the backward
 	// pass into gacc (stage 3; stage 2 when the model checkpoints).
 	perLayer bool
@@ -106,9 +114,13 @@ func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communica
 	if err := checkZeroStage(stage); err != nil {
 		return nil, err
 	}
-	z := &zeroOptimizer{cfg: cfg, stage: stage, comm: comm, world: 1, offload: offload}
+	z := &zeroOptimizer{cfg: cfg, stage: stage, comm: comm, world: 1, offload: offload, embedP: -1, headP: -1}
 	if comm != nil {
 		z.rank, z.world = comm.Rank(), comm.Size()
+	}
+	pl := preloaded(model) // LoadModelSharded's pieces (zero_load.go)
+	if pl != nil && stage != 3 {
+		return nil, z.checkPreload(pl, model)
 	}
 	var sizes []int64
 	for _, p := range params {
@@ -119,7 +131,11 @@ func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communica
 			return nil, fmt.Errorf("train: ZeRO: parameter %s is not contiguous", p.Name)
 		}
 		z.params = append(z.params, p)
-		sizes = append(sizes, int64(p.T.Numel()))
+		n := int64(p.T.Numel())
+		if s, ok := pl.wholeShape(p.Name); ok {
+			n = numel(s)
+		}
+		sizes = append(sizes, n)
 	}
 	if len(z.params) == 0 {
 		return nil, fmt.Errorf("adamw: no trainable parameters")
@@ -131,7 +147,12 @@ func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communica
 		if err := z.checkStage3(model); err != nil {
 			return nil, err
 		}
-		if z.world > 1 {
+		if pl != nil {
+			// Every rank loaded its pieces of the same folder.
+			if err := z.checkPreload(pl, model); err != nil {
+				return nil, err
+			}
+		} else if z.world > 1 {
 			// Every rank starts from rank 0's weights; the pieces and
 			// masters below are cut from them.
 			all := make([]*ts.Tensor, len(z.params))
@@ -156,7 +177,12 @@ func newZeroOptimizer(params []Param, cfg AdamWConfig, stage int, comm Communica
 			if p.T.DType() != gotch.Float || z.offload {
 				// The fp32 master of a low-precision parameter; with
 				// offload, the fp32 weights the CPU updates.
-				w := z.view(pc)
+				var w *ts.Tensor
+				if pl != nil {
+					w = pl.pieceView(p.Name)
+				} else {
+					w = z.view(pc)
+				}
 				master = w.MustDetach(false).MustTotype(gotch.Float, true).MustTo(dev, true)
 			}
 			z.master = append(z.master, master)
@@ -210,7 +236,7 @@ func (z *zeroOptimizer) Steps() int { return z.steps }
 // ZeroGrad clears the parameters' gradients.
 func (z *zeroOptimizer) ZeroGrad() {
 	for _, p := range z.params {
-		p.T.ZeroGrad()
+		zeroGrad(p.T)
 	}
 }
 
@@ -417,7 +443,13 @@ func (b StateBytes) Total() int64 { return b.Weights + b.Grads + b.Optimizer }
 // (embedding, decoder layer, head): they count the rank's fp32 gradient
 // pieces plus the largest unit's gradients whole (with fp32 copies of
 // low-precision ones for the reduction); stage 3 also counts the rank's
-// weight pieces plus the largest unit's weights whole.
+// weight pieces plus the largest unit's weights whole. Under stage 3 the
+// embedding and LM head are never whole (zero_vocab.go): the units are the
+// decoder layers, the final norm and a head chunk (its weights and fp32
+// gradient), plus, with more than one rank, the largest unit's weights
+// again for the prefetch of the next unit (zero_prefetch.go); the step's
+// used embedding rows (a [rows, hidden] table, at most the micro-batch's
+// token count) are not counted.
 func ShardedStateBytes(params []Param, stage, world, rank int, checkpointing bool) StateBytes {
 	var b StateBytes
 	var sizes []int64
@@ -479,24 +511,45 @@ func ShardedStateBytes(params []Param, stage, world, rank int, checkpointing boo
 				layers = max(layers, u+1)
 			}
 		}
-		unitW, unitG := map[int]int64{}, map[int]int64{}
+		unitW, unitG, unitN := map[int]int64{}, map[int]int64{}, map[int]int64{}
+		var vocab *Param // stage 3's head, walked in chunks
 		for i, p := range trainable {
+			if stage == 3 && (p.Name == "model.embed_tokens.weight" || p.Name == "lm_head.weight") {
+				if p.Name == "lm_head.weight" {
+					vocab = &trainable[i]
+				}
+				continue // never whole (zero_vocab.go)
+			}
 			u := paramUnit(p.Name, layers)
 			es := int64(p.T.DType().Size())
 			unitW[u] += sizes[i] * es
+			unitN[u] += sizes[i]
 			unitG[u] += sizes[i] * es
 			if es != 4 {
 				unitG[u] += 4 * sizes[i]
 			}
 		}
-		var mw, mg int64
+		var mw, mg, largest, prefetched int64
 		for u := range unitW {
+			largest = max(largest, unitN[u])
+			prefetched = max(prefetched, unitW[u])
 			if unitW[u]+unitG[u] > mw+mg {
 				mw, mg = unitW[u], unitG[u]
 			}
 		}
+		if vocab != nil {
+			// A head chunk: its weights and fp32 weight gradient.
+			s := vocab.T.MustSize()
+			n := vocabChunkRows(s[0], s[1], largest) * s[1]
+			if cw, cg := n*int64(vocab.T.DType().Size()), 4*n; cw+cg > mw+mg {
+				mw, mg = cw, cg
+			}
+		}
 		if stage == 3 {
 			b.Weights += mw
+			if world > 1 && os.Getenv("PLTUNE_ZERO3_PREFETCH") != "off" {
+				b.Weights += prefetched // the next unit, gathered meanwhile
+			}
 		}
 		b.Grads += mg
 	}

@@ -24,21 +24,23 @@ import (
 // with one broadcast per rank of that rank's pieces, and releaseUnit frees
 // it again, after a backward first summing the unit's gradients over the
 // ranks (an all-reduce, as in stage 2: no reduce-scatter here) into each
-// rank's fp32 piece sums and freeing the gradients too. So a rank holds
-// whole one layer's weights and gradients at a time (the head from its
-// forward to its backward), beside its 1/world of everything else.
+// rank's fp32 piece sums and freeing the gradients too. The embedding and
+// LM head matrices are not gathered whole at all (zero_vocab.go: the used
+// rows, and head chunks), and the next unit is gathered while one
+// computes (zero_prefetch.go). So a rank holds whole one layer's weights
+// and gradients at a time, and the next layer's weights, beside its
+// 1/world of everything else.
 //
 // The model stays sharded when Run returns. The final export (final/)
 // streams it: rank 0 writes the Hugging Face (or PEFT) files one
 // parameter at a time, each assembled from the ranks' shard files of the
 // final checkpoint, so no rank ever holds the whole model; the ranks must
-// share OutDir's file system, as for resuming.
+// share OutDir's file system, as for resuming. ConsolidateZeroCheckpoint
+// does the same from any checkpoint, without a model (zero_consolidate.go).
 //
 // The hook points are the layer loop of a checkpointed pass (recompute.go),
-// so stage 3 needs activation checkpointing. The collectives are
-// synchronous (the c10d shim waits for each), so the next layer is not
-// prefetched while this one computes. Frozen parameters (the base under
-// LoRA) are not sharded: every rank keeps them whole.
+// so stage 3 needs activation checkpointing. Frozen parameters (the base
+// under LoRA) are not sharded: every rank keeps them whole.
 
 // Units of a model besides its decoder layers 0…L-1.
 const embedUnit = -1
@@ -108,7 +110,7 @@ func (z *zeroOptimizer) checkStage3(m *Model) error {
 		return fmt.Errorf("train: ZeroStage 3 gathers each layer's weights in the layer loop of activation checkpointing: turn it on (ModelOptions.GradientCheckpointing, --gradient-checkpointing)")
 	case m.Config.TieWordEmbeddings:
 		return fmt.Errorf("train: ZeroStage 3 does not support tied input and output embeddings")
-	case m.units != nil:
+	case m.units != nil && preloaded(m) == nil:
 		return fmt.Errorf("train: the model is already sharded by another run")
 	}
 	return nil
@@ -119,9 +121,29 @@ func (z *zeroOptimizer) checkStage3(m *Model) error {
 // checkpointed passes then call z around each unit.
 func (z *zeroOptimizer) setupStage3(m *Model) {
 	z.setupUnits(m)
+	z.setupPrefetch()
 	clear(z.gathered)
+	// The embedding and LM head are never gathered whole (zero_vocab.go).
+	z.embedP, z.headP = z.vocabParams()
+	var largest int64
+	for u, idx := range z.unitParams {
+		idx = slices.DeleteFunc(idx, func(i int) bool { return i == z.embedP || i == z.headP })
+		z.unitParams[u] = idx
+		var n int64
+		for _, i := range idx {
+			n += int64(z.params[i].T.Numel())
+		}
+		largest = max(largest, n)
+	}
+	if z.headP >= 0 {
+		z.vocabRows = vocabChunkRows(z.shape[z.headP][0], z.shape[z.headP][1], largest)
+	}
 	torchx.NoGrad(func() {
 		for _, pc := range z.pieces[z.rank] {
+			if z.preload != nil {
+				z.wshard = append(z.wshard, z.preload.takePiece(z.params[pc.param].Name))
+				continue
+			}
 			v := z.view(pc)
 			w := v.MustZerosLike(false)
 			w.Copy_(v)
@@ -140,6 +162,7 @@ func (z *zeroOptimizer) setupStage3(m *Model) {
 // gradients layer by layer; setupStage3 then shards them).
 func (z *zeroOptimizer) setupUnits(m *Model) {
 	z.model = m
+	z.preload = preloaded(m)
 	z.perLayer = true
 	z.unitOf = make([]int, len(z.params))
 	z.unitParams = make([][]int, len(m.layers)+2)
@@ -149,6 +172,9 @@ func (z *zeroOptimizer) setupUnits(m *Model) {
 		z.unitOf[i] = u
 		z.unitParams[u+1] = append(z.unitParams[u+1], i)
 		z.shape[i] = p.T.MustSize()
+		if s, ok := z.preload.wholeShape(p.Name); ok {
+			z.shape[i] = s
+		}
 	}
 	z.gacc = make([]*ts.Tensor, len(z.pieces[z.rank]))
 	z.has = make([]bool, len(z.params))
@@ -160,49 +186,21 @@ func (z *zeroOptimizer) setupUnits(m *Model) {
 }
 
 // gather makes the unit's parameters whole: each rank broadcasts its
-// pieces into every rank's freshly allocated tensors. Before a backward,
-// a gradient freed by the last release is made a zero tensor of the
-// parameter's shape again, for autograd to accumulate into.
+// pieces into every rank's freshly allocated tensors (or the prefetch of
+// this unit did, while the previous one computed). Before a backward, a
+// gradient freed by the last release is made a zero tensor of the
+// parameter's shape again, for autograd to accumulate into. It then starts
+// the prefetch of the unit the pass gathers next (zero_prefetch.go).
 func (z *zeroOptimizer) gather(unit int, backward bool) error {
 	idx := z.unitParams[unit+1]
 	if len(idx) == 0 {
 		return nil
 	}
-	var err error
+	full, err := z.takePrefetch(unit)
+	if full == nil && err == nil {
+		full, err = z.fetchUnit(unit, z.comm)
+	}
 	torchx.NoGrad(func() {
-		full := map[int]*ts.Tensor{}
-		for _, i := range idx {
-			if z.gathered[i] {
-				continue
-			}
-			p := z.params[i]
-			full[i] = ts.MustZeros(z.shape[i], p.T.DType(), p.T.MustDevice())
-		}
-		for r := range z.world {
-			if len(full) == 0 {
-				break
-			}
-			var views []*ts.Tensor
-			for k, pc := range z.pieces[r] {
-				f := full[pc.param]
-				if f == nil {
-					continue
-				}
-				v := f.MustView([]int64{-1}, false).MustNarrow(0, pc.start, pc.n, true)
-				if r == z.rank {
-					v.Copy_(z.wshard[k])
-				}
-				views = append(views, v)
-			}
-			if z.world > 1 && len(views) > 0 {
-				err = z.comm.Broadcast(views, r)
-			}
-			dropAll(views)
-			if err != nil {
-				err = fmt.Errorf("train: ZeRO-3 gathering %s from rank %d: %w", z.unitName(unit), r, err)
-				break
-			}
-		}
 		for i, f := range full {
 			if err == nil {
 				z.params[i].T.MustSetSourceTensor_(f)
@@ -223,6 +221,69 @@ func (z *zeroOptimizer) gather(unit int, backward bool) error {
 			g.MustDrop()
 		}
 	})
+	if err == nil {
+		z.startPrefetch(z.nextUnit(unit, backward))
+	}
+	return err
+}
+
+// fetchUnit allocates the unit's parameters that are not whole and fills
+// them with one broadcast per rank of that rank's pieces over comm.
+func (z *zeroOptimizer) fetchUnit(unit int, comm Communicator) (map[int]*ts.Tensor, error) {
+	full := z.allocUnit(unit)
+	return full, z.fillUnit(unit, full, comm)
+}
+
+// allocUnit allocates the unit's parameters that are not whole.
+func (z *zeroOptimizer) allocUnit(unit int) map[int]*ts.Tensor {
+	full := map[int]*ts.Tensor{}
+	for _, i := range z.unitParams[unit+1] {
+		if z.gathered[i] {
+			continue
+		}
+		p := z.params[i]
+		full[i] = ts.MustZeros(z.shape[i], p.T.DType(), p.T.MustDevice())
+	}
+	return full
+}
+
+// fillUnit fills full (allocUnit's) with one broadcast per rank of that
+// rank's pieces over comm; on error it frees them.
+func (z *zeroOptimizer) fillUnit(unit int, full map[int]*ts.Tensor, comm Communicator) error {
+	var err error
+	torchx.NoGrad(func() {
+		for r := range z.world {
+			if len(full) == 0 {
+				break
+			}
+			var views []*ts.Tensor
+			for k, pc := range z.pieces[r] {
+				f := full[pc.param]
+				if f == nil {
+					continue
+				}
+				v := f.MustView([]int64{-1}, false).MustNarrow(0, pc.start, pc.n, true)
+				if r == z.rank {
+					v.Copy_(z.wshard[k])
+				}
+				views = append(views, v)
+			}
+			if z.world > 1 && len(views) > 0 {
+				err = comm.Broadcast(views, r)
+			}
+			dropAll(views)
+			if err != nil {
+				err = fmt.Errorf("train: ZeRO-3 gathering %s from rank %d: %w", z.unitName(unit), r, err)
+				break
+			}
+		}
+	})
+	if err != nil {
+		for _, f := range full {
+			f.MustDrop()
+		}
+		clear(full)
+	}
 	return err
 }
 

@@ -25,6 +25,9 @@ type optimizer interface {
 // TrainerConfig.ZeroStage asks for it.
 func (t *Trainer) newOptimizer() (optimizer, error) {
 	if t.cfg.ZeroStage == 0 {
+		if preloaded(t.cfg.Model) != nil {
+			return nil, errors.New("train: the model was loaded sharded (LoadModelSharded): train it with ZeroStage 3")
+		}
 		if t.cfg.OffloadOptimizer {
 			return nil, errors.New("train: OffloadOptimizer needs ZeroStage 1 or 2")
 		}
@@ -99,6 +102,9 @@ func (t *Trainer) saveCheckpoint(st trainerState, opt optimizer, export func(str
 	tensors := make([]*ts.Tensor, len(z.params))
 	for i, p := range z.params {
 		names[i], tensors[i] = p.Name, p.T
+	}
+	if err := z.writeZeroLayout(stage, t.cfg.Model); err != nil { // for ConsolidateZeroCheckpoint
+		return fail(err)
 	}
 	if z.stage < 3 {
 		// Stage 3's parameters are in the ranks' shard files.

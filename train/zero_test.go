@@ -13,6 +13,7 @@ import (
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train/safetensors"
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 )
 
 // TestZeroPartitions: both partitions cover every element of every
@@ -232,7 +233,9 @@ func TestZeroStage3Requirements(t *testing.T) {
 // parallel holds 16 bytes per fp32 parameter; stage 1 shards the 8 bytes of
 // moments; stage 2 with checkpointing also the gradients but for the
 // largest unit's; stage 3 holds 16/world bytes per parameter plus the
-// largest unit's weights and gradients whole.
+// largest unit's weights (twice: the next unit is prefetched) and
+// gradients whole — a decoder layer, not the embedding or LM head, which
+// it never gathers whole.
 func TestShardedStateBytes(t *testing.T) {
 	m, _ := zeroTinyLlama(t, true, false)
 	defer m.Drop()
@@ -256,8 +259,25 @@ func TestShardedStateBytes(t *testing.T) {
 	// The largest unit is a decoder layer: two norms (16 each), q and o
 	// (16×16), k and v (8×16), the MLP (3 × 24×16).
 	unit := int64(2*16 + 2*256 + 2*128 + 3*384)
-	if s3.Weights != 2*n+4*unit || s3.Grads != 2*n+4*unit || s3.Optimizer != 4*n {
+	// Weights: the pieces, the unit whole and the next one prefetched.
+	if s3.Weights != 2*n+8*unit || s3.Grads != 2*n+4*unit || s3.Optimizer != 4*n {
 		t.Errorf("stage 3: %+v for %d parameters (largest unit %d)", s3, n, unit)
+	}
+	// A vocabulary far larger than a layer: stage 3 never holds the
+	// embedding or LM head whole, only a head chunk of at most a layer's
+	// elements (its weights and fp32 gradient).
+	big := []Param{
+		{Name: "model.embed_tokens.weight", T: ts.MustZeros([]int64{1000, 16}, gotch.Float, gotch.CPU), Trainable: true},
+		{Name: "model.layers.0.mlp.up_proj.weight", T: ts.MustZeros([]int64{64, 16}, gotch.Float, gotch.CPU), Trainable: true},
+		{Name: "model.norm.weight", T: ts.MustZeros([]int64{16}, gotch.Float, gotch.CPU), Trainable: true},
+		{Name: "lm_head.weight", T: ts.MustZeros([]int64{1000, 16}, gotch.Float, gotch.CPU), Trainable: true},
+	}
+	var nb int64 = 2*16000 + 1024 + 16
+	if b := ShardedStateBytes(big, 3, 2, 0, true); b.Weights != 2*nb+4*1024*2 || b.Grads != 2*nb+4*1024 || b.Optimizer != 4*nb {
+		t.Errorf("stage 3, vocabulary-dominated: %+v for %d parameters (largest layer 1024)", b, nb)
+	}
+	for _, p := range big {
+		p.T.MustDrop()
 	}
 	if s2 := ShardedStateBytes(ps, 2, 2, 0, false); s2 != s1 {
 		t.Errorf("stage 2 without checkpointing: %+v, want stage 1's %+v (gradients whole in backward)", s2, s1)

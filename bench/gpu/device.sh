@@ -5,13 +5,16 @@
 #   bash bench/gpu/device.sh .pltune/gpu
 #
 # It points the loader at that machine's own torch/lib and runs, each part
-# under its own time limit (7½ minutes in all):
+# under its own time limit (8½ minutes in all):
 #   1. parity: CUDA vs CPU logits of a small Llama and Mixtral (fp32, bf16);
 #   2. sft:    bf16 training of the ~1.1B Llama at sequence 2,048, batch 4:
 #              tokens/s and MFU (peak 990 TFLOP/s);
 #   3. lora:   LoRA rank 16 on a Llama-3.1-8B-shaped model (random bf16
 #              weights) at 8,192 and 16,384 tokens: tokens/s;
-#   4. orpo:   a short ORPO run of pltune's CLI on CUDA (20 steps, Polish pairs).
+#   4. zero3:  ZeRO stage 3 with world size 1 on CUDA against plain training;
+#   5. orpo:   a short ORPO run of pltune's CLI on CUDA (20 steps, Polish pairs);
+#   6. generate: batched greedy generation and scoring of the ~1.1B Llama in
+#              bf16 (batches 1, 8, 32; prompts ≤256, 128 new tokens): tokens/s.
 # Peak GPU memory of each part is sampled with nvidia-smi every 200 ms.
 # Logs go to $OUT (the device tool brings them back), else /tmp/pltune-gpu-out.
 #
@@ -68,14 +71,18 @@ if [[ "$dry" == cpu ]]; then
   part parity 120 "$bin/pltune-gpu" -mode parity -cpu
   part sft 240 "$bin/pltune-gpu" -mode sft -cpu -layers 1 -seq 64 -batch 1 -steps 3
   part lora 120 "$bin/pltune-gpu" -mode lora -cpu -seqs 128,256 -steps 2
+  part zero3 60 "$bin/pltune-gpu" -mode zero3 -cpu
   part orpo 240 "$bin/pltune" orpo --model-config "$pack/data/orpo-config.json" --tokenizer "$pack/data/tokenizer" \
     --data "$pack/data/preferences.jsonl" --out "$work/orpo" --device cpu --max-steps 2 --batch-size 2 --max-len 512 --quiet
+  part generate 120 "$bin/pltune-gpu" -mode generate -cpu -batches 1,4 -prompt 16 -new 8
 else
   part parity 60 "$bin/pltune-gpu" -mode parity
-  part sft 170 "$bin/pltune-gpu" -mode sft -seq 2048 -batch 4 -steps 12 -peak-tflops 990
+  part sft 150 "$bin/pltune-gpu" -mode sft -seq 2048 -batch 4 -steps 12 -peak-tflops 990
   part lora 150 "$bin/pltune-gpu" -mode lora -seqs 8192,16384 -steps 3 -rank 16
+  part zero3 30 "$bin/pltune-gpu" -mode zero3
   part orpo 60 "$bin/pltune" orpo --model-config "$pack/data/orpo-config.json" --tokenizer "$pack/data/tokenizer" \
     --data "$pack/data/preferences.jsonl" --out "$work/orpo" --device cuda --max-steps 20 --batch-size 4 --max-len 1024 --quiet
+  part generate 60 "$bin/pltune-gpu" -mode generate -batches 1,8,32 -prompt 256 -new 128
 fi
 if [[ -f "$work/orpo/metrics.jsonl" ]]; then
   cp "$work/orpo/metrics.jsonl" "$out/orpo-metrics.jsonl"

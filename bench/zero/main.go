@@ -52,7 +52,17 @@ func main() {
 	seq := flag.Int("seq", 128, "tokens per row (one row per rank per step)")
 	threads := flag.Int("threads", 1, "libtorch intra-op threads per rank")
 	ckpt := flag.Bool("checkpointing", false, "activation checkpointing per layer")
+	save := flag.String("save", "", "only write the model (Hugging Face layout) into this folder")
+	load := flag.String("load", "", "only load this folder: whole (train.LoadModel) or, with -sharded, rank 0's stage-3 pieces of 2 (train.LoadModelSharded); print the peak RSS")
+	sharded := flag.Bool("sharded", false, "with -load: load sharded")
 	flag.Parse()
+	if *save != "" || *load != "" {
+		if err := loadOnly(*save, *load, *sharded, *seq); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/zero:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*stage, *steps, *warmup, *seq, *threads, *ckpt); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/zero:", err)
 		os.Exit(1)
@@ -67,9 +77,7 @@ func run(stage, steps, warmup, seq, threads int, ckpt bool) error {
 		return err
 	}
 	defer g.Close()
-	cfg, err := train.ParseConfig(fmt.Appendf(nil, `{"architectures":["LlamaForCausalLM"],"vocab_size":32000,"hidden_size":512,
-		"intermediate_size":1376,"num_hidden_layers":8,"num_attention_heads":8,"num_key_value_heads":8,
-		"rms_norm_eps":1e-5,"rope_theta":500000,"max_position_embeddings":%d}`, seq))
+	cfg, err := benchConfig(seq)
 	if err != nil {
 		return err
 	}
@@ -144,4 +152,39 @@ func status(field string) float64 {
 		}
 	}
 	return 0
+}
+
+func benchConfig(seq int) (*train.Config, error) {
+	return train.ParseConfig(fmt.Appendf(nil, `{"architectures":["LlamaForCausalLM"],"vocab_size":32000,"hidden_size":512,
+		"intermediate_size":1376,"num_hidden_layers":8,"num_attention_heads":8,"num_key_value_heads":8,
+		"rms_norm_eps":1e-5,"rope_theta":500000,"max_position_embeddings":%d}`, seq))
+}
+
+// loadOnly writes the bench model to save, or loads load and prints the
+// RSS before and the peak after (one JSON line).
+func loadOnly(save, load string, sharded bool, seq int) error {
+	if save != "" {
+		cfg, err := benchConfig(seq)
+		if err != nil {
+			return err
+		}
+		m, err := train.NewModel(cfg, train.ModelOptions{Seed: 1})
+		if err != nil {
+			return err
+		}
+		return m.Save(save, train.SaveOptions{})
+	}
+	base := status("VmRSS:")
+	var err error
+	if sharded {
+		_, err = train.LoadModelSharded(load, train.ModelOptions{GradientCheckpointing: true}, 0, 2)
+	} else {
+		_, err = train.LoadModel(load, train.ModelOptions{})
+	}
+	if err != nil {
+		return err
+	}
+	out, _ := json.Marshal(map[string]any{"sharded": sharded, "base_rss_mb": base / 1024, "peak_rss_mb": status("VmHWM:") / 1024, "rss_mb": status("VmRSS:") / 1024})
+	fmt.Println(string(out))
+	return nil
 }

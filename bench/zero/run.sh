@@ -5,7 +5,8 @@
 # (default /tmp/heavy.lock) so that no other heavy process shares the
 # machine meanwhile and a change of load hits every stage alike. All
 # stages run with activation checkpointing (stage 3 needs it), so they keep
-# the same activations. Usage: bench/zero/run.sh [STAGES] [STEPS] [SEQ] [ROUNDS]
+# the same activations. STAGES may include 3off: stage 3 with
+# PLTUNE_ZERO3_PREFETCH=off. Usage: bench/zero/run.sh [STAGES] [STEPS] [SEQ] [ROUNDS]
 set -eu
 cd "$(dirname "$0")/../.."
 STAGES=${1:-"0 1 2 3"}
@@ -22,7 +23,10 @@ set -eu
 for r in \$(seq $ROUNDS); do
 	for s in $STAGES; do
 		echo "== round \$r, stage \$s: 2 ranks, $STEPS timed steps, rows of $SEQ tokens (\$(nproc) cores, load \$(cut -d' ' -f1 /proc/loadavg))"
-		"$BIN/pltune" launch --nproc-per-node 2 --prefix=false -- "$BIN/zero" -stage "\$s" -steps $STEPS -seq $SEQ -checkpointing
+		# "3off": stage 3 without prefetching the next unit.
+		pf=on; st=\$s
+		if [ "\$s" = 3off ]; then pf=off; st=3; fi
+		PLTUNE_ZERO3_PREFETCH=\$pf "$BIN/pltune" launch --nproc-per-node 2 --prefix=false -- "$BIN/zero" -stage "\$st" -steps $STEPS -seq $SEQ -checkpointing
 	done
 done
 SCRIPT

@@ -17,6 +17,8 @@
 // deliberately show the English-influenced style (Title Case, comma after
 // "Z poważaniem", straight quotes, decimal point) that the style linter
 // should flag; they are not models to train on.
+//
+// Samples, Pairs and Documents read the files with the corpus readers.
 package samples
 
 import (

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -114,10 +115,13 @@ func (l *Model) prompt(r eval.GenerateRequest) ([]int, error) {
 	return l.tok.Encode(text, false), nil
 }
 
-// Generate completes each request. Greedy requests with the same settings
-// are decoded together in batches of BatchSize.
+// Generate completes each request. Greedy requests with the same token
+// limit are decoded together, BatchSize at a time, shortest prompts with
+// shortest so that batches pad little: one forward call per new token for
+// the whole batch (train.Model.Generate).
 func (l *Model) Generate(ctx context.Context, reqs []eval.GenerateRequest) ([]eval.Generation, error) {
 	out := make([]eval.Generation, len(reqs))
+	prompts := make([][]int, len(reqs))
 	type key struct {
 		max  int
 		temp float64
@@ -126,9 +130,18 @@ func (l *Model) Generate(ctx context.Context, reqs []eval.GenerateRequest) ([]ev
 	groups := map[key][]int{}
 	var order []key
 	for i, r := range reqs {
+		p, err := l.prompt(r)
+		if err != nil {
+			return nil, fmt.Errorf("request %d: %w", i, err)
+		}
+		prompts[i] = p
 		k := key{r.MaxTokens, r.Temperature, r.Seed}
 		if k.max <= 0 {
 			k.max = 256
+		}
+		if k.temp == 0 {
+			// The seed does not matter to greedy decoding.
+			k.seed = 0
 		}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
@@ -137,23 +150,21 @@ func (l *Model) Generate(ctx context.Context, reqs []eval.GenerateRequest) ([]ev
 	}
 	for _, k := range order {
 		idx := groups[k]
+		slices.SortStableFunc(idx, func(a, b int) int { return len(prompts[a]) - len(prompts[b]) })
 		// A sampled request is decoded alone, so its seed alone decides
-		// its text, whatever else is asked in the same call.
+		// its text, whatever else is asked in the same call (batched, the
+		// padding's rounding could tip a draw).
 		bs := max(1, l.BatchSize)
 		if k.temp > 0 {
 			bs = 1
 		}
 		for start := 0; start < len(idx); start += bs {
 			batch := idx[start:min(start+bs, len(idx))]
-			prompts := make([][]int, len(batch))
+			ps := make([][]int, len(batch))
 			for j, i := range batch {
-				p, err := l.prompt(reqs[i])
-				if err != nil {
-					return nil, fmt.Errorf("request %d: %w", i, err)
-				}
-				prompts[j] = p
+				ps[j] = prompts[i]
 			}
-			gen, err := l.model.Generate(ctx, prompts, train.GenerateOptions{MaxNewTokens: k.max, Temperature: k.temp, Seed: k.seed, StopIDs: l.stops})
+			gen, err := l.model.Generate(ctx, ps, train.GenerateOptions{MaxNewTokens: k.max, Temperature: k.temp, Seed: k.seed, StopIDs: l.stops})
 			if err != nil {
 				return nil, err
 			}

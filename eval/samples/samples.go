@@ -6,7 +6,8 @@
 //
 // They are samples for trying the evaluation end to end, not the PLCC or
 // LLMzSzŁ benchmarks: scores on them are not comparable with published
-// results. README.md describes each file's fields.
+// results. README.md describes each file's fields. Task and Tasks read them
+// as evaluation tasks (what pltune eval --task samples runs).
 package samples
 
 import (

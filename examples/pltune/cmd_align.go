@@ -3,19 +3,14 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/pltune/pltune/align"
-	"github.com/pltune/pltune/corpus"
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
 )
@@ -89,7 +84,7 @@ func runORPO(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer m.Drop()
-	trainPairs, evalPairs := f.splitPairs(pairs)
+	trainPairs, evalPairs := tokenize.SplitHeldOut(pairs, f.heldOutFrac(), f.seed)
 	cfg := align.ORPOConfig{Beta: f.beta, NLLOnPrompt: nllOnPrompt}
 	obj, err := align.NewORPO(m, trainPairs, tok.PadID(), cfg)
 	if err != nil {
@@ -115,63 +110,32 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer m.Drop()
-	var ref *train.Model
-	if refDir != "" {
-		opts, err := f.modelOptions()
-		if err != nil {
-			return err
-		}
-		p, err := train.Open(refDir, train.OpenOptions{ModelOptions: opts, Tokenizer: f.tokenizer})
-		if err != nil {
-			return fmt.Errorf("--ref-model: %w", err)
-		}
-		ref = p.Model
-		defer ref.Drop()
-		if ref.Config.VocabSize != m.Config.VocabSize {
-			return fmt.Errorf("--ref-model %s has a vocabulary of %d, the policy %d", refDir, ref.Config.VocabSize, m.Config.VocabSize)
-		}
-	}
-	trainPairs, evalPairs := f.splitPairs(pairs)
+	trainPairs, evalPairs := tokenize.SplitHeldOut(pairs, f.heldOutFrac(), f.seed)
 	// The reference log-probs are kept in --out, so a resumed run reuses
 	// them; the file says which pairs and which reference they belong to.
-	source := "policy " + f.model + f.modelConfig
+	ref := &align.Reference{Dir: refDir, Source: "policy " + f.model + f.modelConfig, BatchSize: 2 * f.batch}
 	switch {
 	case refDir != "":
-		source = "ref-model " + refDir
+		ref.Source = "ref-model " + refDir
 	case f.pre.AdapterDir != "":
 		// Training an adapter on: the reference is the model it starts
 		// from, base and adapter, scored before the first step.
-		ref = m
-		source += " (base and adapter as loaded)"
+		ref.Model = m
+		ref.Source += " (base and adapter as loaded)"
 	case f.loraRank > 0:
-		source += " (LoRA adapters off)"
+		ref.Source += " (LoRA adapters off)"
 	}
-	if err := os.MkdirAll(f.out, 0o755); err != nil {
-		return err
+	if !f.quiet {
+		ref.Log = env.stderr
 	}
+	defer ref.Close()
 	newDPO := func(ps []tokenize.PreferenceExample, file string) (*align.DPO, error) {
 		o, err := align.NewDPO(m, ps, tok.PadID(), align.DPOConfig{Beta: f.beta})
 		if err != nil {
 			return nil, err
 		}
-		path := filepath.Join(f.out, file)
-		if ok, err := o.LoadReference(path, source); err != nil || ok {
-			if ok && !f.quiet {
-				fmt.Fprintf(env.stderr, "reference log-probs of %d pairs from %s\n", len(ps), path)
-			}
-			return o, err
-		}
-		if !f.quiet {
-			fmt.Fprintf(env.stderr, "computing reference log-probs of %d pairs (%s)\n", len(ps), source)
-		}
-		// Reference log-probs without LoRA dropout.
-		m.SetTraining(false)
-		err = o.ComputeReference(ctx, ref, 2*f.batch)
-		m.SetTraining(true)
-		if err != nil {
-			return nil, err
-		}
-		return o, o.SaveReference(path, source)
+		_, err = ref.Prepare(ctx, o, filepath.Join(f.out, file))
+		return o, err
 	}
 	obj, err := newDPO(trainPairs, "reference_logps.json")
 	if err != nil {
@@ -186,7 +150,6 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 	return f.runAlign(ctx, env, m, tok, obj, ev)
 }
 
-// loadPairs reads, filters and tokenizes the preference data.
 // start is what orpo and dpo do first: parse and check the flags (betaNote
 // follows the error for a β that is not positive), read the pairs, open
 // the model.
@@ -211,6 +174,7 @@ func (f *alignFlags) start(ctx context.Context, env *cliEnv, fs *flag.FlagSet, a
 	return tok, pairs, m, nil
 }
 
+// loadPairs reads, filters and tokenizes the preference data.
 func (f *alignFlags) loadPairs(ctx context.Context, env *cliEnv) (*tokenize.Tokenizer, []tokenize.PreferenceExample, error) {
 	if f.minMargin < 0 {
 		return nil, nil, usagef("--min-margin %v: want ≥ 0", f.minMargin)
@@ -223,37 +187,9 @@ func (f *alignFlags) loadPairs(ctx context.Context, env *cliEnv) (*tokenize.Toke
 	if err != nil {
 		return nil, nil, err
 	}
-	var out []tokenize.PreferenceExample
-	var st align.BuildStats
-	for _, path := range f.data {
-		ranked, err := isRankedFile(path)
-		if err != nil {
-			return nil, nil, err
-		}
-		pairs := corpus.ReadPairs(ctx, path, corpus.Options{})
-		if ranked {
-			pairs = align.RankedPairs(ctx, path, f.minMargin)
-		}
-		// Reader errors name the file and line already; a pair that fails
-		// to build is named by its id, so the file is added.
-		readErr, src := false, pairs
-		pairs = func(yield func(corpus.PreferencePair, error) bool) {
-			for p, err := range src {
-				readErr = err != nil
-				if !yield(p, err) {
-					return
-				}
-			}
-		}
-		built, s, err := align.BuildPairs(ctx, b, pairs, f.minMargin)
-		if err != nil && !readErr {
-			err = fmt.Errorf("%s: %w", path, err)
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		out = append(out, built...)
-		st.Read, st.BelowMargin, st.TooLong, st.NoResponse = st.Read+s.Read, st.BelowMargin+s.BelowMargin, st.TooLong+s.TooLong, st.NoResponse+s.NoResponse
+	out, st, err := align.LoadPairs(ctx, b, f.data, f.minMargin)
+	if err != nil {
+		return nil, nil, err
 	}
 	if len(out) == 0 {
 		return nil, nil, fmt.Errorf("no trainable pairs: %d read, %d below --min-margin %g, %d longer than --max-len %d, %d without response tokens", st.Read, st.BelowMargin, f.minMargin, st.TooLong, f.maxLen, st.NoResponse)
@@ -263,45 +199,6 @@ func (f *alignFlags) loadPairs(ctx context.Context, env *cliEnv) (*tokenize.Toke
 			len(out), st.Read, st.BelowMargin, st.TooLong, f.maxLen, st.NoResponse, tokenize.Dump(tok, out[0].Chosen), tokenize.Dump(tok, out[0].Rejected))
 	}
 	return tok, out, nil
-}
-
-// isRankedFile tells a ranked-responses file from a pair file by its first
-// record: it has "responses" and no "chosen".
-func isRankedFile(path string) (bool, error) {
-	if !strings.HasSuffix(path, ".jsonl") && !strings.HasSuffix(path, ".json") {
-		return false, nil
-	}
-	fh, err := os.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer fh.Close()
-	br := bufio.NewReader(fh)
-	for {
-		line, err := br.ReadBytes('\n')
-		if t := bytes.TrimSpace(line); len(t) > 0 {
-			var keys map[string]json.RawMessage
-			if json.Unmarshal(t, &keys) != nil {
-				return false, nil // the pair reader reports it
-			}
-			_, responses := keys["responses"]
-			_, chosen := keys["chosen"]
-			return responses && !chosen, nil
-		}
-		if err != nil {
-			return false, nil
-		}
-	}
-}
-
-// splitPairs holds out the last 5% of pairs (at least one) when evaluation
-// is asked for.
-func (f *alignFlags) splitPairs(pairs []tokenize.PreferenceExample) (trainPairs, evalPairs []tokenize.PreferenceExample) {
-	if f.evalEvery <= 0 || len(pairs) < 2 {
-		return pairs, nil
-	}
-	n := max(1, len(pairs)/20)
-	return pairs[:len(pairs)-n], pairs[len(pairs)-n:]
 }
 
 // runAlign runs the loop and reports the final step's preference metrics.

@@ -296,11 +296,6 @@ func runCorpusValidate(ctx context.Context, env *cliEnv, args []string) error {
 	return nil
 }
 
-// tokenCounter counts tokens with a Hugging Face tokenizer.
-type tokenCounter struct{ t *tokenize.Tokenizer }
-
-func (c tokenCounter) CountTokens(s string) int { return len(c.t.Encode(s, false)) }
-
 func runCorpusStats(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlags(env, "corpus stats", "corpus stats [flags] [ORIGIN=]FILE...\n\nPrints the composition of the samples of all inputs together: by origin (with\na total), by task type and origin, by turns, by source, and lengths, as\nMarkdown tables (or JSON with --json); the read tally goes to stderr. For\npreference files: pairs, prompt and response lengths, how often the chosen\nresponse is the longer, and ratings."+corpusInputHelp)
 	cf := addCorpusFlags(fs)
@@ -326,7 +321,7 @@ func runCorpusStats(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		counter = tokenCounter{t}
+		counter = t
 	}
 	b := corpus.NewStatsBuilder(counter)
 	var pairs []corpus.PreferencePair

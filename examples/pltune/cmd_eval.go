@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,9 +30,6 @@ var openLocalModel func(f modelFlags, noBOS bool) (eval.Model, error)
 // forwardEval, when set, runs an eval with an in-process model in the
 // pltune-torch binary (dispatch.go).
 var forwardEval func(ctx context.Context, env *cliEnv, args []string) error
-
-// sampleSets are the embedded sample files that --task samples selects.
-var sampleSets = []string{"plcc", "mc", "refusal", "verbosity"}
 
 const evalUsage = `eval --task FILE... (--model DIR | --endpoint URL --model-name NAME) --out DIR
 
@@ -176,7 +172,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		opt.CountTokens = func(s string) int { return len(tok.Encode(s, false)) }
+		opt.CountTokens = tok.CountTokens
 	}
 	if !*noStyle {
 		opt.StyleFindings = func(s string) int { return len(style.Lint(s)) }
@@ -258,16 +254,18 @@ func loadTasks(args []string, hopt eval.HarnessOptions, fewshot map[string]strin
 	for _, a := range args {
 		switch {
 		case a == "samples":
-			for _, s := range sampleSets {
-				t, err := loadSample(s)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, t)
+			ts, err := samples.Tasks()
+			if err != nil {
+				return nil, err
 			}
+			out = append(out, ts...)
 			continue
 		case strings.HasPrefix(a, "samples:"):
-			t, err := loadSample(strings.TrimPrefix(a, "samples:"))
+			name := strings.TrimPrefix(a, "samples:")
+			t, err := samples.Task(name)
+			if errors.Is(err, samples.ErrUnknownSet) {
+				return nil, usagef("--task samples:%s: no such sample set; want one of %s", name, strings.Join(samples.Names(), ", "))
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -308,18 +306,6 @@ func loadTasks(args []string, hopt eval.HarnessOptions, fewshot map[string]strin
 		out = append(out, t)
 	}
 	return out, nil
-}
-
-func loadSample(name string) (*eval.Task, error) {
-	f, err := samples.FS().Open(name + ".jsonl")
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, usagef("--task samples:%s: no such sample set; want one of %s", name, strings.Join(sampleSets, ", "))
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return eval.ReadTask(f, "samples/"+name+".jsonl", name, "")
 }
 
 func runEvalCompare(_ context.Context, env *cliEnv, args []string) error {

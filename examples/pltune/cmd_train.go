@@ -3,13 +3,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"iter"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,6 +18,7 @@ import (
 	"github.com/pltune/pltune/train"
 	"github.com/pltune/pltune/train/dist"
 	"github.com/pltune/pltune/train/hfconfig"
+	"golang.org/x/term"
 )
 
 func init() {
@@ -233,12 +231,13 @@ func (f *trainFlags) trainerConfig(env *cliEnv) train.TrainerConfig {
 	cfg.SaveEvery, cfg.EvalEvery = f.saveEvery, f.evalEvery
 	cfg.Comm = f.comm
 	cfg.ZeroStage, cfg.OffloadOptimizer = f.zeroStage, f.offloadOptimizer
-	if f.quiet {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	} else {
+	if f.warmup == 0 {
+		cfg.WarmupRatio = -1 // the library reads 0 as its default
+	}
+	if !f.quiet {
 		cfg.Logger = slog.New(slog.NewTextHandler(env.stderr, nil))
-		if fl, ok := env.stderr.(*os.File); !ok || fl != os.Stderr {
-			cfg.Progress = nil
+		if fl, ok := env.stderr.(*os.File); ok && term.IsTerminal(int(fl.Fd())) {
+			cfg.Progress = fl
 		}
 	}
 	return cfg
@@ -275,19 +274,21 @@ func (f *trainFlags) export() func(string) error {
 	return func(dir string) error { return f.pre.Export(dir, mode) }
 }
 
-// heldOut splits off the last 5% of rows (at least one) when evaluation is
-// asked for.
-func (f *trainFlags) heldOut(rows []tokenize.PackedRow) (trainRows, evalRows []tokenize.PackedRow) {
-	if f.evalEvery <= 0 || len(rows) < 2 {
-		return rows, nil
+// heldOutShare is the share of rows or pairs --eval-every holds out
+// (tokenize.HeldOut: at least one, spread over the data by --seed).
+const heldOutShare = 0.05
+
+// heldOutFrac is the share to hold out: none without --eval-every.
+func (f *trainFlags) heldOutFrac() float64 {
+	if f.evalEvery <= 0 {
+		return 0
 	}
-	n := max(1, len(rows)/20)
-	return rows[:len(rows)-n], rows[len(rows)-n:]
+	return heldOutShare
 }
 
 // runTraining runs the loop over rows and reports where the model went.
 func (f *trainFlags) runTraining(ctx context.Context, env *cliEnv, m *train.Model, tok *tokenize.Tokenizer, rows []tokenize.PackedRow) error {
-	trainRows, evalRows := f.heldOut(rows)
+	trainRows, evalRows := tokenize.SplitHeldOut(rows, f.heldOutFrac(), f.seed)
 	obj := train.NewLMObjective(m, trainRows, tok.PadID())
 	var ev train.Objective
 	if evalRows != nil {
@@ -344,15 +345,11 @@ func runPretrain(ctx context.Context, env *cliEnv, args []string) error {
 		return f.runTrainingFrom(ctx, env, m, tok, src)
 	}
 	var rows []tokenize.PackedRow
-	var docErr error
-	for row, err := range tokenize.PretrainRows(ctx, tok, readDocuments(f.data, &docErr), tokenize.PretrainOptions{RowLen: f.maxLen, KeepLast: true}) {
+	for row, err := range tokenize.PretrainRowsFrom(ctx, tok, corpus.ReadText(ctx, f.data...), tokenize.PretrainOptions{RowLen: f.maxLen, KeepLast: true}) {
 		if err != nil {
 			return err
 		}
 		rows = append(rows, row)
-	}
-	if docErr != nil {
-		return docErr
 	}
 	if len(rows) == 0 {
 		return errors.New("no text in the data files")
@@ -363,73 +360,6 @@ func runPretrain(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	defer m.Drop()
 	return f.runTraining(ctx, env, m, tok, rows)
-}
-
-// readDocuments yields the documents of files; a read error is stored in
-// *errp and ends the sequence.
-func readDocuments(files []string, errp *error) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		for _, path := range files {
-			more, err := eachDocument(path, yield)
-			if err != nil {
-				*errp = err
-				return
-			}
-			if !more {
-				return
-			}
-		}
-	}
-}
-
-// eachDocument yields path's documents; false means the consumer stopped.
-func eachDocument(path string, yield func(string) bool) (bool, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer fh.Close()
-	sc := bufio.NewScanner(fh)
-	sc.Buffer(make([]byte, 0, 1<<16), 64<<20)
-	jsonl := strings.HasSuffix(path, ".jsonl") || strings.HasSuffix(path, ".json")
-	var para strings.Builder
-	flush := func() bool {
-		text := strings.TrimSpace(para.String())
-		para.Reset()
-		return text == "" || yield(text)
-	}
-	for line := 1; sc.Scan(); line++ {
-		if jsonl {
-			if strings.TrimSpace(sc.Text()) == "" {
-				continue
-			}
-			var rec struct {
-				Text *string `json:"text"`
-			}
-			if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-				return false, fmt.Errorf("%s: line %d: %v", path, line, err)
-			}
-			if rec.Text == nil {
-				return false, fmt.Errorf("%s: line %d: no \"text\" field", path, line)
-			}
-			if !yield(*rec.Text) {
-				return false, nil
-			}
-			continue
-		}
-		if strings.TrimSpace(sc.Text()) == "" {
-			if !flush() {
-				return false, nil
-			}
-			continue
-		}
-		para.WriteString(sc.Text())
-		para.WriteByte('\n')
-	}
-	if err := sc.Err(); err != nil {
-		return false, fmt.Errorf("%s: %w", path, err)
-	}
-	return flush(), nil
 }
 
 const sftUsage = `sft (--model DIR | --model-config FILE --init random) [--tokenizer PATH] --data FILE... --out DIR [flags]
@@ -473,31 +403,18 @@ func runSFT(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	var seqs []tokenize.Sequence
-	dropped := 0
-	for _, path := range f.data {
-		for s, err := range corpus.ReadSamples(ctx, path, corpus.Options{}) {
-			if err != nil {
-				return err
-			}
-			seq, err := b.Build(&s)
-			if errors.Is(err, tokenize.ErrTooLong) {
-				dropped++
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			seqs = append(seqs, seq)
-		}
+	seqs, st, err := b.BuildFiles(ctx, f.data...)
+	if err != nil {
+		return err
 	}
+	dropped := st.TooLong
 	if len(seqs) == 0 {
 		return fmt.Errorf("no trainable samples (%d dropped as longer than --max-len %d)", dropped, f.maxLen)
 	}
 	if !f.quiet {
 		fmt.Fprintf(env.stderr, "%d samples, %d dropped as longer than %d tokens; the first one as trained:\n%s\n", len(seqs), dropped, f.maxLen, tokenize.Dump(tok, seqs[0]))
 	}
-	rows, err := sequenceRows(seqs, f.pack, f.maxLen)
+	rows, err := tokenize.Rows(seqs, f.maxLen, f.pack)
 	if err != nil {
 		return err
 	}
@@ -507,16 +424,4 @@ func runSFT(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	defer m.Drop()
 	return f.runTraining(ctx, env, m, tok, rows)
-}
-
-// sequenceRows packs sequences into rows of maxLen, or gives each its own.
-func sequenceRows(seqs []tokenize.Sequence, pack bool, maxLen int) ([]tokenize.PackedRow, error) {
-	if pack {
-		return tokenize.Pack(seqs, maxLen)
-	}
-	rows := make([]tokenize.PackedRow, len(seqs))
-	for i, s := range seqs {
-		rows[i] = s.Row()
-	}
-	return rows, nil
 }

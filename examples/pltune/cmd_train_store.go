@@ -16,12 +16,6 @@ import (
 	"github.com/pltune/pltune/train"
 )
 
-// isStore tells whether path is a token store folder.
-func isStore(path string) bool {
-	st, err := os.Stat(filepath.Join(path, "manifest.json"))
-	return err == nil && !st.IsDir()
-}
-
 // storeFlags are the mixing flags of training from token stores.
 type storeFlags struct {
 	weights, caps string
@@ -62,7 +56,7 @@ func parseNumbers(s string, n int, what string) ([]float64, error) {
 func (f *trainFlags) openStores(env *cliEnv, want tokstore.Type, tokPath string) (tokstore.Rows, func(), bool, error) {
 	n := 0
 	for _, d := range f.data {
-		if isStore(d) {
+		if tokstore.IsStore(d) {
 			n++
 		}
 	}
@@ -83,50 +77,21 @@ func (f *trainFlags) openStores(env *cliEnv, want tokstore.Type, tokPath string)
 	if err != nil {
 		return nil, nil, false, err
 	}
-	sum, err := tokstore.TokenizerSHA256(tokPath)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	var opened []*tokstore.Store
-	closeAll := func() {
-		for _, s := range opened {
-			s.Close()
-		}
-	}
-	var sources []tokstore.MixSource
+	sources := make([]tokstore.TrainSource, n)
 	for i, d := range f.data {
-		s, err := tokstore.Open(d)
-		if err != nil {
-			closeAll()
-			return nil, nil, false, err
-		}
-		opened = append(opened, s)
-		if s.Type() != want {
-			closeAll()
-			return nil, nil, false, fmt.Errorf("%s is a %s store; this command trains on %s stores", d, s.Type(), want)
-		}
-		if got := s.Manifest.Tokenizer.SHA256; got != sum {
-			closeAll()
-			return nil, nil, false, fmt.Errorf("%s was tokenized with another tokenizer (sha256 %.12s…, %s has %.12s…): tokenize it again with this one", d, got, tokPath, sum)
-		}
-		rows, err := tokstore.OpenRows(s, f.maxLen, f.pack)
-		if err != nil {
-			closeAll()
-			return nil, nil, false, err
-		}
-		sources = append(sources, tokstore.MixSource{Name: d, Rows: rows, Weight: weights[i], CapTokens: int64(caps[i])})
+		sources[i] = tokstore.TrainSource{Dir: d, Weight: weights[i], CapTokens: int64(caps[i])}
 	}
-	if len(sources) == 1 && caps[0] == 0 {
-		return sources[0].Rows, closeAll, true, nil
-	}
-	mix, err := tokstore.Mix(sources, uint64(f.seed))
+	tr, err := tokstore.OpenTraining(sources, tokstore.TrainOptions{Type: want, Tokenizer: tokPath, RowLen: f.maxLen, Pack: f.pack, Seed: uint64(f.seed)})
 	if err != nil {
-		closeAll()
 		return nil, nil, false, err
+	}
+	closeAll := func() { tr.Close() }
+	if tr.Mix == nil {
+		return tr.Rows, closeAll, true, nil
 	}
 	if !f.quiet {
 		fmt.Fprintln(env.stderr, "data mix (tokens per source):")
-		for _, l := range mix.Report {
+		for _, l := range tr.Mix.Report {
 			fmt.Fprintf(env.stderr, "  %-40s %14d of %14d tokens (capped %d), share %.4f (asked %.4f)\n", l.Name, l.TakenTokens, l.Tokens, l.CappedTokens, l.Share, l.RequestedWeight)
 		}
 	}
@@ -134,40 +99,21 @@ func (f *trainFlags) openStores(env *cliEnv, want tokstore.Type, tokPath string)
 		closeAll()
 		return nil, nil, false, err
 	}
-	b, _ := json.MarshalIndent(mix.Report, "", "  ")
+	b, _ := json.MarshalIndent(tr.Mix.Report, "", "  ")
 	if err := os.WriteFile(filepath.Join(f.out, "data_mix.json"), append(b, '\n'), 0o644); err != nil {
 		closeAll()
 		return nil, nil, false, err
 	}
-	return mix, closeAll, true, nil
-}
-
-// rowRange is rows [off, off+n) of a source.
-type rowRange struct {
-	src    tokstore.Rows
-	off, n int
-}
-
-func (r rowRange) Len() int { return r.n }
-func (r rowRange) Row(i int) (tokenize.PackedRow, error) {
-	if i < 0 || i >= r.n {
-		return tokenize.PackedRow{}, fmt.Errorf("row %d out of range [0, %d)", i, r.n)
-	}
-	return r.src.Row(r.off + i)
-}
-func (r rowRange) Fingerprint() string {
-	return fmt.Sprintf("%s[%d:%d]", r.src.Fingerprint(), r.off, r.off+r.n)
+	return tr.Mix, closeAll, true, nil
 }
 
 // runTrainingFrom runs the loop over the rows of token stores, holding
-// back the last 5% of rows for the held-out loss when asked.
+// back 5% of the rows for the held-out loss when asked.
 func (f *trainFlags) runTrainingFrom(ctx context.Context, env *cliEnv, m *train.Model, tok *tokenize.Tokenizer, src tokstore.Rows) error {
-	trainSrc := train.RowSource(src)
+	trainSrc, evalSrc := tokstore.SplitHeldOut(src, f.heldOutFrac(), f.seed)
 	var ev train.Objective
-	if f.evalEvery > 0 && src.Len() >= 2 {
-		n := max(1, src.Len()/20)
-		trainSrc = rowRange{src: src, n: src.Len() - n}
-		ev = train.NewLMObjectiveFrom(m, rowRange{src: src, off: src.Len() - n, n: n}, tok.PadID())
+	if evalSrc != nil {
+		ev = train.NewLMObjectiveFrom(m, evalSrc, tok.PadID())
 	}
 	cfg := f.trainerConfig(env)
 	cfg.Export = f.export()

@@ -18,33 +18,16 @@ import (
 // subset of each (0: all), so that every category stays represented while
 // generation, the slow part on a CPU, stays short.
 func evalTasks(z sizes) ([]*eval.Task, error) {
-	specs := []struct {
-		file string
-		kind eval.Kind
-		keep int
-	}{
-		{"mc.jsonl", eval.KindMultipleChoice, z.evalMC},
-		{"plcc.jsonl", eval.KindOpenQA, z.evalOpenQA},
-		{"refusal.jsonl", eval.KindRefusal, z.evalRefusal},
-		{"verbosity.jsonl", eval.KindVerbosity, z.evalVerbosity},
+	tasks, err := samples.Tasks("mc", "plcc", "refusal", "verbosity")
+	if err != nil {
+		return nil, err
 	}
-	var tasks []*eval.Task
-	for _, s := range specs {
-		f, err := samples.FS().Open(s.file)
-		if err != nil {
-			return nil, err
-		}
-		name := s.file[:len(s.file)-len(".jsonl")]
-		t, err := eval.ReadTask(f, s.file, name, s.kind)
-		f.Close()
-		if err != nil {
-			return nil, err
-		}
-		t.MC = spread(t.MC, s.keep)
-		t.OpenQA = spread(t.OpenQA, s.keep)
-		t.Refusal = spread(t.Refusal, s.keep)
-		t.Verbosity = spread(t.Verbosity, s.keep)
-		tasks = append(tasks, t)
+	for i, keep := range []int{z.evalMC, z.evalOpenQA, z.evalRefusal, z.evalVerbosity} {
+		t := tasks[i]
+		t.MC = spread(t.MC, keep)
+		t.OpenQA = spread(t.OpenQA, keep)
+		t.Refusal = spread(t.Refusal, keep)
+		t.Verbosity = spread(t.Verbosity, keep)
 	}
 	return tasks, nil
 }
@@ -76,7 +59,7 @@ func evaluate(ctx context.Context, log io.Writer, m *train.Model, tok *tokenize.
 		BatchSize:     8,
 		MaxTokens:     z.maxTokens,
 		MCMode:        eval.MCLoglikelihood,
-		CountTokens:   func(s string) int { return len(tok.Encode(s, false)) },
+		CountTokens:   tok.CountTokens,
 		StyleFindings: func(s string) int { return len(style.Lint(s)) },
 		Progress: func(p eval.Progress) {
 			if p.Done == p.Total {

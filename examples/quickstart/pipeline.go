@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"iter"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/pltune/pltune/align"
@@ -114,7 +112,7 @@ func pipeline(ctx context.Context, o options, log io.Writer) (string, error) {
 	rep.Audit = aud
 	fmt.Fprintf(log, "      %d samples; mix keeps %d (converted sources capped at %d); split %d train / %d validation\n",
 		aud.Stats.Samples, len(aud.Mix), convertedCap, len(aud.Train), len(aud.Valid))
-	pretrain, err := pretrainTexts()
+	pretrain, err := pretrainTexts(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -235,12 +233,11 @@ type audit struct {
 
 func auditCorpus(ctx context.Context, seed int64) (*audit, error) {
 	var all []corpus.Sample
-	for _, f := range samples.InstructionFiles() {
-		ss, err := readEmbedded(ctx, f.Name, corpus.Options{Origin: f.Origin})
+	for s, err := range samples.Samples(ctx) {
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, ss...)
+		all = append(all, s)
 	}
 	st, err := corpus.ComputeStats(ctx, slicePairs(all), nil)
 	if err != nil {
@@ -257,26 +254,6 @@ func auditCorpus(ctx context.Context, seed int64) (*audit, error) {
 	return &audit{Samples: all, Stats: st, MixReport: mr, Mix: mix, Train: tr, Valid: va}, nil
 }
 
-func readEmbedded(ctx context.Context, name string, opts corpus.Options) ([]corpus.Sample, error) {
-	f, err := samples.FS().Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r, err := corpus.NewReader(f, filepath.Base(name), opts)
-	if err != nil {
-		return nil, err
-	}
-	var out []corpus.Sample
-	for s, err := range r.Samples(ctx) {
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
 func slicePairs[T any](xs []T) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		for _, x := range xs {
@@ -288,23 +265,13 @@ func slicePairs[T any](xs []T) iter.Seq2[T, error] {
 }
 
 // pretrainTexts reads the embedded raw text, one JSON object per line.
-func pretrainTexts() ([]string, error) {
-	b, err := fs.ReadFile(samples.FS(), samples.Pretrain)
-	if err != nil {
-		return nil, err
-	}
+func pretrainTexts(ctx context.Context) ([]string, error) {
 	var out []string
-	for i, line := range strings.Split(string(b), "\n") {
-		if strings.TrimSpace(line) == "" {
-			continue
+	for d, err := range samples.Documents(ctx) {
+		if err != nil {
+			return nil, err
 		}
-		var rec struct {
-			Text string `json:"text"`
-		}
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			return nil, fmt.Errorf("%s: line %d: %v", samples.Pretrain, i+1, err)
-		}
-		out = append(out, rec.Text)
+		out = append(out, d.Text)
 	}
 	return out, nil
 }
@@ -341,7 +308,7 @@ func charsPerToken(tok *tokenize.Tokenizer, texts []string) float64 {
 	chars, toks := 0, 0
 	for _, t := range texts {
 		chars += len([]rune(t))
-		toks += len(tok.Encode(t, false))
+		toks += tok.CountTokens(t)
 	}
 	if toks == 0 {
 		return 0
@@ -459,41 +426,21 @@ func sftRows(ctx context.Context, tok *tokenize.Tokenizer, ss []corpus.Sample, m
 	return rows, tokenize.Dump(tok, seqs[0]), st.TooLong, nil
 }
 
+// preferenceExamples builds the embedded preference pairs; it returns how
+// many were dropped as too long or without response tokens.
 func preferenceExamples(ctx context.Context, tok *tokenize.Tokenizer, maxLen int) ([]tokenize.PreferenceExample, int, error) {
-	f, err := samples.FS().Open(samples.Preferences)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer f.Close()
-	r, err := corpus.NewReader(f, filepath.Base(samples.Preferences), corpus.Options{Format: corpus.Preference})
-	if err != nil {
-		return nil, 0, err
-	}
 	b, err := tokenize.NewSFTBuilder(tok, tokenize.SFTOptions{MaxLen: maxLen})
 	if err != nil {
 		return nil, 0, err
 	}
-	var out []tokenize.PreferenceExample
-	dropped := 0
-	for p, err := range r.Pairs(ctx) {
-		if err != nil {
-			return nil, 0, err
-		}
-		ex, err := b.BuildPreference(&p)
-		if errors.Is(err, tokenize.ErrTooLong) {
-			dropped++
-			continue
-		}
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, ex)
+	out, st, err := align.BuildPairs(ctx, b, samples.Pairs(ctx), 0)
+	if err != nil {
+		return nil, 0, err
 	}
-	out, empty := align.DropEmpty(out)
 	if len(out) == 0 {
 		return nil, 0, fmt.Errorf("orpo: no preference pair fits %d tokens", maxLen)
 	}
-	return out, dropped + empty, nil
+	return out, st.TooLong + st.NoResponse, nil
 }
 
 // runStage trains obj for steps optimizer steps into out/name and prints a

@@ -10,10 +10,12 @@
 //
 // Collectives must be called in the same order on every rank. Every
 // collective waits at most the group's timeout; a rank that dies makes the
-// others' next collective fail at once (its connections close), and a rank
-// that hangs makes it fail when the timeout runs out. After a failed
-// collective the group is broken: every later call returns the same error,
-// and the process should exit non-zero.
+// others' next collective fail at once (its connections close, with Gloo),
+// and a rank that hangs makes it fail when the timeout runs out. A rank
+// told to stop (Init's ctx done, as when the launcher stops the group after
+// one rank failed) whose collective stays blocked for Options.StopGrace
+// exits. After a failed collective the group is broken: every later call
+// returns the same error, and the process should exit non-zero.
 //
 // The C side is pltune's c10d shim, compiled into the patched gotch by
 // pltune's setup (internal/buildchain); Backends tells what that build has.
@@ -44,6 +46,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -73,7 +76,21 @@ type Options struct {
 	// BucketBytes is the size of the flat buffers that tensors are packed
 	// into for one collective each.
 	BucketBytes int64
+	// StopGrace bounds how long a collective may stay blocked once Init's
+	// ctx is done (the process was told to stop: pltune launch and
+	// torchrun send every rank SIGTERM when one fails): a peer that failed
+	// never reaches the collective, and NCCL would wait the whole Timeout,
+	// so the process then exits with status 1, as PyTorch's NCCL watchdog
+	// ends it. A collective that began before the stop counts from the
+	// stop, so a stopping run's last collectives (agreeing on the step,
+	// a ZeRO checkpoint's shards) have the grace to finish. Zero:
+	// DefaultStopGrace; negative: wait for the Timeout.
+	StopGrace time.Duration
 }
+
+// DefaultStopGrace is Options.StopGrace's default: well under the 30
+// seconds pltune launch and torchrun wait before they kill a stopped rank.
+const DefaultStopGrace = 10 * time.Second
 
 // Env is a process's place in the group, as torchrun describes it.
 type Env struct {
@@ -187,6 +204,11 @@ type Group struct {
 	mu     sync.Mutex
 	g      unsafe.Pointer
 	broken error
+
+	// The stop watchdog (watch): when the collective in flight began
+	// (UnixNano; 0: none), and closed when the group is.
+	started atomic.Int64
+	closed  chan struct{}
 }
 
 // Init joins the group the environment describes (see ReadEnv). It returns
@@ -284,7 +306,46 @@ func InitEnv(ctx context.Context, env Env, opts Options) (*Group, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("dist: joining the %s group at %s:%d as rank %d of %d (timeout %v; did all ranks start, with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE?): %w", be, env.MasterAddr, env.MasterPort, env.Rank, env.WorldSize, opts.Timeout, r.err)
 		}
-		return &Group{env: env, backend: be, timeout: opts.Timeout, bucket: opts.BucketBytes, g: r.g}, nil
+		g := &Group{env: env, backend: be, timeout: opts.Timeout, bucket: opts.BucketBytes, g: r.g, closed: make(chan struct{})}
+		if opts.StopGrace == 0 {
+			opts.StopGrace = DefaultStopGrace
+		}
+		if opts.StopGrace > 0 {
+			go g.watch(ctx, opts.StopGrace)
+		}
+		return g, nil
+	}
+}
+
+// watch ends the process when, after ctx is done, a collective stays
+// blocked for grace (Options.StopGrace).
+func (g *Group) watch(ctx context.Context, grace time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-g.closed:
+		return
+	}
+	stopped := time.Now()
+	tick := time.NewTicker(min(grace/10, 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-g.closed:
+			return
+		case <-tick.C:
+		}
+		s := g.started.Load()
+		if s == 0 {
+			continue
+		}
+		since := time.Unix(0, s)
+		if since.Before(stopped) {
+			since = stopped
+		}
+		if time.Since(since) >= grace {
+			fmt.Fprintf(os.Stderr, "dist: rank %d of %d: told to stop, and a collective is still blocked %v later: a peer rank has failed or stopped; exiting\n", g.env.Rank, g.env.WorldSize, grace)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -424,7 +485,10 @@ func (g *Group) collective(what string, fn func() error) error {
 	if g.broken != nil {
 		return g.broken
 	}
-	if err := fn(); err != nil {
+	g.started.Store(time.Now().UnixNano())
+	err := fn()
+	g.started.Store(0)
+	if err != nil {
 		g.broken = fmt.Errorf("dist: rank %d of %d: %s failed (a peer rank exited, lost its connection, or did not reach it within %v): %w", g.env.Rank, g.env.WorldSize, what, g.timeout, err)
 		return g.broken
 	}
@@ -459,5 +523,6 @@ func (g *Group) Close() error {
 	}
 	C.pltune_c10d_free_group(g.g, C.int(broken))
 	g.g = nil
+	close(g.closed)
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,7 +46,12 @@ type job struct {
 	Obj     string
 	LoRA    bool
 	Offload bool
-	DieAt   int // rank 1 exits abruptly at this call of Loss (0: never)
+	DieAt   int    // rank 1 exits abruptly at this call of Loss (0: never)
+	Load    string // ZeRO-3: the ranks load this folder with train.LoadModelSharded
+	// FailAt: rank 1's Loss fails at this call (0: never), with an error
+	// or, with FailFatal, a libtorch error.
+	FailAt    int
+	FailFatal bool
 }
 
 func TestMain(m *testing.M) {
@@ -65,7 +71,10 @@ func worker(spec string) error {
 		return err
 	}
 	torchx.SetNumThreads(1) // the ranks share the machine's cores
-	ctx, cancel := context.WithCancel(context.Background())
+	// SIGTERM cancels, as in the pltune CLI (the stop watchdog's test).
+	sigCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(sigCtx)
 	defer cancel()
 	// Tiny buckets, so a step takes several collectives.
 	g, err := dist.Init(ctx, dist.Options{Backend: "gloo", BucketBytes: 64})
@@ -127,7 +136,11 @@ func worker(spec string) error {
 				}
 			}
 		}
-		tr, err := train.NewTrainer(cfg, m.params(), m, nil)
+		var obj train.Objective = m
+		if j.FailAt > 0 && g.Rank() == 1 {
+			obj = &failingToy{toy: m, at: j.FailAt, fatal: j.FailFatal}
+		}
+		tr, err := train.NewTrainer(cfg, m.params(), obj, nil)
 		if err != nil {
 			return err
 		}

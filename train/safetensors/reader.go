@@ -361,6 +361,33 @@ func (f *File) ReadRaw(name string, dst []byte) ([]byte, error) {
 	return dst, nil
 }
 
+// ReadRange reads elements [start, start+n) of the named tensor's
+// row-major flattening as raw little-endian bytes into dst (grown when too
+// small): a byte range of the file, so a process can load its slice of a
+// tensor without reading the rest (ZeRO-3's sharded loading).
+func (f *File) ReadRange(name string, start, n int64, dst []byte) ([]byte, error) {
+	i, ok := f.infos[name]
+	if !ok {
+		return nil, fmt.Errorf("safetensors: %s: %q: %w", f.name, name, ErrNotFound)
+	}
+	if start < 0 || n < 0 || start+n > i.NumElements() {
+		return nil, fmt.Errorf("safetensors: %s: %q: elements [%d, %d) outside its %d", f.name, name, start, start+n, i.NumElements())
+	}
+	es := i.DType.Size()
+	size := int(n * es)
+	if cap(dst) < size {
+		dst = make([]byte, size)
+	}
+	dst = dst[:size]
+	if size == 0 {
+		return dst, nil
+	}
+	if _, err := f.r.ReadAt(dst, f.dataStart+i.Begin+start*es); err != nil {
+		return nil, fmt.Errorf("safetensors: %s: reading %q[%d:%d]: %w", f.name, name, start, start+n, err)
+	}
+	return dst, nil
+}
+
 // ReadFloat32 reads the named tensor, which must be BF16, F16, F32 or F64,
 // converted to float32.
 func (f *File) ReadFloat32(name string) ([]float32, error) {
@@ -517,6 +544,16 @@ func (s *Set) ReadRaw(name string, dst []byte) ([]byte, error) {
 		return nil, fmt.Errorf("safetensors: %q: %w", name, ErrNotFound)
 	}
 	return f.ReadRaw(name, dst)
+}
+
+// ReadRange reads elements [start, start+n) of the named tensor's raw
+// bytes (File.ReadRange).
+func (s *Set) ReadRange(name string, start, n int64, dst []byte) ([]byte, error) {
+	f, ok := s.where[name]
+	if !ok {
+		return nil, fmt.Errorf("safetensors: %q: %w", name, ErrNotFound)
+	}
+	return f.ReadRange(name, start, n, dst)
 }
 
 // ReadFloat32 reads the named tensor converted to float32.

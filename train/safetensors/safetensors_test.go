@@ -159,6 +159,24 @@ func TestWriteReadRoundTrip(t *testing.T) {
 	if _, err := f.ReadRaw("nope", nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("missing tensor: %v", err)
 	}
+	// Element ranges: every [a, a+n) of the bf16 matrix and the int64s is
+	// the matching slice of the whole tensor's bytes.
+	for _, s := range []int{0, 4} {
+		whole, es := srcs[s].data, int(srcs[s].t.DType.Size())
+		for a := 0; a*es <= len(whole); a++ {
+			for n := 0; (a+n)*es <= len(whole); n++ {
+				got, err := f.ReadRange(srcs[s].t.Name, int64(a), int64(n), nil)
+				if err != nil || !bytes.Equal(got, whole[a*es:(a+n)*es]) {
+					t.Errorf("ReadRange(%s, %d, %d) = %v, %v; want %v", srcs[s].t.Name, a, n, got, err, whole[a*es:(a+n)*es])
+				}
+			}
+		}
+	}
+	for _, r := range [][2]int64{{-1, 1}, {5, 2}, {0, 7}, {2, -1}} {
+		if _, err := f.ReadRange("model.embed_tokens.weight", r[0], r[1], nil); err == nil || !strings.Contains(err.Error(), "outside") {
+			t.Errorf("ReadRange(%d, %d) of 6 elements: %v, want an error saying outside", r[0], r[1], err)
+		}
+	}
 }
 
 func TestWriterMisuse(t *testing.T) {
@@ -353,6 +371,13 @@ func FuzzOpen(f *testing.F) {
 			}
 			if int64(len(raw)) != info.Bytes() {
 				t.Fatalf("tensor %q: %d bytes; info says %d", n, len(raw), info.Bytes())
+			}
+			// The second half of its elements, as a byte range.
+			if ne := info.NumElements(); ne > 0 && info.DType.Size() > 0 {
+				part, err := file.ReadRange(n, ne/2, ne-ne/2, nil)
+				if err != nil || !bytes.Equal(part, raw[ne/2*info.DType.Size():]) {
+					t.Fatalf("ReadRange(%q) of its second half: %v", n, err)
+				}
 			}
 			if info.DType == F32 || info.DType == BF16 || info.DType == F16 || info.DType == F64 {
 				if _, err := file.ReadFloat32(n); err != nil {

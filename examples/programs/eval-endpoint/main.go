@@ -40,8 +40,6 @@ verbosity) and writes results.json, report.md and charts to --out.
 Flags:
 `
 
-var allTasks = []string{"plcc", "mc", "refusal", "verbosity"}
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -55,7 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	model := fs.String("model", "", "served model name (required)")
 	keyEnv := fs.String("api-key-env", "OPENAI_API_KEY", "environment variable holding the API key (none needed for local servers)")
 	out := fs.String("out", "out/eval-endpoint", "output folder: results.json, report.md, charts/, cache.jsonl")
-	tasks := fs.String("tasks", strings.Join(allTasks, ","), "comma-separated tasks to run")
+	tasks := fs.String("tasks", strings.Join(samples.Names(), ","), "comma-separated tasks to run")
 	mcMode := fs.String("mc-mode", string(eval.MCLoglikelihood), "multiple choice by loglikelihood, generative or both")
 	maxTokens := fs.Int("max-tokens", 0, "limit every generation (0: per-task defaults)")
 	concurrency := fs.Int("concurrency", 8, "requests in flight")
@@ -130,22 +128,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func readTasks(names []string) ([]*eval.Task, error) {
-	var out []*eval.Task
-	for _, name := range names {
-		name = strings.TrimSpace(name)
-		if !slices.Contains(allTasks, name) {
-			return nil, fmt.Errorf("--tasks: unknown task %q; want some of %s", name, strings.Join(allTasks, ", "))
+	for i, n := range names {
+		names[i] = strings.TrimSpace(n)
+		if !slices.Contains(samples.Names(), names[i]) {
+			return nil, fmt.Errorf("--tasks: unknown task %q; want some of %s", names[i], strings.Join(samples.Names(), ", "))
 		}
-		f, err := samples.FS().Open(name + ".jsonl")
-		if err != nil {
-			return nil, err
-		}
-		t, err := eval.ReadTask(f, name+".jsonl", name, "")
-		f.Close()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
 	}
-	return out, nil
+	return samples.Tasks(names...)
 }

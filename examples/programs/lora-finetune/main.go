@@ -22,7 +22,6 @@ import (
 	"os/signal"
 	"strings"
 
-	"github.com/pltune/pltune/corpus"
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
 )
@@ -119,15 +118,11 @@ func finetune(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var seqs []tokenize.Sequence
-	dropped := 0
-	for _, path := range c.data {
-		s, st, err := b.BuildAll(ctx, corpus.ReadSamples(ctx, path, corpus.Options{}))
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		seqs, dropped = append(seqs, s...), dropped+st.TooLong
+	seqs, st, err := b.BuildFiles(ctx, c.data...)
+	if err != nil {
+		return err
 	}
+	dropped := st.TooLong
 	if len(seqs) == 0 {
 		return fmt.Errorf("no conversation fits --max-len %d (%d dropped)", c.maxLen, dropped)
 	}
