@@ -13,6 +13,7 @@ import (
 
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
+	"github.com/pltune/pltune/train/hfconfig"
 )
 
 // referenceFile is what SaveReference writes: the per-pair values with
@@ -91,9 +92,14 @@ func (o *DPO) LoadReference(path, source string) (bool, error) {
 // again. The reference model is loaded on the first cache miss only, once
 // for every objective Prepare is called for; Close drops it.
 type Reference struct {
-	// Dir is the reference model's Hugging Face folder; "" scores with the
-	// policy.
+	// Dir is the reference model's Hugging Face folder or PEFT adapter
+	// folder (loaded on its base, train.Open); "" scores with the policy.
 	Dir string
+	// Model, when set, is the reference itself, already loaded: the policy
+	// as it starts when it trains on an adapter it was opened with, whose
+	// adapters must stay on. It is scored in evaluation mode (no LoRA
+	// dropout), then put back in training mode; Close does not drop it.
+	Model *train.Model
 	// Source names the reference in the cache files: values computed for
 	// another source are never reused. "" names it by Dir ("ref-model
 	// DIR"), or "policy".
@@ -133,10 +139,17 @@ func (r *Reference) Prepare(ctx context.Context, o *DPO, cacheFile string) (cach
 			return ok, err
 		}
 	}
-	if r.Dir != "" && r.model == nil {
+	model := r.model
+	switch {
+	case r.Model != nil:
+		model = r.Model
+		model.SetTraining(false)
+		defer model.SetTraining(true)
+	case r.Dir != "" && r.model == nil:
 		if r.model, err = loadReferenceModel(r.Dir, o.model); err != nil {
 			return false, err
 		}
+		model = r.model
 	}
 	if r.Log != nil {
 		fmt.Fprintf(r.Log, "computing reference log-probs of %d pairs (%s)\n", len(o.Pairs), src)
@@ -145,7 +158,7 @@ func (r *Reference) Prepare(ctx context.Context, o *DPO, cacheFile string) (cach
 	if bs <= 0 {
 		bs = 8
 	}
-	if err := o.ComputeReference(ctx, r.model, bs); err != nil {
+	if err := o.ComputeReference(ctx, model, bs); err != nil {
 		return false, err
 	}
 	if cacheFile == "" {
@@ -174,9 +187,21 @@ func loadReferenceModel(dir string, policy *train.Model) (*train.Model, error) {
 		opts = policy.Options()
 		opts.GradientCheckpointing = false
 	}
-	ref, err := train.LoadModel(dir, opts)
+	// A model folder or an adapter folder on its base; the tokenizer is
+	// the policy's.
+	loc, err := hfconfig.Locate(dir, "")
 	if err != nil {
 		return nil, fmt.Errorf("align: reference model: %w", err)
+	}
+	ref, err := train.LoadModel(loc.ModelDir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("align: reference model: %w", err)
+	}
+	if loc.AdapterDir != "" {
+		if err := train.LoadAdapter(ref, loc.AdapterDir); err != nil {
+			ref.Drop()
+			return nil, fmt.Errorf("align: reference model: %w", err)
+		}
 	}
 	if policy != nil && ref.Config.VocabSize != policy.Config.VocabSize {
 		ref.Drop()

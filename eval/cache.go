@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 )
 
@@ -40,7 +44,130 @@ func recordKey(parts ...any) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// cache is the append-only JSONL results cache.
+// Fingerprinter is a Model that can say which weights it answers with.
+// The results cache keys answers by Name and Fingerprint, so a model
+// retrained into the same folder (every run's is named final) is asked
+// again rather than answered from the older model's records.
+type Fingerprinter interface {
+	Fingerprint() string
+}
+
+// cacheID is what the results cache knows a model by.
+func cacheID(m Model) string {
+	if f, ok := m.(Fingerprinter); ok {
+		if fp := f.Fingerprint(); fp != "" {
+			return m.Name() + "@" + fp
+		}
+	}
+	return m.Name()
+}
+
+// fingerprintSample is how many bytes of each end of a weight file the
+// fingerprint reads.
+const fingerprintSample = 64 << 10
+
+// FingerprintDirs identifies the model held in Hugging Face folders (a
+// model folder, an adapter folder, a tokenizer folder) without reading
+// its weights whole: the JSON files (config.json, generation_config.json,
+// adapter_config.json, the index, tokenizer.json, tokenizer_config.json,
+// …) are hashed whole; each .safetensors file by name, size, modification
+// time, its header (names, dtypes, shapes, offsets) and the first and last
+// 64 KiB of its data. Retraining rewrites the weights (new modification
+// time, new bytes at both ends), so it changes the fingerprint even at
+// the same shapes; a copy that does not keep modification times gets a
+// new fingerprint and is evaluated again, which is safe. Folders may be
+// repeated or empty strings, which are skipped.
+func FingerprintDirs(dirs ...string) (string, error) {
+	h := sha256.New()
+	seen := map[string]bool{}
+	for _, dir := range dirs {
+		if dir == "" {
+			continue
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return "", fmt.Errorf("eval: fingerprint: %w", err)
+		}
+		if seen[abs] {
+			continue
+		}
+		seen[abs] = true
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return "", fmt.Errorf("eval: fingerprint: %w", err)
+		}
+		names := make([]string, 0, len(ents))
+		for _, e := range ents {
+			if e.Type().IsRegular() {
+				names = append(names, e.Name())
+			}
+		}
+		slices.Sort(names)
+		n := 0
+		for _, name := range names {
+			path := filepath.Join(dir, name)
+			var err error
+			switch {
+			case strings.HasSuffix(name, ".safetensors"):
+				err = fingerprintWeights(h, path)
+			case strings.HasSuffix(name, ".json") || name == "tokenizer.model" || strings.HasSuffix(name, ".jinja"):
+				err = fingerprintWhole(h, path)
+			default:
+				continue
+			}
+			if err != nil {
+				return "", fmt.Errorf("eval: fingerprint: %w", err)
+			}
+			n++
+		}
+		if n == 0 {
+			return "", fmt.Errorf("eval: fingerprint: %s holds no model, adapter or tokenizer files", dir)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12]), nil
+}
+
+func fingerprintWhole(h io.Writer, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(h, "%s %d\n", filepath.Base(path), len(data))
+	h.Write(data)
+	return nil
+}
+
+func fingerprintWeights(h io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	fmt.Fprintf(h, "%s %d %d\n", filepath.Base(path), size, st.ModTime().UnixNano())
+	var n [8]byte
+	if _, err := f.ReadAt(n[:], 0); err != nil {
+		return fmt.Errorf("%s: not a safetensors file: %w", path, err)
+	}
+	hdr := binary.LittleEndian.Uint64(n[:])
+	if hdr > uint64(size-8) || hdr > 100<<20 {
+		return fmt.Errorf("%s: not a safetensors file (header of %d bytes in a file of %d)", path, hdr, size)
+	}
+	data := int64(8 + hdr)
+	last := max(data, size-fingerprintSample)
+	// Offset and length: the header, the first and the last bytes of data.
+	for _, r := range [][2]int64{{0, data}, {data, min(fingerprintSample, size-data)}, {last, size - last}} {
+		if _, err := io.Copy(h, io.NewSectionReader(f, r[0], r[1])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 type cache struct {
 	mu      sync.Mutex
 	f       *os.File

@@ -139,7 +139,7 @@ func Run(ctx context.Context, model Model, tasks []*Task, opt Options) (*Result,
 	defer c.close()
 	res := &Result{Model: model.Name(), Settings: opt.settings(), Started: time.Now().UTC()}
 	for _, t := range tasks {
-		jobs := opt.jobs(model.Name(), t)
+		jobs := opt.jobs(cacheID(model), t)
 		asked, err := runJobs(ctx, model, t.Name, jobs, c, &opt)
 		res.Requests += asked
 		res.Cached += len(jobs) - asked

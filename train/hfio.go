@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/pltune/pltune/internal/torchx"
 	"github.com/pltune/pltune/train/hfconfig"
 	"github.com/pltune/pltune/train/safetensors"
 	"github.com/sugarme/gotch"
@@ -70,6 +71,7 @@ func (m *Model) readGenerationConfig(path string) error {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return fmt.Errorf("train: %s: %v", path, err)
 	}
+	m.genConfig = raw
 	var ids []int
 	if err := hfconfig.ParseEOS(raw["eos_token_id"], &ids); err != nil {
 		return fmt.Errorf("train: %s: %v", path, err)
@@ -121,15 +123,15 @@ func (m *Model) loadTensors(set *safetensors.Set, bs []binding, where string) er
 		if err != nil {
 			return fmt.Errorf("train: %s: tensor %s: %w", where, b.name, err)
 		}
-		want := m.opts.DType
+		want := m.opts.dtype()
 		if b.adapter {
 			want = gotch.Float
 		}
 		if kind != want {
 			t = t.MustTotype(want, true)
 		}
-		if !sameDevice(m.opts.Device, gotch.CPU) {
-			t = t.MustTo(m.opts.Device, true)
+		if !sameDevice(m.opts.device(), gotch.CPU) {
+			t = t.MustTo(m.opts.device(), true)
 		}
 		// Under LoRA the base is frozen: no gradient is computed or kept
 		// for it.
@@ -156,7 +158,10 @@ type SaveOptions struct {
 	// (bfloat16, float16, float32), else F32.
 	DType safetensors.DType
 	// MaxShardBytes splits the weights into shards of at most this size
-	// with an index; 0 writes one model.safetensors.
+	// (model-0000X-of-0000N.safetensors) with model.safetensors.index.json,
+	// as transformers' save_pretrained does; 0 means its default,
+	// DefaultMaxShardBytes (5 GB); a negative size writes one
+	// model.safetensors whatever the size.
 	MaxShardBytes int64
 	// TokenizerDir, when set, is a folder whose tokenizer files
 	// (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
@@ -168,16 +173,33 @@ type SaveOptions struct {
 	EOSTokenIDs []int
 }
 
+// DefaultMaxShardBytes is transformers' default max_shard_size, "5GB"
+// (decimal gigabytes).
+const DefaultMaxShardBytes = 5_000_000_000
+
 var torchDTypes = map[string]safetensors.DType{"bfloat16": safetensors.BF16, "float16": safetensors.F16, "float32": safetensors.F32}
 
 // tokenizerFiles are copied by Save.
 var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "chat_template.jinja"}
 
 // Save writes the model in the Hugging Face layout transformers, vLLM and
-// llama.cpp's converter read: config.json, generation_config.json, the
-// weights (one file or shards plus index) and the tokenizer files. LoRA
-// adapters are not included: call MergeLoRA first, or SaveAdapter.
-func (m *Model) Save(dir string, opts SaveOptions) error {
+// llama.cpp's converter read: config.json, generation_config.json (the
+// loaded one's settings kept, EOSTokenIDs added), the weights (one file or
+// shards plus index) and the tokenizer files. LoRA adapters are not
+// included: call SaveMerged, MergeLoRA first, or SaveAdapter.
+func (m *Model) Save(dir string, opts SaveOptions) error { return m.save(dir, opts, false) }
+
+// SaveMerged is Save with the LoRA adapters folded into the weights they
+// adapt (W + scale·B·A, computed in float32 per weight as it is written);
+// the model itself keeps its adapters, so training can go on.
+func (m *Model) SaveMerged(dir string, opts SaveOptions) error {
+	if m.lora.cfg == nil {
+		return errors.New("train: SaveMerged: the model has no adapters; use Save")
+	}
+	return m.save(dir, opts, true)
+}
+
+func (m *Model) save(dir string, opts SaveOptions, merge bool) error {
 	dt := opts.DType
 	if dt == "" {
 		dt = torchDTypes[m.Config.TorchDType]
@@ -197,15 +219,29 @@ func (m *Model) Save(dir string, opts SaveOptions) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
+	adapted := map[**ts.Tensor]*loraLinear{}
+	if merge {
+		for _, l := range m.adapters() {
+			adapted[&l.Base.Weight] = l
+		}
+	}
 	var srcs []safetensors.Source
 	for _, b := range m.bindings() {
 		t := *b.t
+		data := func() ([]byte, error) { return m.saveBytes(t, kind) }
+		if l := adapted[b.t]; l != nil {
+			data = func() ([]byte, error) { return m.mergedBytes(l, kind) }
+		}
 		srcs = append(srcs, safetensors.Source{
 			Tensor: safetensors.Tensor{Name: b.name, DType: dt, Shape: b.shape},
-			Data:   func() ([]byte, error) { return m.saveBytes(t, kind) },
+			Data:   data,
 		})
 	}
-	if _, err := safetensors.WriteSharded(dir, srcs, opts.MaxShardBytes, map[string]string{"format": "pt"}); err != nil {
+	shard := opts.MaxShardBytes
+	if shard == 0 {
+		shard = DefaultMaxShardBytes
+	}
+	if _, err := safetensors.WriteSharded(dir, srcs, shard, map[string]string{"format": "pt"}); err != nil {
 		return fmt.Errorf("train: saving %s: %w", dir, err)
 	}
 	cfg := *m.Config
@@ -217,9 +253,18 @@ func (m *Model) Save(dir string, opts SaveOptions) error {
 	if err := writeJSONFile(filepath.Join(dir, "config.json"), js); err != nil {
 		return err
 	}
-	gen := map[string]any{"_from_model_config": true}
-	if m.Config.BOSTokenID != nil {
-		gen["bos_token_id"] = *m.Config.BOSTokenID
+	// The loaded generation_config.json's settings (sampling defaults,
+	// pad id, …) are kept as they were; without one, transformers' own
+	// from-config file.
+	gen := map[string]any{}
+	for k, v := range m.genConfig {
+		gen[k] = v
+	}
+	if len(gen) == 0 {
+		gen["_from_model_config"] = true
+		if m.Config.BOSTokenID != nil {
+			gen["bos_token_id"] = *m.Config.BOSTokenID
+		}
 	}
 	eos := m.StopIDs()
 	for _, id := range opts.EOSTokenIDs {
@@ -229,6 +274,7 @@ func (m *Model) Save(dir string, opts SaveOptions) error {
 	}
 	switch len(eos) {
 	case 0:
+		delete(gen, "eos_token_id")
 	case 1:
 		gen["eos_token_id"] = eos[0]
 	default:
@@ -332,4 +378,22 @@ func tensorBytes(t *ts.Tensor, kind gotch.DType) ([]byte, error) {
 		return nil, fmt.Errorf("train: copying a tensor to the host: %w", err)
 	}
 	return buf, nil
+}
+
+// mergedBytes returns l's weight with its adapter folded in, W +
+// scale·B·A, summed in float32 and stored as kind.
+func (m *Model) mergedBytes(l *loraLinear, kind gotch.DType) ([]byte, error) {
+	var out []byte
+	var err error
+	torchx.NoGrad(func() {
+		// Out of place: the float32 view of an fp32 weight is the weight.
+		w := l.Base.Weight.MustTotype(gotch.Float, false)
+		d := l.B.Weight.MustMatmul(l.A.Weight, false).MustMulScalar(ts.FloatScalar(m.lora.cfg.scale()), true)
+		merged := w.MustAdd(d, false)
+		w.MustDrop()
+		d.MustDrop()
+		out, err = tensorBytes(merged, kind)
+		merged.MustDrop()
+	})
+	return out, err
 }

@@ -114,7 +114,7 @@ func (m *Model) LogLikelihoods(ctx context.Context, contexts, continuations [][]
 // model's dtype become fp32 log-probabilities, and the three per-row
 // results come back to the host in one copy.
 func (m *Model) scoreBatch(inp, tgt, msk []int64, score []float64, B, T int64) ([]LogLikelihood, error) {
-	dev := m.opts.Device
+	dev := m.opts.device()
 	in := int64Tensor(inp, []int64{B, T}, dev)
 	// The mask stays on the host: Forward reads it there for the positions.
 	mask := int64Tensor(msk, []int64{B, T}, gotch.CPU)
@@ -258,7 +258,7 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int, opts GenerateOpti
 	torchx.NoGrad(func() {
 		cache := NewKVCacheFor(L + opts.MaxNewTokens)
 		defer cache.Drop()
-		in := int64Tensor(ids, []int64{int64(B), int64(L)}, m.opts.Device)
+		in := int64Tensor(ids, []int64{int64(B), int64(L)}, m.opts.device())
 		fo := ForwardOptions{Cache: cache, LastOnly: true}
 		if padded {
 			// On the host: Forward reads the mask there for the positions.

@@ -149,10 +149,10 @@ func ApplyLoRA(m *Model, cfg LoRAConfig) error {
 		out, in := base.out, base.in
 		// PEFT's default: A ~ kaiming_uniform(a=√5) = U(±1/√in), B = 0.
 		bound := 1 / math.Sqrt(float64(in))
-		a := ts.MustZeros([]int64{r, in}, gotch.Float, m.opts.Device)
+		a := ts.MustZeros([]int64{r, in}, gotch.Float, m.opts.device())
 		a.MustUniform_(-bound, bound)
 		a.MustRequiresGrad_(true)
-		b := ts.MustZeros([]int64{out, r}, gotch.Float, m.opts.Device)
+		b := ts.MustZeros([]int64{out, r}, gotch.Float, m.opts.device())
 		b.MustRequiresGrad_(true)
 		A, B := &Linear{Weight: a, out: r, in: in}, &Linear{Weight: b, out: out, in: r}
 		p.field.Set(reflect.ValueOf(&loraLinear{Base: base, A: A, B: B, s: &m.lora}))

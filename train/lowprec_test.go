@@ -13,7 +13,9 @@ import (
 
 // lowPrecision is a model's options in a 16-bit dtype on the CPU (a small
 // helper, so a change of how ModelOptions names dtypes is one line).
-func lowPrecision(dt gotch.DType) ModelOptions { return ModelOptions{DType: dt} }
+func lowPrecision(dt gotch.DType) ModelOptions {
+	return ModelOptions{DType: map[gotch.DType]string{gotch.BFloat16: "bf16", gotch.Half: "f16"}[dt]}
+}
 
 // halfMatmulOnCPU tells whether the linked libtorch multiplies f16
 // matrices on the CPU (1.13 does not; 2.x does).

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -29,6 +30,9 @@ type Model struct {
 	// units, when set, gathers and frees sharded parameters around each
 	// unit of a checkpointed pass (ZeRO stage 3; see zero3.go).
 	units unitGatherer
+	// genConfig is generation_config.json as read, kept so Save carries
+	// the base's sampling settings over.
+	genConfig map[string]json.RawMessage
 }
 
 // decoder is the module tree every architecture shares; the layers'
@@ -86,7 +90,7 @@ func newSkeleton(cfg *Config, opts ModelOptions) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	m.invFreq = t.MustTo(opts.Device, true)
+	m.invFreq = t.MustTo(opts.device(), true)
 	return m, nil
 }
 
@@ -145,11 +149,11 @@ func NewModel(cfg *Config, opts ModelOptions) (*Model, error) {
 	for _, b := range m.bindings() {
 		var t *ts.Tensor
 		if b.norm {
-			t = ts.MustOnes(b.shape, m.opts.DType, m.opts.Device)
+			t = ts.MustOnes(b.shape, m.opts.dtype(), m.opts.device())
 		} else {
-			t = ts.MustRandn(b.shape, gotch.Float, m.opts.Device).MustMulScalar(ts.FloatScalar(cfg.InitializerRange), true)
-			if m.opts.DType != gotch.Float {
-				t = t.MustTotype(m.opts.DType, true)
+			t = ts.MustRandn(b.shape, gotch.Float, m.opts.device()).MustMulScalar(ts.FloatScalar(cfg.InitializerRange), true)
+			if m.opts.dtype() != gotch.Float {
+				t = t.MustTotype(m.opts.dtype(), true)
 			}
 		}
 		t.MustRequiresGrad_(m.lora.cfg == nil)
@@ -266,7 +270,7 @@ func (m *Model) Forward(input *ts.Tensor, opts ForwardOptions) (*Output, error) 
 	}
 	defer st.drop()
 
-	ids := toDevice(input, m.opts.Device)
+	ids := toDevice(input, m.opts.device())
 	x := m.net.Embed.Forward(ids)
 	if ids != input {
 		ids.MustDrop()
@@ -363,7 +367,7 @@ func (m *Model) prepare(B, T int64, opts ForwardOptions) (*fwdState, error) {
 // prepareState is prepare; the additive T×S mask is built only with
 // withMask: attention works from st.attn.
 func (m *Model) prepareState(B, T int64, opts ForwardOptions, withMask bool) (*fwdState, error) {
-	dev := m.opts.Device
+	dev := m.opts.device()
 	st := &fwdState{batch: B, seq: T, cache: opts.Cache}
 	c := opts.Cache
 	if c != nil {
@@ -431,9 +435,9 @@ func (m *Model) prepareState(B, T int64, opts ForwardOptions, withMask bool) (*f
 	pos2.MustDrop()
 	sin.MustDrop()
 	freqs.MustDrop()
-	if m.opts.DType != gotch.Float {
-		st.cos = st.cos.MustTotype(m.opts.DType, true)
-		st.sin = st.sin.MustTotype(m.opts.DType, true)
+	if m.opts.dtype() != gotch.Float {
+		st.cos = st.cos.MustTotype(m.opts.dtype(), true)
+		st.sin = st.sin.MustTotype(m.opts.dtype(), true)
 	}
 
 	// Keys seen by this call: the cache's, then the new ones. Their
@@ -507,7 +511,7 @@ func (m *Model) prepareState(B, T int64, opts ForwardOptions, withMask bool) (*f
 	qi.MustDrop()
 	kj.MustDrop()
 	if T > 1 || keyMask != nil || keySeg != nil || m.Config.SlidingWindow > 0 {
-		zeros := ts.MustZeros([]int64{1}, m.opts.DType, dev)
+		zeros := ts.MustZeros([]int64{1}, m.opts.dtype(), dev)
 		notAllowed := allowed.MustLogicalNot(true)
 		st.mask = zeros.MustMaskedFill(notAllowed, ts.FloatScalar(math.Inf(-1)), true)
 		notAllowed.MustDrop()

@@ -348,7 +348,7 @@ func TestNoTensorLeaks(t *testing.T) {
 func TestBF16ModelFollowsFP32(t *testing.T) {
 	for _, name := range []string{"llama", "mixtral"} {
 		m32 := loadRef(t, name)
-		m16, err := LoadModel(filepath.Join("testdata", "ref", name), ModelOptions{DType: gotch.BFloat16})
+		m16, err := LoadModel(filepath.Join("testdata", "ref", name), ModelOptions{DType: "bf16"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -218,7 +218,7 @@ func (o *LMObjective) Loss(idx []int) (*Loss, error) {
 	V := int64(o.Model.Config.VocabSize)
 	logits := out.Logits.MustView([]int64{-1, V}, false)
 	tgt := bt.targets.MustView([]int64{-1}, false)
-	if dev := o.Model.Options().Device; !sameDevice(dev, gotch.CPU) {
+	if dev := o.Model.opts.device(); !sameDevice(dev, gotch.CPU) {
 		tgt = tgt.MustTo(dev, true)
 	}
 	sum := logits.MustCrossEntropyLoss(tgt, ts.NewTensor(), 2, tokenize.IgnoreIndex, 0, true) // reduction: sum

@@ -109,7 +109,7 @@ func (m *Model) ForwardLogProbs(input, targets *ts.Tensor, opts ForwardOptions) 
 		if err != nil {
 			return nil, err
 		}
-		tgt := toDevice(targets, m.opts.Device)
+		tgt := toDevice(targets, m.opts.device())
 		valid := tgt.MustGe(ts.IntScalar(0), false)
 		clamped := tgt.MustClampMin(ts.IntScalar(0), tgt != targets)
 		lp := TokenLogProbs(out.Logits, clamped)
@@ -154,7 +154,7 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 			t.drop()
 		}
 	}()
-	t.ids = toDevice(input, m.opts.Device)
+	t.ids = toDevice(input, m.opts.device())
 	if t.ids == input {
 		t.ids = input.MustShallowClone()
 	}
@@ -221,7 +221,7 @@ func (m *Model) checkpointedPass(input, targets *ts.Tensor, opts ForwardOptions)
 		x.MustRequiresGrad_(true)
 	}
 	t.normed = m.net.Norm.Forward(x)
-	t.targets = toDevice(targets, m.opts.Device)
+	t.targets = toDevice(targets, m.opts.device())
 	if t.targets == targets {
 		t.targets = targets.MustShallowClone()
 	}

@@ -103,15 +103,15 @@ func LoadModelSharded(dir string, opts ModelOptions, rank, world int) (*Model, e
 		} else {
 			piece = ts.MustEmpty([]int64{0}, kind, gotch.CPU)
 		}
-		if kind != m.opts.DType {
-			piece = piece.MustTotype(m.opts.DType, true)
+		if kind != m.opts.dtype() {
+			piece = piece.MustTotype(m.opts.dtype(), true)
 		}
-		if !sameDevice(m.opts.Device, gotch.CPU) {
-			piece = piece.MustTo(m.opts.Device, true)
+		if !sameDevice(m.opts.device(), gotch.CPU) {
+			piece = piece.MustTo(m.opts.device(), true)
 		}
 		pl.shape[b.name], pl.piece[b.name] = b.shape, piece
 		// The parameter itself holds nothing until gathered.
-		t := ts.MustEmpty([]int64{0}, m.opts.DType, m.opts.Device)
+		t := ts.MustEmpty([]int64{0}, m.opts.dtype(), m.opts.device())
 		t.MustRequiresGrad_(true)
 		*b.t = t
 	}

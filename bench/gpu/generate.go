@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/pltune/pltune/train"
-	"github.com/sugarme/gotch"
 )
 
 // generateBench measures batched greedy generation (Model.Generate: KV
@@ -21,12 +20,12 @@ import (
 // and a scoring row: LogLikelihoods over the same prompts, tokens/s. With
 // cpuOnly it runs a 1-layer model in fp32 (a smoke test of this program).
 func generateBench(batchList string, prompt, newTokens, layers int, cpuOnly bool) error {
-	opts := train.ModelOptions{Device: gotch.CudaBuilder(0), DType: gotch.BFloat16, Seed: 1}
+	opts := train.ModelOptions{Device: "cuda", DType: "bf16", Seed: 1}
 	hidden, mlp, heads, kv := 2048, 5632, 32, 8
 	if cpuOnly {
 		opts = train.ModelOptions{Seed: 1}
 		hidden, mlp, heads, kv, layers = 256, 688, 8, 2, 1
-	} else if !gotch.CUDA.IsAvailable() {
+	} else if !train.CUDAAvailable() {
 		return fmt.Errorf("no CUDA device")
 	}
 	var batches []int
@@ -75,7 +74,7 @@ func generateBench(batchList string, prompt, newTokens, layers int, cpuOnly bool
 			toks += len(o)
 		}
 		fmt.Printf("generate %v %s batch %3d  prompts ≤%d  %d new tokens each  %.2f s  %.0f new tokens/s\n",
-			m.Options().DType, m.Options().Device.Name, b, prompt, newTokens, s, float64(toks)/s)
+			m.Options().DType, m.Options().Device, b, prompt, newTokens, s, float64(toks)/s)
 
 		ctxs, conts := make([][]int, b), make([][]int, b)
 		var scored int
@@ -89,7 +88,7 @@ func generateBench(batchList string, prompt, newTokens, layers int, cpuOnly bool
 				return err
 			}
 			s = time.Since(t0).Seconds()
-			fmt.Printf("score    %v %s batch %3d  %d tokens  %.2f s  %.0f tokens/s\n", m.Options().DType, m.Options().Device.Name, b, scored, s, float64(scored)/s)
+			fmt.Printf("score    %v %s batch %3d  %d tokens  %.2f s  %.0f tokens/s\n", m.Options().DType, m.Options().Device, b, scored, s, float64(scored)/s)
 		}
 	}
 	return nil

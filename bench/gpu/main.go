@@ -32,7 +32,6 @@ import (
 
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
-	"github.com/sugarme/gotch"
 )
 
 func main() {
@@ -96,10 +95,10 @@ func run(seq, batch, steps, layers int, peak float64, cpu bool) error {
 	if err != nil {
 		return err
 	}
-	opts := train.ModelOptions{Device: gotch.CudaBuilder(0), DType: gotch.BFloat16, Seed: 1}
+	opts := train.ModelOptions{Device: "cuda", DType: "bf16", Seed: 1}
 	if cpu {
 		opts = train.ModelOptions{Seed: 1}
-	} else if !gotch.CUDA.IsAvailable() {
+	} else if !train.CUDAAvailable() {
 		return fmt.Errorf("no CUDA device: build against a CUDA libtorch (bench/gpu/run.sh)")
 	}
 	m, err := train.NewModel(cfg, opts)

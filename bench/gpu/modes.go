@@ -39,10 +39,10 @@ const (
 // with the same model's on CPU (fp32), on a batch of two rows and on one
 // packed row of three sequences.
 func parity(cpuOnly bool) error {
-	dev := gotch.CudaBuilder(0)
+	dev := "cuda"
 	if cpuOnly {
-		dev = gotch.CPU
-	} else if !gotch.CUDA.IsAvailable() {
+		dev = "cpu"
+	} else if !train.CUDAAvailable() {
 		return fmt.Errorf("no CUDA device")
 	}
 	dir, err := os.MkdirTemp("", "pltune-gpu-parity")
@@ -66,7 +66,7 @@ func parity(cpuOnly bool) error {
 		}
 		ref := logitsOn(m)
 		m.Drop()
-		for _, dt := range []gotch.DType{gotch.Float, gotch.BFloat16} {
+		for _, dt := range []string{"f32", "bf16"} {
 			mm, err := train.LoadModel(path, train.ModelOptions{Device: dev, DType: dt})
 			if err != nil {
 				return err
@@ -74,7 +74,7 @@ func parity(cpuOnly bool) error {
 			got := logitsOn(mm)
 			mm.Drop()
 			bound := parityFP32
-			if dt == gotch.BFloat16 {
+			if dt == "bf16" {
 				bound = parityBF16
 				// bf16 flips some of the random router's top-2 choices
 				// (measured here on CPU: 0.16): reported, not bounded.
@@ -88,7 +88,7 @@ func parity(cpuOnly bool) error {
 				if !(d <= bound) {
 					verdict, failed = "FAIL", true
 				}
-				fmt.Printf("parity %-7s %-8v %-6s %s vs CPU fp32: relative difference %.2g (bound %g) %s\n", name, dt, k, dev.Name, d, bound, verdict)
+				fmt.Printf("parity %-7s %-8v %-6s %s vs CPU fp32: relative difference %.2g (bound %g) %s\n", name, dt, k, dev, d, bound, verdict)
 			}
 		}
 	}
@@ -168,12 +168,12 @@ func relDiff(got, want []float32) float64 {
 func loraBench(seqList string, rank, steps, layers int, cpuOnly bool) error {
 	shape := `"vocab_size":128256,"hidden_size":4096,"intermediate_size":14336,"num_hidden_layers":32,
 		"num_attention_heads":32,"num_key_value_heads":8`
-	opts := train.ModelOptions{Device: gotch.CudaBuilder(0), DType: gotch.BFloat16, Seed: 1}
+	opts := train.ModelOptions{Device: "cuda", DType: "bf16", Seed: 1}
 	if cpuOnly {
 		shape = fmt.Sprintf(`"vocab_size":1000,"hidden_size":256,"intermediate_size":688,"num_hidden_layers":%d,
 			"num_attention_heads":8,"num_key_value_heads":2`, min(layers, 2))
 		opts = train.ModelOptions{Seed: 1}
-	} else if !gotch.CUDA.IsAvailable() {
+	} else if !train.CUDAAvailable() {
 		return fmt.Errorf("no CUDA device")
 	}
 	var seqs []int

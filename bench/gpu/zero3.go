@@ -9,7 +9,6 @@ import (
 
 	"github.com/pltune/pltune/train"
 	"github.com/pltune/pltune/train/safetensors"
-	"github.com/sugarme/gotch"
 )
 
 // zero3 is the issue's GPU check of ZeRO stage 3 with world size 1: a
@@ -19,10 +18,10 @@ import (
 // its shard file) ends with the weights of plain training on CUDA, within
 // 1e-4.
 func zero3(cpuOnly bool) error {
-	dev, where := gotch.CudaBuilder(0), "CUDA"
+	dev, where := "cuda", "CUDA"
 	if cpuOnly {
-		dev, where = gotch.CPU, "CPU"
-	} else if !gotch.CUDA.IsAvailable() {
+		dev, where = "cpu", "CPU"
+	} else if !train.CUDAAvailable() {
 		return fmt.Errorf("no CUDA device")
 	}
 	cfg, err := train.ParseConfig([]byte(`{"architectures":["LlamaForCausalLM"],"vocab_size":1000,"hidden_size":64,

@@ -10,7 +10,6 @@ import (
 	"github.com/pltune/pltune/eval"
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
-	"github.com/sugarme/gotch"
 )
 
 // Greedy requests of different lengths decoded in batches give each
@@ -52,7 +51,7 @@ func TestGenerateBatchedEqualsAlone(t *testing.T) {
 // within bf16's rounding (train's TestLowPrecisionInference derives the
 // bound: two logit errors of 16 u·max|logit| per token; here 0.05 a token
 // with this model's logits under 1).
-func TestOpenWithOptionsBF16(t *testing.T) {
+func TestOpenBF16(t *testing.T) {
 	m, tok := tinyModel(t, 2)
 	dir := t.TempDir()
 	if err := m.Save(dir, train.SaveOptions{}); err != nil {
@@ -67,12 +66,12 @@ func TestOpenWithOptionsBF16(t *testing.T) {
 	if err := tt.WriteDir(tokDir); err != nil {
 		t.Fatal(err)
 	}
-	f32, err := Open(dir, tokDir)
+	f32, err := Open(dir, train.OpenOptions{Tokenizer: tokDir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f32.Close()
-	bf16, err := OpenWithOptions(dir, tokDir, train.ModelOptions{DType: gotch.BFloat16})
+	bf16, err := Open(dir, train.OpenOptions{Tokenizer: tokDir, ModelOptions: train.ModelOptions{DType: "bf16"}})
 	if err != nil {
 		t.Fatal(err)
 	}

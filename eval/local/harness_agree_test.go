@@ -17,6 +17,7 @@ import (
 
 	"github.com/pltune/pltune/eval"
 	"github.com/pltune/pltune/internal/pyref"
+	"github.com/pltune/pltune/train"
 )
 
 // agreeTask is one task of the agreement run: a harness task on a testdata
@@ -150,7 +151,7 @@ func agree(t *testing.T, py, root, tokDir string, agreeTasks []agreeTask, noBOS 
 		t.Fatal(err)
 	}
 
-	m, err := Open(modelDir, "")
+	m, err := Open(modelDir, train.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"unicode"
@@ -24,6 +23,8 @@ type Model struct {
 	tmpl  *tokenize.ChatTemplate
 	name  string
 	stops []int
+	// fingerprint identifies the weights for the results cache (Open).
+	fingerprint string
 	// BatchSize is how many generation requests are decoded together
 	// (default 8).
 	BatchSize int
@@ -44,36 +45,8 @@ func New(m *train.Model, tok *tokenize.Tokenizer, name string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
-	stops := slices.Clone(m.StopIDs())
-	for _, id := range tok.StopIDs() {
-		if !slices.Contains(stops, id) {
-			stops = append(stops, id)
-		}
-	}
+	stops := (&train.Pretrained{Model: m, Tokenizer: tok}).StopIDs()
 	return &Model{model: m, tok: tok, tmpl: tmpl, name: name, stops: stops, BatchSize: 8}, nil
-}
-
-// Open loads a Hugging Face model folder and its tokenizer (tokenizer
-// "" means the model folder's) in fp32 on the CPU.
-func Open(dir, tokenizer string) (*Model, error) {
-	return OpenWithOptions(dir, tokenizer, train.ModelOptions{})
-}
-
-// OpenWithOptions is Open with the model on opts' device in opts' dtype
-// (a GPU in bf16, say): requests are then scored and decoded there.
-func OpenWithOptions(dir, tokenizer string, opts train.ModelOptions) (*Model, error) {
-	if tokenizer == "" {
-		tokenizer = dir
-	}
-	tok, err := tokenize.Load(tokenizer)
-	if err != nil {
-		return nil, err
-	}
-	m, err := train.LoadModel(dir, opts)
-	if err != nil {
-		return nil, err
-	}
-	return New(m, tok, filepath.Base(filepath.Clean(dir)))
 }
 
 // Close frees the model's tensors.

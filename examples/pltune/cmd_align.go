@@ -65,7 +65,8 @@ const dpoUsage = `dpo (--model DIR | --model-config FILE --init random) [--token
 DPO with the sigmoid loss −log σ(β·((πc − refc) − (πr − refr))) on summed
 response log-probs. The reference log-probs are computed once before
 training: from --ref-model, else from the starting model itself (with its
-LoRA adapters switched off under --lora-rank); they are kept in
+new LoRA adapters switched off under --lora-rank; an adapter folder given as
+--model, whose training continues, is its own reference); they are kept in
 --out/reference_logps.json and reused by a run with the same pairs and
 reference (--resume). Metrics per step in metrics.jsonl: rewards_chosen/
 rejected, reward_margin, reward_accuracy, logps_chosen/rejected.
@@ -103,7 +104,7 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 	var f alignFlags
 	f.register(fs, "β, the scale of the implicit reward")
 	var refDir string
-	fs.StringVar(&refDir, "ref-model", "", "reference model folder (default: the starting model; its base under LoRA)")
+	fs.StringVar(&refDir, "ref-model", "", "reference model folder or adapter folder (default: the starting model; its base under a new LoRA adapter)")
 	tok, pairs, m, err := f.start(ctx, env, fs, args, "")
 	if err != nil {
 		return err
@@ -113,9 +114,15 @@ func runDPO(ctx context.Context, env *cliEnv, args []string) error {
 	// The reference log-probs are kept in --out, so a resumed run reuses
 	// them; the file says which pairs and which reference they belong to.
 	ref := &align.Reference{Dir: refDir, Source: "policy " + f.model + f.modelConfig, BatchSize: 2 * f.batch}
-	if refDir != "" {
+	switch {
+	case refDir != "":
 		ref.Source = "ref-model " + refDir
-	} else if f.loraRank > 0 {
+	case f.pre.AdapterDir != "":
+		// Training an adapter on: the reference is the model it starts
+		// from, base and adapter, scored before the first step.
+		ref.Model = m
+		ref.Source += " (base and adapter as loaded)"
+	case f.loraRank > 0:
 		ref.Source += " (LoRA adapters off)"
 	}
 	if !f.quiet {
@@ -197,7 +204,7 @@ func (f *alignFlags) loadPairs(ctx context.Context, env *cliEnv) (*tokenize.Toke
 // runAlign runs the loop and reports the final step's preference metrics.
 func (f *alignFlags) runAlign(ctx context.Context, env *cliEnv, m *train.Model, tok *tokenize.Tokenizer, obj, ev train.Objective) error {
 	cfg := f.trainerConfig(env)
-	cfg.Export = f.export(m, tok)
+	cfg.Export = f.export()
 	cfg.Model = m // ZeRO stage 3 gathers its layers
 	var last train.StepRecord
 	cfg.OnStep = func(r train.StepRecord) { last = r }

@@ -25,7 +25,7 @@ func init() {
 
 // openLocalModel opens a checkpoint folder as an in-process model. The
 // libtorch build sets it; without it, --model is a usage error.
-var openLocalModel func(dir, tokenizer string, noBOS bool) (eval.Model, error)
+var openLocalModel func(f modelFlags, noBOS bool) (eval.Model, error)
 
 // forwardEval, when set, runs an eval with an in-process model in the
 // pltune-torch binary (dispatch.go).
@@ -42,9 +42,15 @@ Leaderboard on the dataset's own file (JSONL, JSON, CSV or TSV), e.g.
 --task samples:plcc one of them (plcc, mc, refusal, verbosity). Task files
 may also follow the flags as arguments.
 
+With --model the model runs in process (--device cuda for a GPU); --model
+may be a PEFT LoRA adapter folder, loaded on its base (--base, else its
+adapter_config.json's base_model_name_or_path).
+
 Writes to --out: results.json, report.md, charts/*.png, and cache.jsonl, the
-model's raw answers: running the same command again resumes an interrupted
-run without asking for answered items. The HTTP backend reads its API key
+model's raw answers, keyed by the model's fingerprint (its weights' files,
+config and adapter) and the request: running the same command again resumes
+an interrupted run without asking for answered items, and a model retrained
+into the same folder is asked again. The HTTP backend reads its API key
 from $OPENAI_API_KEY (or the variable --api-key-env names).`
 
 type taskList []string
@@ -56,8 +62,9 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	fset := newFlags(env, "eval", evalUsage)
 	var tasks taskList
 	fset.Var(&tasks, "task", "task file, KIND=FILE, samples or samples:NAME (repeatable)")
-	modelDir := fset.String("model", "", "checkpoint folder for the in-process backend")
-	tokenizer := fset.String("tokenizer", "", "tokenizer.json for --model (default: the one in the folder)")
+	var mf modelFlags
+	mf.register(fset, "model folder or PEFT adapter folder for the in-process backend", "tokenizer for --model (default: the --model folder's, else its base's)")
+	modelDir := &mf.model
 	endpoint := fset.String("endpoint", "", "base URL of an OpenAI-compatible server, e.g. http://localhost:8000/v1")
 	modelName := fset.String("model-name", "", "model name the server serves (with --endpoint)")
 	apiKeyEnv := fset.String("api-key-env", "OPENAI_API_KEY", "environment variable holding the API key")
@@ -130,7 +137,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 		if openLocalModel == nil {
 			return usagef("--model: the in-process backend is not built into this pltune (it needs libtorch); serve the model with an OpenAI-compatible server and use --endpoint")
 		}
-		if model, err = openLocalModel(*modelDir, *tokenizer, *noBOS); err != nil {
+		if model, err = openLocalModel(mf, *noBOS); err != nil {
 			return err
 		}
 	} else {

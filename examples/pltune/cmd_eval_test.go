@@ -323,16 +323,17 @@ func TestEvalLocalHook(t *testing.T) {
 	dir := t.TempDir()
 	task := filepath.Join(dir, "t.jsonl")
 	os.WriteFile(task, []byte(`{"id":"v","prompt":"p","reference":"r"}`+"\n"), 0o644)
-	var gotDir, gotTok string
+	var got modelFlags
 	saved := openLocalModel
-	openLocalModel = func(d, tok string, _ bool) (eval.Model, error) {
-		gotDir, gotTok = d, tok
-		return nil, fmt.Errorf("checkpoint %s: no config.json", d)
+	openLocalModel = func(f modelFlags, _ bool) (eval.Model, error) {
+		got = f
+		return nil, fmt.Errorf("checkpoint %s: no config.json", f.model)
 	}
 	defer func() { openLocalModel = saved }()
-	code, _, errOut := runCLI(t, "eval", "--task", task, "--out", dir, "--model", dir, "--tokenizer", "tok.json")
-	if code != 1 || gotDir != dir || gotTok != "tok.json" || !strings.Contains(errOut, "no config.json") {
-		t.Errorf("exit %d, stderr %q, hook got %q %q", code, errOut, gotDir, gotTok)
+	code, _, errOut := runCLI(t, "eval", "--task", task, "--out", dir, "--model", dir, "--tokenizer", "tok.json", "--base", "base", "--device", "cuda:1", "--dtype", "bf16")
+	want := modelFlags{model: dir, base: "base", tokenizer: "tok.json", device: "cuda:1", dtype: "bf16"}
+	if code != 1 || got != want || !strings.Contains(errOut, "no config.json") {
+		t.Errorf("exit %d, stderr %q, hook got %+v; want %+v", code, errOut, got, want)
 	}
 }
 

@@ -8,9 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 
-	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
 )
 
@@ -23,20 +21,13 @@ func init() {
 // call: enough to batch, few enough that output keeps flowing.
 const modelBatch = 8
 
-func loadModelAndTokenizer(modelDir, tokPath string) (*train.Model, *tokenize.Tokenizer, error) {
-	tok, err := tokenize.Load(tokPath)
+// open loads the model with its tokenizer.
+func (f *modelFlags) open() (*train.Pretrained, error) {
+	opts, err := deviceOptions(f.device, f.dtype, train.ModelOptions{})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	m, err := train.LoadModel(modelDir, train.ModelOptions{})
-	if err != nil {
-		return nil, nil, err
-	}
-	if tok.VocabSize() > m.Config.VocabSize {
-		m.Drop()
-		return nil, nil, fmt.Errorf("tokenizer %s has %d tokens but the model's vocabulary has %d", tokPath, tok.VocabSize(), m.Config.VocabSize)
-	}
-	return m, tok, nil
+	return train.Open(f.model, train.OpenOptions{ModelOptions: opts, Base: f.base, Tokenizer: f.tokenizer})
 }
 
 // readJSONStrings calls fn with batches of the JSON strings read one per
@@ -71,24 +62,25 @@ func readJSONStrings(r io.Reader, fn func(texts []string) error) error {
 }
 
 func runScore(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "score", "score --model DIR --tokenizer PATH < texts.jsonl\n\n"+
+	fs := newFlags(env, "score", "score --model DIR [--tokenizer PATH] < texts.jsonl\n\n"+
 		"Reads JSON strings, one per line, encodes each with the tokenizer's special\n"+
 		"tokens (as Hugging Face does by default) and writes one JSON object per line:\n"+
 		"{\"logprob\": L, \"tokens\": N}, L the sum over positions i >= 1 of\n"+
 		"log p(token_i | tokens before i), N the number of ids.")
-	modelDir := fs.String("model", "", "Hugging Face model folder (config.json + safetensors)")
-	tokPath := fs.String("tokenizer", "", "tokenizer folder or tokenizer.json")
+	var mf modelFlags
+	mf.register(fs, modelHelp, tokenizerHelp)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *modelDir == "" || *tokPath == "" || fs.NArg() > 0 {
-		return usagef("score needs --model DIR and --tokenizer PATH and no arguments; see --help")
+	if mf.model == "" || fs.NArg() > 0 {
+		return usagef("score needs --model DIR and no arguments; see --help")
 	}
-	m, tok, err := loadModelAndTokenizer(*modelDir, *tokPath)
+	p, err := mf.open()
 	if err != nil {
 		return err
 	}
-	defer m.Drop()
+	defer p.Drop()
+	m, tok := p.Model, p.Tokenizer
 	w := bufio.NewWriter(env.stdout)
 	defer w.Flush()
 	enc := json.NewEncoder(w)
@@ -121,35 +113,30 @@ func runScore(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func runGenerate(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "generate", "generate --model DIR --tokenizer PATH [--max-new-tokens N] [--temperature T] [--seed S] < prompts.jsonl\n\n"+
+	fs := newFlags(env, "generate", "generate --model DIR [--tokenizer PATH] [--max-new-tokens N] [--temperature T] [--seed S] < prompts.jsonl\n\n"+
 		"Reads JSON strings (prompts), one per line, and writes one JSON string, the\n"+
 		"continuation, per line. Generation stops at the model's EOS or the\n"+
 		"tokenizer's end-of-turn token. Temperature 0 is greedy decoding.")
-	modelDir := fs.String("model", "", "Hugging Face model folder (config.json + safetensors)")
-	tokPath := fs.String("tokenizer", "", "tokenizer folder or tokenizer.json")
+	var mf modelFlags
+	mf.register(fs, modelHelp, tokenizerHelp)
 	maxNew := fs.Int("max-new-tokens", 128, "tokens to generate at most per prompt")
 	temp := fs.Float64("temperature", 0, "sampling temperature; 0 is greedy")
 	seed := fs.Int64("seed", 0, "sampling seed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *modelDir == "" || *tokPath == "" || fs.NArg() > 0 {
-		return usagef("generate needs --model DIR and --tokenizer PATH and no arguments; see --help")
+	if mf.model == "" || fs.NArg() > 0 {
+		return usagef("generate needs --model DIR and no arguments; see --help")
 	}
 	if *maxNew <= 0 || *temp < 0 {
 		return usagef("--max-new-tokens must be positive and --temperature not negative")
 	}
-	m, tok, err := loadModelAndTokenizer(*modelDir, *tokPath)
+	p, err := mf.open()
 	if err != nil {
 		return err
 	}
-	defer m.Drop()
-	stop := m.StopIDs()
-	for _, id := range tok.StopIDs() {
-		if !slices.Contains(stop, id) {
-			stop = append(stop, id)
-		}
-	}
+	defer p.Drop()
+	m, tok, stop := p.Model, p.Tokenizer, p.StopIDs()
 	w := bufio.NewWriter(env.stdout)
 	defer w.Flush()
 	enc := json.NewEncoder(w)

@@ -17,7 +17,7 @@ import (
 	"github.com/pltune/pltune/tokstore"
 	"github.com/pltune/pltune/train"
 	"github.com/pltune/pltune/train/dist"
-	"github.com/sugarme/gotch"
+	"github.com/pltune/pltune/train/hfconfig"
 	"golang.org/x/term"
 )
 
@@ -38,6 +38,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 // orpo, dpo).
 type trainFlags struct {
 	model, modelConfig, init string
+	base                     string
 	seed                     int64
 	tokenizer                string
 	data                     stringList
@@ -51,7 +52,7 @@ type trainFlags struct {
 	loraDropout              float64
 	loraTargets              string
 	resume                   bool
-	device                   string
+	device, dtype            string
 	saveEvery, evalEvery     int
 	quiet                    bool
 	stores                   storeFlags
@@ -61,15 +62,19 @@ type trainFlags struct {
 	// comm is the data-parallel group joined when the command runs under
 	// pltune launch or torchrun; nil otherwise.
 	comm train.Communicator
+	// pre is the model being trained with its tokenizer and origin, set by
+	// openModel; it exports final/ and the checkpoints.
+	pre *train.Pretrained
 }
 
 func (f *trainFlags) register(fs *flag.FlagSet, defaultLR float64) {
 	def := train.DefaultTrainerConfig()
-	fs.StringVar(&f.model, "model", "", "Hugging Face model folder to start from")
+	fs.StringVar(&f.model, "model", "", "Hugging Face model folder to start from, or a PEFT LoRA adapter folder (its training continues)")
+	fs.StringVar(&f.base, "base", "", "base model folder of a --model adapter folder (default: its adapter_config.json's base_model_name_or_path)")
 	fs.StringVar(&f.modelConfig, "model-config", "", "config.json of a model to build instead of --model")
 	fs.StringVar(&f.init, "init", "random", "initialisation with --model-config (only: random)")
 	fs.Int64Var(&f.seed, "seed", def.Seed, "seed of initialisation, data order and dropout")
-	fs.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer folder or tokenizer.json (default: the --model folder)")
+	fs.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer folder or tokenizer.json (default: the --model folder's, else its base's)")
 	fs.Var(&f.data, "data", "training data file or token store folder (repeatable; more may follow as arguments)")
 	fs.StringVar(&f.out, "out", "", "output folder: checkpoint-STEP/, final/, metrics.jsonl (required)")
 	fs.IntVar(&f.epochs, "epochs", def.Epochs, "passes over the data")
@@ -85,7 +90,8 @@ func (f *trainFlags) register(fs *flag.FlagSet, defaultLR float64) {
 	fs.Float64Var(&f.loraDropout, "lora-dropout", 0.05, "LoRA dropout")
 	fs.StringVar(&f.loraTargets, "lora-targets", "q_proj,k_proj,v_proj,o_proj", "comma-separated modules LoRA adapts")
 	fs.BoolVar(&f.resume, "resume", false, "continue from the newest checkpoint in --out")
-	fs.StringVar(&f.device, "device", "cpu", "cpu or cuda (bf16 compute with fp32 optimizer state)")
+	fs.StringVar(&f.device, "device", "cpu", "cpu, cuda or cuda:N (under pltune launch, cuda is each process's local GPU)")
+	fs.StringVar(&f.dtype, "dtype", "", "parameter precision: f32, bf16 or f16 (default: bf16 on cuda with fp32 optimizer state, f32 on cpu)")
 	fs.IntVar(&f.saveEvery, "save-every", 0, "write a checkpoint every N steps (0: at the end and on Ctrl-C)")
 	fs.IntVar(&f.evalEvery, "eval-every", 0, "held-out loss every N steps on 5% of the data (0: never)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar and no log lines")
@@ -110,8 +116,8 @@ func (f *trainFlags) check(rest []string) error {
 		return usagef("--init %q: only random initialisation is supported", f.init)
 	case f.model == "" && f.tokenizer == "":
 		return usagef("--tokenizer is required with --model-config")
-	case f.device != "cpu" && f.device != "cuda":
-		return usagef("--device %q: want cpu or cuda", f.device)
+	case f.base != "" && f.model == "":
+		return usagef("--base is for a --model adapter folder")
 	case f.batch < 1 || f.accum < 1 || f.maxLen < 2 || f.epochs < 0 || f.maxSteps < 0 || f.loraRank < 0:
 		return usagef("--batch-size, --grad-accum, --max-len must be positive; --epochs, --max-steps, --lora-rank not negative")
 	case f.lr <= 0:
@@ -123,24 +129,53 @@ func (f *trainFlags) check(rest []string) error {
 	case f.offloadOptimizer && f.zeroStage == 0:
 		return usagef("--offload-optimizer needs --zero-stage 1, 2 or 3")
 	}
+	if _, err := deviceOptions(f.device, f.dtype, train.ModelOptions{}); err != nil {
+		return err
+	}
 	if f.tokenizer == "" {
-		f.tokenizer = f.model
+		f.tokenizer = modelTokenizer(f.model, f.base)
 	}
 	return nil
 }
 
-func (f *trainFlags) modelOptions() (train.ModelOptions, error) {
-	opts := train.ModelOptions{Seed: f.seed, GradientCheckpointing: f.gradCheckpointing}
-	if f.device == "cuda" {
-		if !gotch.CUDA.IsAvailable() {
-			return opts, errors.New("--device cuda: no CUDA device in the linked libtorch (set LIBTORCH to a CUDA build and rerun make setup)")
-		}
-		gpu := 0
-		if g, ok := f.comm.(*dist.Group); ok {
-			gpu = g.LocalRank()
-		}
-		opts.Device, opts.DType = gotch.CudaBuilder(uint(gpu)), gotch.BFloat16
+// modelTokenizer is where the tokenizer of --model lives: the folder
+// itself, or the base of an adapter folder that holds none.
+func modelTokenizer(model, base string) string {
+	if !hfconfig.IsAdapterDir(model) {
+		return model
 	}
+	if _, err := os.Stat(filepath.Join(model, "tokenizer.json")); err == nil {
+		return model
+	}
+	if loc, err := hfconfig.Locate(model, base); err == nil {
+		return loc.ModelDir
+	}
+	return model // loading it names the problem
+}
+
+func (f *trainFlags) modelOptions() (train.ModelOptions, error) {
+	dev := f.device
+	if g, ok := f.comm.(*dist.Group); ok && dev == "cuda" {
+		dev = fmt.Sprintf("cuda:%d", g.LocalRank())
+	}
+	return deviceOptions(dev, f.dtype, train.ModelOptions{Seed: f.seed, GradientCheckpointing: f.gradCheckpointing})
+}
+
+// deviceOptions checks --device and --dtype into opts: a GPU computes in
+// bf16 unless --dtype says otherwise.
+func deviceOptions(device, dtype string, opts train.ModelOptions) (train.ModelOptions, error) {
+	dev, err := train.ParseDevice(device)
+	if err != nil {
+		return opts, usagef("--device: %v", err)
+	}
+	if dtype == "" && dev != "cpu" {
+		dtype = "bf16"
+	}
+	dt, err := train.ParseDType(dtype)
+	if err != nil {
+		return opts, usagef("--dtype: %v", err)
+	}
+	opts.Device, opts.DType = dev, dt
 	return opts, nil
 }
 
@@ -159,19 +194,22 @@ func (f *trainFlags) openModel(ctx context.Context) (*train.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	var m *train.Model
 	if f.model != "" {
-		m, err = train.LoadModel(f.model, opts)
+		f.pre, err = train.Open(f.model, train.OpenOptions{ModelOptions: opts, Base: f.base, Tokenizer: f.tokenizer})
 	} else {
-		var cfg *train.Config
-		if cfg, err = train.LoadConfig(f.modelConfig); err == nil {
-			m, err = train.NewModel(cfg, opts)
-		}
+		f.pre, err = f.newModel(opts)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if f.loraRank > 0 {
+	m := f.pre.Model
+	if lc := m.LoRA(); lc != nil {
+		// An adapter folder: its adapter trains on.
+		if f.loraRank > 0 && f.loraRank != lc.Rank {
+			m.Drop()
+			return nil, usagef("--lora-rank %d: %s is an adapter of rank %d, whose training continues; drop --lora-rank", f.loraRank, f.model, lc.Rank)
+		}
+	} else if f.loraRank > 0 {
 		alpha := f.loraAlpha
 		if alpha == 0 {
 			alpha = 2 * float64(f.loraRank)
@@ -205,23 +243,35 @@ func (f *trainFlags) trainerConfig(env *cliEnv) train.TrainerConfig {
 	return cfg
 }
 
-// export writes the model for OutDir/final: the full model in Hugging Face
-// layout, or the PEFT adapter under LoRA, with the tokenizer files and the
-// end-of-turn token among the EOS ids.
-func (f *trainFlags) export(m *train.Model, tok *tokenize.Tokenizer) func(string) error {
+// newModel builds --model-config with random weights.
+func (f *trainFlags) newModel(opts train.ModelOptions) (*train.Pretrained, error) {
+	tok, err := tokenize.Load(f.tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := train.LoadConfig(f.modelConfig)
+	if err != nil {
+		return nil, err
+	}
+	m, err := train.NewModel(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
 	tokDir := f.tokenizer
 	if st, err := os.Stat(tokDir); err == nil && !st.IsDir() {
 		tokDir = filepath.Dir(tokDir)
 	}
-	return func(dir string) error {
-		if m.LoRA() != nil {
-			if err := m.SaveAdapter(dir, f.model); err != nil {
-				return err
-			}
-			return train.CopyTokenizerFiles(tokDir, dir)
-		}
-		return m.Save(dir, train.SaveOptions{TokenizerDir: tokDir, EOSTokenIDs: tok.StopIDs()})
+	return &train.Pretrained{Model: m, Tokenizer: tok, TokenizerDir: tokDir}, nil
+}
+
+// export writes the model for OutDir/final: the PEFT adapter under LoRA,
+// else the full model in Hugging Face layout, with the tokenizer files.
+func (f *trainFlags) export() func(string) error {
+	mode := train.ExportMerged
+	if f.pre.Model.LoRA() != nil {
+		mode = train.ExportAdapter
 	}
+	return func(dir string) error { return f.pre.Export(dir, mode) }
 }
 
 // heldOutShare is the share of rows or pairs --eval-every holds out
@@ -245,7 +295,7 @@ func (f *trainFlags) runTraining(ctx context.Context, env *cliEnv, m *train.Mode
 		ev = train.NewLMObjective(m, evalRows, tok.PadID())
 	}
 	cfg := f.trainerConfig(env)
-	cfg.Export = f.export(m, tok)
+	cfg.Export = f.export()
 	cfg.Model = m // ZeRO stage 3 gathers its layers
 	tr, err := train.NewTrainer(cfg, m.NamedParameters(), obj, ev)
 	if err != nil {

@@ -116,7 +116,7 @@ func (f *trainFlags) runTrainingFrom(ctx context.Context, env *cliEnv, m *train.
 		ev = train.NewLMObjectiveFrom(m, evalSrc, tok.PadID())
 	}
 	cfg := f.trainerConfig(env)
-	cfg.Export = f.export(m, tok)
+	cfg.Export = f.export()
 	tr, err := train.NewTrainer(cfg, m.NamedParameters(), train.NewLMObjectiveFrom(m, trainSrc, tok.PadID()), ev)
 	if err != nil {
 		return err

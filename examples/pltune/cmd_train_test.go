@@ -113,7 +113,9 @@ func TestTrainCommandsUsage(t *testing.T) {
 		{[]string{"sft", "--bogus"}, "flag provided but not defined"},
 		{[]string{"sft", "--out", "x", "--data", "y"}, "exactly one of --model"},
 		{[]string{"pretrain", "--model", "m", "--data", "d"}, "--out is required"},
-		{[]string{"sft", "--model", "m", "--out", "o", "--data", "d", "--device", "tpu"}, `--device "tpu"`},
+		{[]string{"sft", "--model", "m", "--out", "o", "--data", "d", "--device", "tpu"}, `device "tpu"`},
+		{[]string{"sft", "--model", "m", "--out", "o", "--data", "d", "--dtype", "int4"}, `dtype "int4"`},
+		{[]string{"sft", "--model-config", "c", "--tokenizer", "t", "--base", "b", "--out", "o", "--data", "d"}, "--base is for a --model adapter folder"},
 	} {
 		code, _, stderr := runTrainCLI(t, c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {

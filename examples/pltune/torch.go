@@ -1,6 +1,6 @@
 package main
 
-// The tensor commands (pretrain, sft, orpo, dpo, score, generate, and eval
+// The tensor commands (pretrain, sft, orpo, dpo, score, generate, merge, and eval
 // with an in-process --model) link libtorch; the rest of pltune is pure Go.
 // A program that links libtorch has the dynamic loader map it at start
 // (hundreds of MB, most of a second) whatever the command, so pltune is
@@ -24,4 +24,5 @@ var torchCommands = []struct{ name, summary string }{
 	{"dpo", "preference alignment with DPO (sigmoid loss against a reference model)"},
 	{"score", "log-probability of each input text under a model"},
 	{"generate", "continue each input prompt with a model"},
+	{"merge", "fold a LoRA adapter into its base: a full model folder, sharded as transformers saves it"},
 }

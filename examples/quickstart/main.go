@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -56,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.fast, "fast", false, "a smoke version of about a minute: smaller model, fewer steps, a few evaluation items")
 	fs.Int64Var(&o.seed, "seed", 1, "seed of the corpus mix and split, initialisation and data order")
 	fs.IntVar(&o.loraRank, "lora-rank", 16, "LoRA rank with --model")
-	fs.StringVar(&o.device, "device", "cpu", "cpu or cuda (bf16 weights; needs a CUDA libtorch, see make setup)")
+	fs.StringVar(&o.device, "device", "cpu", "cpu, cuda or cuda:N (bf16 weights; needs a CUDA libtorch, see make setup)")
 	fs.BoolVar(&o.quiet, "quiet", false, "print only where the report is")
 	fs.BoolVar(&o.gradCheckpointing, "gradient-checkpointing", false, "recompute each decoder layer in backward instead of keeping its activations (less memory)")
 	if err := fs.Parse(args); err != nil {
@@ -73,8 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "quickstart: unexpected argument %q (see --help)\n", fs.Arg(0))
 		return 2
 	}
-	if o.device != "cpu" && o.device != "cuda" {
-		fmt.Fprintf(stderr, "quickstart: --device %q: want cpu or cuda\n", o.device)
+	if o.device != "cpu" && o.device != "cuda" && !strings.HasPrefix(o.device, "cuda:") {
+		fmt.Fprintf(stderr, "quickstart: --device %q: want cpu, cuda or cuda:N\n", o.device)
 		return 2
 	}
 	if o.loraRank < 1 {

@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/sugarme/gotch"
-
 	"github.com/pltune/pltune/align"
 	"github.com/pltune/pltune/corpus"
 	"github.com/pltune/pltune/corpus/samples"
@@ -139,13 +137,13 @@ func pipeline(ctx context.Context, o options, log io.Writer) (string, error) {
 	rep.TokenizerDir, rep.Vocab = tokDir, tok.VocabSize()
 	rep.CharsPerToken = charsPerToken(tok, pretrain)
 
-	m, err := openModel(o, z, tok)
+	exp, err := openModel(o, z, tok, tokDir)
 	if err != nil {
 		return "", err
 	}
-	defer m.Drop()
+	defer exp.Drop()
+	m := exp.Model
 	rep.Params = countParams(m)
-	exp := exporter{m: m, tok: tok, tokDir: tokDir, base: o.model}
 
 	fmt.Fprintf(log, "[3/8] cpt: continual pre-training on %d documents of raw Polish text\n", len(pretrain))
 	rows, err := pretrainRows(ctx, tok, pretrain, z.seqLen)
@@ -321,26 +319,23 @@ func charsPerToken(tok *tokenize.Tokenizer, texts []string) float64 {
 // openModel builds the tiny Llama for the trained tokenizer, or loads
 // --model and puts LoRA adapters on it; the one adapter set trains through
 // every stage, so each stage's adapter applies to the original base.
-func openModel(o options, z sizes, tok *tokenize.Tokenizer) (*train.Model, error) {
-	opts := train.ModelOptions{Seed: o.seed, GradientCheckpointing: o.gradCheckpointing}
-	if o.device == "cuda" {
-		if !gotch.CUDA.IsAvailable() {
-			return nil, errors.New("--device cuda: the linked libtorch has no CUDA device (point LIBTORCH at a CUDA build and rerun make setup)")
-		}
-		opts.Device, opts.DType = gotch.CudaBuilder(0), gotch.BFloat16
+func openModel(o options, z sizes, tok *tokenize.Tokenizer, tokDir string) (*train.Pretrained, error) {
+	opts := train.ModelOptions{Device: o.device, Seed: o.seed, GradientCheckpointing: o.gradCheckpointing}
+	if o.device != "cpu" {
+		opts.DType = "bf16" // fp32 adapters and optimizer state all the same
 	}
 	if o.model != "" {
-		m, err := train.LoadModel(o.model, opts)
+		p, err := train.Open(o.model, train.OpenOptions{ModelOptions: opts})
 		if err != nil {
 			return nil, err
 		}
-		if err := train.ApplyLoRA(m, train.LoRAConfig{Rank: o.loraRank, Alpha: 2 * float64(o.loraRank), Dropout: 0.05,
+		if err := train.ApplyLoRA(p.Model, train.LoRAConfig{Rank: o.loraRank, Alpha: 2 * float64(o.loraRank), Dropout: 0.05,
 			TargetModules: []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}}); err != nil {
-			m.Drop()
+			p.Drop()
 			return nil, err
 		}
-		m.SetTraining(true)
-		return m, nil
+		p.Model.SetTraining(true)
+		return p, nil
 	}
 	bos, _ := tok.TokenToID(tokenize.TrainedBOS)
 	eos, _ := tok.TokenToID(tokenize.TrainedEOS)
@@ -374,7 +369,7 @@ func openModel(o options, z sizes, tok *tokenize.Tokenizer) (*train.Model, error
 		return nil, err
 	}
 	m.SetTraining(true)
-	return m, nil
+	return &train.Pretrained{Model: m, Tokenizer: tok, TokenizerDir: tokDir}, nil
 }
 
 func countParams(m *train.Model) (total int64) {
@@ -448,30 +443,11 @@ func preferenceExamples(ctx context.Context, tok *tokenize.Tokenizer, maxLen int
 	return out, st.TooLong + st.NoResponse, nil
 }
 
-// exporter writes a stage's final model: the full model in the Hugging Face
-// layout, or the PEFT adapter with the tokenizer files under LoRA.
-type exporter struct {
-	m      *train.Model
-	tok    *tokenize.Tokenizer
-	tokDir string
-	base   string
-}
-
-func (e exporter) export(dir string) error {
-	if e.m.LoRA() == nil {
-		return e.m.Save(dir, train.SaveOptions{TokenizerDir: e.tokDir, EOSTokenIDs: e.tok.StopIDs()})
-	}
-	if err := e.m.SaveAdapter(dir, e.base); err != nil {
-		return err
-	}
-	return train.CopyTokenizerFiles(e.tokDir, dir)
-}
-
 // runStage trains obj for steps optimizer steps into out/name and prints a
 // progress line about ten times. The returned stageRun holds what ran even
 // when the stage fails or is interrupted.
 func runStage(ctx context.Context, log io.Writer, name string, o options, steps int, lr float64, batch int,
-	obj, ev train.Objective, m *train.Model, exp exporter) (*stageRun, error) {
+	obj, ev train.Objective, m *train.Model, exp *train.Pretrained) (*stageRun, error) {
 	dir := filepath.Join(o.out, name)
 	run := &stageRun{Name: name, Examples: obj.Len(), MetricsLog: filepath.Join(dir, "metrics.jsonl")}
 	batch = min(batch, obj.Len())
@@ -481,7 +457,13 @@ func runStage(ctx context.Context, log io.Writer, name string, o options, steps 
 	cfg.KeepLast = 1
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.Progress = io.Discard
-	cfg.Export = exp.export
+	// A stage's final model: the PEFT adapter with the tokenizer files
+	// under LoRA, else the full model in the Hugging Face layout.
+	mode := train.ExportMerged
+	if m.LoRA() != nil {
+		mode = train.ExportAdapter
+	}
+	cfg.Export = func(dir string) error { return exp.Export(dir, mode) }
 	if ev != nil {
 		cfg.EvalEvery = steps
 	}

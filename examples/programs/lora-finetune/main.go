@@ -22,8 +22,6 @@ import (
 	"os/signal"
 	"strings"
 
-	"github.com/sugarme/gotch"
-
 	"github.com/pltune/pltune/tokenize"
 	"github.com/pltune/pltune/train"
 )
@@ -73,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&c.maxLen, "max-len", 2048, "row length in tokens; longer conversations are dropped")
 	fs.IntVar(&c.batch, "batch-size", 1, "rows per micro-batch")
 	fs.IntVar(&c.accum, "grad-accum", 8, "micro-batches per optimizer step")
-	fs.StringVar(&c.device, "device", "cpu", "cpu or cuda (bf16 weights, fp32 adapters and optimizer)")
+	fs.StringVar(&c.device, "device", "cpu", "cpu, cuda or cuda:N (bf16 weights, fp32 adapters and optimizer)")
 	fs.BoolVar(&c.merge, "merge", false, "write the merged full model to OUT/final instead of the adapter")
 	fs.BoolVar(&c.resume, "resume", false, "continue from the newest checkpoint in --out")
 	if err := fs.Parse(args); err != nil {
@@ -91,8 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case c.model == "" || c.out == "" || len(c.data) == 0:
 		fmt.Fprintln(stderr, "lora-finetune: --model, --data and --out are required (see --help)")
 		return 2
-	case c.device != "cpu" && c.device != "cuda":
-		fmt.Fprintf(stderr, "lora-finetune: --device %q: want cpu or cuda\n", c.device)
+	case c.device != "cpu" && c.device != "cuda" && !strings.HasPrefix(c.device, "cuda:"):
+		fmt.Fprintf(stderr, "lora-finetune: --device %q: want cpu, cuda or cuda:N\n", c.device)
 		return 2
 	case c.rank < 1 || c.maxLen < 2 || c.batch < 1 || c.accum < 1 || c.lr <= 0:
 		fmt.Fprintln(stderr, "lora-finetune: --rank, --max-len, --batch-size, --grad-accum and --lr must be positive")
@@ -106,10 +104,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func finetune(ctx context.Context, c config, stdout, stderr io.Writer) error {
-	tok, err := tokenize.Load(c.model)
+	opts := train.ModelOptions{Device: c.device}
+	if c.device != "cpu" {
+		opts.DType = "bf16" // fp32 adapters and optimizer state all the same
+	}
+	p, err := train.Open(c.model, train.OpenOptions{ModelOptions: opts})
 	if err != nil {
 		return err
 	}
+	defer p.Drop()
+	m, tok := p.Model, p.Tokenizer
 	b, err := tokenize.NewSFTBuilder(tok, tokenize.SFTOptions{MaxLen: c.maxLen})
 	if err != nil {
 		return err
@@ -128,18 +132,6 @@ func finetune(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	opts := train.ModelOptions{}
-	if c.device == "cuda" {
-		if !gotch.CUDA.IsAvailable() {
-			return errors.New("--device cuda: the linked libtorch has no CUDA device")
-		}
-		opts.Device, opts.DType = gotch.CudaBuilder(0), gotch.BFloat16
-	}
-	m, err := train.LoadModel(c.model, opts)
-	if err != nil {
-		return err
-	}
-	defer m.Drop()
 	if err := train.ApplyLoRA(m, train.LoRAConfig{Rank: c.rank, Alpha: c.alpha, Dropout: 0.05, TargetModules: strings.Split(c.targets, ",")}); err != nil {
 		return err
 	}
@@ -148,19 +140,12 @@ func finetune(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	cfg := train.DefaultTrainerConfig()
 	cfg.OutDir, cfg.Epochs, cfg.MaxSteps, cfg.LR = c.out, c.epochs, c.maxSteps, c.lr
 	cfg.BatchSize, cfg.GradAccum, cfg.Resume = c.batch, c.accum, c.resume
-	cfg.Export = func(dir string) error {
-		if c.merge {
-			if err := m.MergeLoRA(); err != nil {
-				return err
-			}
-			return m.Save(dir, train.SaveOptions{TokenizerDir: c.model, EOSTokenIDs: tok.StopIDs()})
-		}
-		if err := m.SaveAdapter(dir, c.model); err != nil {
-			return err
-		}
-		return train.CopyTokenizerFiles(c.model, dir)
+	mode := train.ExportAdapter
+	if c.merge {
+		mode = train.ExportMerged
 	}
-	tr, err := train.NewTrainer(cfg, m.NamedParameters(), train.NewLMObjective(m, rows, tok.PadID()), nil)
+	cfg.Export = func(dir string) error { return p.Export(dir, mode) }
+	tr, err := train.NewTrainer(cfg, m.NamedParameters(), train.NewLMObjective(m, rows, p.PadID()), nil)
 	if err != nil {
 		return err
 	}
