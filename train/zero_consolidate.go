@@ -359,3 +359,10 @@ func (w *zeroWeights) close() {
 		f.Close()
 	}
 }
+
+// IsZeroCheckpoint reports whether dir is a checkpoint of a ZeRO run that
+// ConsolidateZeroCheckpoint can read (it records its layout).
+func IsZeroCheckpoint(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, zeroLayoutFile))
+	return err == nil
+}

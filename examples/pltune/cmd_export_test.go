@@ -149,7 +149,7 @@ func trainTiny(t *testing.T, dir, config, tokDir, loraBase string) string {
 		args = []string{"sft", "--model", loraBase, "--lora-rank", "4"}
 	}
 	args = append(args, "--seed", "7", "--tokenizer", tokDir,
-		"--data", data, "--out", out, "--epochs", "1", "--batch-size", "2", "--lr", "2e-2", "--max-len", "160", "--quiet")
+		"--data", data, "--out", out, "--epochs", "1", "--batch-size", "2", "--lr", "5e-3", "--warmup-ratio", "0", "--max-len", "160", "--quiet")
 	if code, stdout, stderr := runTrainCLI(t, args...); code != 0 {
 		t.Fatalf("sft: exit %d\n%s\n%s", code, stdout, stderr)
 	}

@@ -27,9 +27,15 @@ generation_config.json (the base's settings, the end-of-turn token among the
 EOS ids) and the tokenizer files. The weights are stored in the base's
 torch_dtype; --dtype is the precision the base is loaded in (f32 by default;
 bf16 halves the memory a large model needs). transformers, vLLM, pltune and
-pltune export gguf read the result.`
+pltune export gguf read the result.
 
-func runMerge(_ context.Context, env *cliEnv, args []string) error {
+--model may also be a checkpoint-N folder of a --zero-stage run: the ranks'
+shards are consolidated tensor by tensor into the same layout, so no
+process holds the whole model; a LoRA run's adapter is then folded into its
+base (--base), and a full fine-tune's frozen tensors, if any, are read from
+--base.`
+
+func runMerge(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlags(env, "merge", mergeUsage)
 	var mf modelFlags
 	mf.register(fs, "PEFT LoRA adapter folder (required)", tokenizerHelp)
@@ -51,6 +57,9 @@ func runMerge(_ context.Context, env *cliEnv, args []string) error {
 	if filepath.Clean(*out) == filepath.Clean(mf.model) {
 		return usagef("--out must not be the adapter folder")
 	}
+	if train.IsZeroCheckpoint(mf.model) {
+		return mergeZero(ctx, env, mf, *out, maxShard)
+	}
 	p, err := mf.open()
 	if err != nil {
 		return err
@@ -67,6 +76,54 @@ func runMerge(_ context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "merged %s into %s: %s, %d weight file(s), %.1f MB\n", p.AdapterDir, p.BaseDir, *out, files, float64(size)/1e6)
+	return nil
+}
+
+// mergeZero writes the Hugging Face folder of the ZeRO checkpoint
+// mf.model: consolidated into a folder next to out, then renamed to out
+// (a full model) or, for a LoRA run, loaded on --base and merged into out.
+func mergeZero(ctx context.Context, env *cliEnv, mf modelFlags, out string, maxShard int64) error {
+	if _, err := os.Stat(out); err == nil {
+		return usagef("--out %s exists; merge writes a new folder", out)
+	}
+	parent := filepath.Dir(filepath.Clean(out))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, ".merge-zero-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	opts := train.ConsolidateOptions{MaxShardBytes: maxShard, BaseDir: mf.base, TokenizerDir: mf.base}
+	if st, err := os.Stat(mf.tokenizer); err == nil && st.IsDir() {
+		opts.TokenizerDir = mf.tokenizer
+	}
+	if err := train.ConsolidateZeroCheckpoint(ctx, mf.model, tmp, opts); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "adapter_config.json")); err == nil {
+		if mf.base == "" {
+			return usagef("--model %s is a LoRA run's ZeRO checkpoint: name its base model with --base", mf.model)
+		}
+		adapter := mf
+		adapter.model = tmp
+		p, err := adapter.open()
+		if err != nil {
+			return err
+		}
+		defer p.Drop()
+		if err := p.ExportWith(out, train.ExportMerged, train.SaveOptions{MaxShardBytes: maxShard}); err != nil {
+			return err
+		}
+	} else if err := os.Rename(tmp, out); err != nil {
+		return err
+	}
+	files, size, err := weightFiles(out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "consolidated the ZeRO checkpoint %s into %s: %d weight file(s), %.1f MB\n", mf.model, out, files, float64(size)/1e6)
 	return nil
 }
 

@@ -3,11 +3,15 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pltune/pltune/train/safetensors"
 )
 
 // TestSFTZeroUnderLaunch: `pltune launch -- pltune sft --zero-stage 2`
@@ -48,6 +52,13 @@ func TestSFTZeroUnderLaunch(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(out, "final", "model.safetensors")); err != nil {
 				t.Errorf("no final model: %v", err)
 			}
+			// pltune merge consolidates the last checkpoint's shards into
+			// the weights final/ holds.
+			merged := filepath.Join(out, "merged")
+			if code, stdout, stderr := runTrainCLI(t, "merge", "--model", filepath.Join(out, "checkpoint-4"), "--out", merged); code != 0 {
+				t.Fatalf("merge of the ZeRO checkpoint: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+			}
+			sameWeights(t, filepath.Join(out, "final"), merged)
 		}
 	}
 	for i := 1; i < len(losses); i++ {
@@ -58,6 +69,38 @@ func TestSFTZeroUnderLaunch(t *testing.T) {
 			if d := losses[0][s] - losses[i][s]; d > 1e-5 || d < -1e-5 {
 				t.Errorf("step %d: loss %v with --zero-stage %d, %v without", s+1, losses[i][s], i+1, losses[0][s])
 			}
+		}
+	}
+}
+
+// sameWeights fails unless folders a and b hold the same tensors with the
+// same bytes.
+func sameWeights(t *testing.T, a, b string) {
+	t.Helper()
+	sa, err := safetensors.OpenDir(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sa.Close()
+	sb, err := safetensors.OpenDir(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	if na, nb := sa.Names(), sb.Names(); !slices.Equal(na, nb) {
+		t.Fatalf("tensors of %s: %v; of %s: %v", a, na, b, nb)
+	}
+	for _, n := range sa.Names() {
+		x, err := sa.ReadRaw(n, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := sb.ReadRaw(n, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(x, y) {
+			t.Errorf("%s differs between %s and %s", n, a, b)
 		}
 	}
 }
