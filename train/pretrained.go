@@ -44,7 +44,14 @@ type OpenOptions struct {
 	// Tokenizer is a tokenizer folder or tokenizer.json; by default the
 	// opened folder's, else the base's.
 	Tokenizer string
+	// Shard, with World > 1, loads a full model folder for ZeroStage 3 as
+	// LoadModelSharded does: of each tensor only rank Shard.Rank's piece.
+	// An adapter folder's base is loaded whole, as LoRA needs.
+	Shard ZeroShard
 }
+
+// ZeroShard is one rank's place in a ZeRO stage-3 group.
+type ZeroShard struct{ Rank, World int }
 
 // ExportMode says what Export writes.
 type ExportMode int
@@ -95,7 +102,12 @@ func Open(dir string, opts OpenOptions) (*Pretrained, error) {
 	if st, err := os.Stat(tokDir); err == nil && !st.IsDir() {
 		tokDir = filepath.Dir(tokDir)
 	}
-	m, err := LoadModel(loc.ModelDir, opts.ModelOptions)
+	var m *Model
+	if opts.Shard.World > 1 && loc.AdapterDir == "" {
+		m, err = LoadModelSharded(loc.ModelDir, opts.ModelOptions, opts.Shard.Rank, opts.Shard.World)
+	} else {
+		m, err = LoadModel(loc.ModelDir, opts.ModelOptions)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -151,7 +151,7 @@ func (z *zeroOptimizer) setupStage3(m *Model) {
 			z.wshard = append(z.wshard, w)
 		}
 		for _, p := range z.params {
-			p.T.ZeroGrad()
+			zeroGrad(p.T) // gotch's Tensor.ZeroGrad leaks a tensor per call
 			p.T.MustSet_()
 		}
 	})

@@ -195,7 +195,13 @@ func (f *trainFlags) openModel(ctx context.Context) (*train.Model, error) {
 		return nil, err
 	}
 	if f.model != "" {
-		f.pre, err = train.Open(f.model, train.OpenOptions{ModelOptions: opts, Base: f.base, Tokenizer: f.tokenizer})
+		oo := train.OpenOptions{ModelOptions: opts, Base: f.base, Tokenizer: f.tokenizer}
+		if f.zeroStage == 3 && f.loraRank == 0 && f.comm != nil && f.comm.Size() > 1 && !f.resume {
+			// Full fine-tuning under stage 3: each rank reads only its
+			// piece of the weights.
+			oo.Shard = train.ZeroShard{Rank: f.comm.Rank(), World: f.comm.Size()}
+		}
+		f.pre, err = train.Open(f.model, oo)
 	} else {
 		f.pre, err = f.newModel(opts)
 	}

@@ -61,6 +61,30 @@ func TestSFTZeroUnderLaunch(t *testing.T) {
 			sameWeights(t, filepath.Join(out, "final"), merged)
 		}
 	}
+	// From a model folder, stage 3 loads each rank's piece of the weights
+	// (train.OpenOptions.Shard) and trains as plain data parallel does
+	// from the whole model.
+	var fromFolder [2][]float64
+	for i, extra := range [][]string{nil, {"--zero-stage", "3", "--gradient-checkpointing"}} {
+		out := filepath.Join(dir, "folder"+strconv.Itoa(i))
+		args := append([]string{"launch", "--nproc-per-node", "2", "--master-port", strconv.Itoa(freeTCPPort(t)), "--",
+			os.Args[0], "sft", "--model", filepath.Join(dir, "out0", "final"), "--tokenizer", tok, "--data", data, "--out", out,
+			"--epochs", "1", "--batch-size", "1", "--max-len", "128", "--lr", "3e-3", "--quiet"}, extra...)
+		if code, stdout, stderr := runTrainCLI(t, args...); code != 0 {
+			t.Fatalf("from a folder %v: exit %d\nstdout: %s\nstderr: %s", extra, code, stdout, stderr)
+		}
+		for _, r := range metricsLines(t, filepath.Join(out, "metrics.jsonl")) {
+			fromFolder[i] = append(fromFolder[i], r["loss"])
+		}
+	}
+	if len(fromFolder[0]) == 0 || len(fromFolder[0]) != len(fromFolder[1]) {
+		t.Fatalf("losses from a folder: %v", fromFolder)
+	}
+	for s := range fromFolder[0] {
+		if d := fromFolder[0][s] - fromFolder[1][s]; d > 1e-5 || d < -1e-5 {
+			t.Errorf("from a folder, step %d: loss %v with --zero-stage 3 (sharded load), %v without", s+1, fromFolder[1][s], fromFolder[0][s])
+		}
+	}
 	for i := 1; i < len(losses); i++ {
 		if len(losses[0]) != 4 || len(losses[i]) != 4 {
 			t.Fatalf("losses %v", losses)
