@@ -24,6 +24,9 @@ func TestCountTokensMatchesHF(t *testing.T) {
 }
 
 func TestCountTokensAllocatesLess(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop buffers at random")
+	}
 	tk := testTokenizer(t, "llama3_1")
 	text := "Litwo! Ojczyzno moja! ty jesteś jak zdrowie. Ile cię trzeba cenić, ten tylko się dowie, kto cię stracił."
 	tk.CountTokens(text) // fills the pooled buffer
