@@ -122,36 +122,30 @@ func (c *KVCache) append(i int, k, v *ts.Tensor, st *fwdState) (*ts.Tensor, *ts.
 // all valid) and returns the validity of cached + new keys ([B, n+T]), or
 // nil while no key was ever padded.
 func (c *KVCache) extendMask(m *ts.Tensor, B, T int64, dev gotch.Device) *ts.Tensor {
-	if c.mask == nil && m == nil {
-		return nil
-	}
-	c.reserve(T)
-	c.mask = c.fit(c.mask, 1, func(size int64) *ts.Tensor {
-		// Keys cached before the first padded call were all valid.
-		return ts.MustOnes([]int64{B, size}, gotch.Bool, dev)
-	})
-	if m == nil {
-		m = ts.MustOnes([]int64{B, T}, gotch.Bool, dev)
-	}
-	out := c.write(c.mask, m, 1, T)
-	m.MustDrop()
-	return out
+	// Keys cached before the first padded call were all valid.
+	return c.extend(&c.mask, m, B, T, func(shape []int64) *ts.Tensor { return ts.MustOnes(shape, gotch.Bool, dev) })
 }
 
 // extendSeg is extendMask for segment ids (nil: segment 0).
 func (c *KVCache) extendSeg(s *ts.Tensor, B, T int64, dev gotch.Device) *ts.Tensor {
-	if c.seg == nil && s == nil {
+	return c.extend(&c.seg, s, B, T, func(shape []int64) *ts.Tensor { return ts.MustZeros(shape, gotch.Int64, dev) })
+}
+
+// extend writes t ([B, T], consumed; nil: fill's value) after the filled
+// keys of the per-key buffer *buf and returns the buffer's keys so far
+// ([B, n+T]), or nil while neither holds anything; fill makes the default
+// values, also for keys cached before the buffer existed.
+func (c *KVCache) extend(buf **ts.Tensor, t *ts.Tensor, B, T int64, fill func(shape []int64) *ts.Tensor) *ts.Tensor {
+	if *buf == nil && t == nil {
 		return nil
 	}
 	c.reserve(T)
-	c.seg = c.fit(c.seg, 1, func(size int64) *ts.Tensor {
-		return ts.MustZeros([]int64{B, size}, gotch.Int64, dev)
-	})
-	if s == nil {
-		s = ts.MustZeros([]int64{B, T}, gotch.Int64, dev)
+	*buf = c.fit(*buf, 1, func(size int64) *ts.Tensor { return fill([]int64{B, size}) })
+	if t == nil {
+		t = fill([]int64{B, T})
 	}
-	out := c.write(c.seg, s, 1, T)
-	s.MustDrop()
+	out := c.write(*buf, t, 1, T)
+	t.MustDrop()
 	return out
 }
 
